@@ -1,0 +1,61 @@
+//! Docket's use cases over the [`Store`] port: accounts and tokens, authentication, tasks,
+//! tags and categories; the audit consumer's handler ([`audit`]).
+//!
+//! [`App`] holds what the use cases need (the store, the clock, the auth keys) and is shared
+//! by every edge (HTTP, later MCP and the CLI) as `Arc<App>`. Use cases take parsed domain
+//! values and the authenticated [`User`](docket_core::User) and return domain values or an
+//! [`AppError`]; nothing here knows HTTP or JSON. Every task and category operation is scoped
+//! by the caller's id, which the store enforces.
+
+mod accounts;
+pub mod audit;
+pub mod auth;
+mod categories;
+pub mod clock;
+pub mod error;
+mod tasks;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
+use std::sync::Arc;
+
+use docket_store::Store;
+
+pub use accounts::{CreatedToken, NewToken, Session, Signup};
+pub use auth::{AuthConfig, PAT_PREFIX};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::AppError;
+pub use tasks::{Completion, InstantInput, TaskChanges, TaskInput};
+
+/// The application: every use case is a method.
+pub struct App {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    auth: auth::Auth,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, auth: AuthConfig) -> App {
+        App { store, clock: Arc::new(SystemClock), auth: auth::Auth::new(auth) }
+    }
+
+    /// Replaces the system clock (tests pin time with [`FixedClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
+        self.clock = clock;
+        self
+    }
+
+    /// The store, for edges that report on it (`/readyz`).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> Result<(), AppError> {
+        Ok(self.store.ping().await?)
+    }
+
+    pub fn now(&self) -> docket_core::Timestamp {
+        self.clock.now()
+    }
+}

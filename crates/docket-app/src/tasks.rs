@@ -1,0 +1,280 @@
+//! Task use cases: create, read, update (PATCH and PUT), delete, complete, reopen, toggle,
+//! list, and the tag summary.
+//!
+//! Inputs arrive parsed (`TaskInput`, `TaskChanges`) except for one thing the edge cannot
+//! finish alone: an instant written without an offset is local time in the task's zone, else
+//! the user's, else UTC, and for a PATCH the task's zone may be the stored one. So a due date
+//! travels as an [`InstantInput`] (checked for shape at the edge) and is resolved here.
+//! `If-Match` versions are passed through to the store, which checks them atomically.
+
+use docket_core::time::InstantError;
+use docket_core::{
+    CategoryRef, Description, FieldError, NewTask, Page, Priority, Status, Tags, Task, TaskId,
+    TaskPatch, TaskQuery, Timestamp, Title, User, ValidationErrors, Zone, parse_instant,
+};
+use docket_store::TagCount;
+
+use crate::App;
+use crate::error::AppError;
+
+/// An instant as the client wrote it: exact (with an offset) or local, resolved against a
+/// zone once the zone is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstantInput {
+    raw: String,
+    exact: bool,
+}
+
+impl InstantInput {
+    /// Checks the shape (any zone would do; UTC is used); the zone comes later.
+    pub fn parse(raw: &str) -> Result<InstantInput, InstantError> {
+        parse_instant(raw, &Zone::utc())?;
+        let exact = raw.trim().parse::<Timestamp>().is_ok();
+        Ok(InstantInput { raw: raw.to_owned(), exact })
+    }
+
+    /// True when the input carried an offset, so no zone is needed.
+    pub fn is_exact(&self) -> bool {
+        self.exact
+    }
+
+    pub fn resolve(&self, zone: &Zone) -> Result<Timestamp, InstantError> {
+        parse_instant(&self.raw, zone)
+    }
+}
+
+/// A full task as a create or a replace (PUT) gives it; what is left out takes its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInput {
+    pub title: Title,
+    pub description: Option<Description>,
+    pub priority: Priority,
+    pub category: Option<CategoryRef>,
+    pub tags: Tags,
+    pub due_date: Option<InstantInput>,
+    /// `None`: the user's zone, else UTC.
+    pub timezone: Option<Zone>,
+    pub status: Status,
+}
+
+impl TaskInput {
+    pub fn new(title: Title) -> TaskInput {
+        TaskInput {
+            title,
+            description: None,
+            priority: Priority::default(),
+            category: None,
+            tags: Tags::default(),
+            due_date: None,
+            timezone: None,
+            status: Status::Pending,
+        }
+    }
+}
+
+/// What a PATCH changes. `None` leaves a field alone; `Some(None)` clears a nullable one
+/// (a cleared timezone goes back to the user's zone, else UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskChanges {
+    pub title: Option<Title>,
+    pub description: Option<Option<Description>>,
+    pub priority: Option<Priority>,
+    pub category: Option<Option<CategoryRef>>,
+    pub tags: Option<Tags>,
+    pub due_date: Option<Option<InstantInput>>,
+    pub timezone: Option<Option<Zone>>,
+    pub status: Option<Status>,
+}
+
+/// What completing a task gives: the task, and the next instance of its series once
+/// recurrence exists (always `None` for now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub task: Task,
+    pub next: Option<Task>,
+}
+
+fn default_zone(user: &User) -> Zone {
+    user.timezone.clone().unwrap_or_else(Zone::utc)
+}
+
+fn resolve_due(input: &InstantInput, zone: &Zone) -> Result<Timestamp, AppError> {
+    input.resolve(zone).map_err(|e| {
+        AppError::Validation(ValidationErrors::single(FieldError::new("due_date", &e)))
+    })
+}
+
+impl TaskInput {
+    fn into_new_task(self, user: &User) -> Result<NewTask, AppError> {
+        let zone = self.timezone.unwrap_or_else(|| default_zone(user));
+        let due_date = self.due_date.as_ref().map(|d| resolve_due(d, &zone)).transpose()?;
+        Ok(NewTask {
+            title: self.title,
+            description: self.description,
+            priority: self.priority,
+            category: self.category,
+            tags: self.tags,
+            due_date,
+            timezone: Some(zone),
+            status: self.status,
+        })
+    }
+}
+
+/// How many times a toggle without `If-Match` retries when a concurrent write moved the task
+/// between its read and its write.
+const TOGGLE_ATTEMPTS: usize = 3;
+
+impl App {
+    #[tracing::instrument(name = "create_task", skip_all, fields(user.id = %user.id, task.id), err(level = "debug"))]
+    pub async fn create_task(&self, user: &User, input: TaskInput) -> Result<Task, AppError> {
+        let new = input.into_new_task(user)?;
+        let task = self.store.create_task(user.id, new, self.clock.now()).await?;
+        tracing::Span::current().record("task.id", tracing::field::display(task.id));
+        Ok(task)
+    }
+
+    pub async fn get_task(&self, user: &User, id: TaskId) -> Result<Task, AppError> {
+        Ok(self.store.get_task(user.id, id).await?)
+    }
+
+    #[tracing::instrument(name = "update_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn update_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        changes: TaskChanges,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
+        // A local due date is read in the zone the task will have after the change.
+        let zone = match &changes.timezone {
+            Some(Some(z)) => Some(z.clone()),
+            Some(None) => Some(default_zone(user)),
+            None => None,
+        };
+        let due_date = match &changes.due_date {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(input)) => {
+                let zone = match zone.clone() {
+                    Some(z) => z,
+                    None if input.is_exact() => Zone::utc(),
+                    None => {
+                        let task = self.store.get_task(user.id, id).await?;
+                        task.timezone.unwrap_or_else(|| default_zone(user))
+                    }
+                };
+                Some(Some(resolve_due(input, &zone)?))
+            }
+        };
+        let patch = TaskPatch {
+            title: changes.title,
+            description: changes.description,
+            priority: changes.priority,
+            category: changes.category,
+            tags: changes.tags,
+            due_date,
+            timezone: zone.map(Some),
+            status: changes.status,
+        };
+        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+    }
+
+    #[tracing::instrument(name = "replace_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn replace_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        input: TaskInput,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
+        let patch = TaskPatch::replace_with(input.into_new_task(user)?);
+        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+    }
+
+    /// Deletes the task; returns it as it was.
+    #[tracing::instrument(name = "delete_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn delete_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
+        Ok(self.store.delete_task(user.id, id, if_match).await?)
+    }
+
+    #[tracing::instrument(name = "complete_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn complete_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        if_match: Option<i64>,
+    ) -> Result<Completion, AppError> {
+        let task = self.set_status(user, id, Status::Completed, if_match).await?;
+        Ok(Completion { task, next: None })
+    }
+
+    #[tracing::instrument(name = "reopen_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn reopen_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
+        self.set_status(user, id, Status::Pending, if_match).await
+    }
+
+    /// Completes a pending task and reopens a completed one (the seeds' `PATCH …/complete`).
+    #[tracing::instrument(name = "toggle_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
+    pub async fn toggle_task(
+        &self,
+        user: &User,
+        id: TaskId,
+        if_match: Option<i64>,
+    ) -> Result<Completion, AppError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.store.get_task(user.id, id).await?;
+            if let Some(v) = if_match
+                && v != current.version
+            {
+                return Err(AppError::PreconditionFailed { current_version: current.version });
+            }
+            let target = match current.status {
+                Status::Pending => Status::Completed,
+                Status::Completed => Status::Pending,
+            };
+            // The write is conditional on the version read, so the toggle flips exactly
+            // the state it looked at.
+            match self.set_status(user, id, target, Some(current.version)).await {
+                Err(AppError::PreconditionFailed { .. })
+                    if if_match.is_none() && attempt < TOGGLE_ATTEMPTS => {}
+                Err(e) => return Err(e),
+                Ok(task) => return Ok(Completion { task, next: None }),
+            }
+        }
+    }
+
+    async fn set_status(
+        &self,
+        user: &User,
+        id: TaskId,
+        status: Status,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
+        let patch = TaskPatch { status: Some(status), ..TaskPatch::default() };
+        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+    }
+
+    pub async fn list_tasks(&self, user: &User, query: TaskQuery) -> Result<Page<Task>, AppError> {
+        Ok(self.store.list_tasks(user.id, &query, self.clock.now()).await?)
+    }
+
+    pub async fn list_tags(&self, user: &User) -> Result<Vec<TagCount>, AppError> {
+        Ok(self.store.list_tags(user.id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

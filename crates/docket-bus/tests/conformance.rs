@@ -1,0 +1,169 @@
+//! Runs the bus conformance suite against the embedded adapter: one named test per check per
+//! backing database (`sqlite::check_bus_per_key_order`, `postgres::check_bus_per_key_order`, …).
+//!
+//! SQLite always runs, on a fresh file per test. PostgreSQL runs when
+//! `DOCKET_TEST_POSTGRES_URL` is set, each test in a fresh schema; without it the tests print
+//! why they skip, except under `CI`, where a missing URL is a failure. The fallback poll is set
+//! far beyond the checks' patience, so a passing wake-up check proves the wake-up path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use docket_bus::EventBus;
+use docket_bus::conformance::{BusFixture, OpenAppend};
+use docket_bus::embedded::EmbeddedBus;
+use docket_events::CloudEvent;
+
+const NO_POLL: Duration = Duration::from_secs(3600);
+
+mod sqlite {
+    use super::*;
+    use docket_core::Timestamp;
+    use docket_store::StoreError;
+    use docket_store::sqlite::SqliteStore;
+
+    pub struct SqliteFixture {
+        store: Arc<SqliteStore>,
+        bus: Arc<dyn EventBus>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A write closure holding the writer (and so its transaction) open until told to finish.
+    struct OpenWrite {
+        decide: std::sync::mpsc::Sender<bool>,
+        done: tokio::task::JoinHandle<Result<(), StoreError>>,
+    }
+
+    #[async_trait]
+    impl OpenAppend for OpenWrite {
+        async fn commit(self: Box<Self>) {
+            self.decide.send(true).expect("the write is waiting");
+            let r = self.done.await.expect("the write task");
+            r.expect("the write commits");
+        }
+
+        async fn roll_back(self: Box<Self>) {
+            self.decide.send(false).expect("the write is waiting");
+            let r = self.done.await.expect("the write task");
+            assert!(r.is_err(), "the closure failed, so its savepoint rolled back");
+        }
+    }
+
+    #[async_trait]
+    impl BusFixture for SqliteFixture {
+        fn bus(&self) -> Arc<dyn EventBus> {
+            Arc::clone(&self.bus)
+        }
+
+        async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
+            let (decide, wait) = std::sync::mpsc::channel::<bool>();
+            let (appended, is_appended) = tokio::sync::oneshot::channel::<()>();
+            let topic = topic.to_owned();
+            let write = self.store.write(move |tx| {
+                for e in &events {
+                    docket_store::bus::sqlite::append_event(tx, &topic, e, Timestamp::now())?;
+                }
+                let _ = appended.send(());
+                // Holds the writer thread, inside the open transaction, until decided.
+                match wait.recv() {
+                    Ok(true) => Ok(()),
+                    _ => Err(StoreError::Conflict("rolled back on purpose".to_owned())),
+                }
+            });
+            let done = tokio::spawn(write);
+            is_appended.await.expect("the closure appended");
+            Box::new(OpenWrite { decide, done })
+        }
+
+        async fn restart(&self) -> Arc<dyn EventBus> {
+            Arc::new(EmbeddedBus::sqlite(Arc::clone(&self.store)).with_fallback_poll(NO_POLL))
+        }
+    }
+
+    pub async fn fresh() -> Option<SqliteFixture> {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let path = dir.path().join("docket.db");
+        let path = path.to_str().expect("temporary paths are UTF-8");
+        let store = Arc::new(SqliteStore::open(path).await.expect("open a fresh sqlite store"));
+        let bus = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)).with_fallback_poll(NO_POLL));
+        Some(SqliteFixture { store, bus, _dir: dir })
+    }
+
+    docket_bus::bus_conformance!(fresh().await);
+}
+
+mod postgres {
+    use super::*;
+    use docket_core::Timestamp;
+    use docket_store::postgres::PostgresStore;
+
+    pub struct PostgresFixture {
+        store: PostgresStore,
+        bus: Arc<dyn EventBus>,
+    }
+
+    struct OpenTx(sqlx::Transaction<'static, sqlx::Postgres>);
+
+    #[async_trait]
+    impl OpenAppend for OpenTx {
+        async fn commit(self: Box<Self>) {
+            self.0.commit().await.expect("commit");
+        }
+
+        async fn roll_back(self: Box<Self>) {
+            self.0.rollback().await.expect("roll back");
+        }
+    }
+
+    #[async_trait]
+    impl BusFixture for PostgresFixture {
+        fn bus(&self) -> Arc<dyn EventBus> {
+            Arc::clone(&self.bus)
+        }
+
+        async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
+            let mut tx = self.store.pool().begin().await.expect("begin");
+            docket_store::bus::postgres::hold_xid(&mut tx).await.expect("hold an xid");
+            for e in &events {
+                docket_store::bus::postgres::append_event(&mut tx, topic, e, Timestamp::now())
+                    .await
+                    .expect("append");
+            }
+            Box::new(OpenTx(tx))
+        }
+
+        async fn restart(&self) -> Arc<dyn EventBus> {
+            let bus = EmbeddedBus::postgres(self.store.clone()).await.expect("restart the bus");
+            Arc::new(bus.with_fallback_poll(NO_POLL))
+        }
+
+        async fn teardown(self) {
+            drop(self.bus);
+            self.store.drop_schema().await.expect("drop the test schema");
+        }
+    }
+
+    /// A bus on a fresh schema of `DOCKET_TEST_POSTGRES_URL`, or `None` (skip) when the
+    /// variable is unset outside CI.
+    pub async fn fresh() -> Option<PostgresFixture> {
+        let Some(url) = std::env::var("DOCKET_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+        else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "DOCKET_TEST_POSTGRES_URL must be set when CI is set (PostgreSQL bus conformance cannot be skipped in CI)"
+                );
+            }
+            println!("skipped: DOCKET_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        let store = match PostgresStore::connect_isolated(&url).await {
+            Ok(store) => store,
+            Err(e) => panic!("DOCKET_TEST_POSTGRES_URL is set but the store cannot connect: {e}"),
+        };
+        let bus = EmbeddedBus::postgres(store.clone()).await.expect("start the bus");
+        Some(PostgresFixture { store, bus: Arc::new(bus.with_fallback_poll(NO_POLL)) })
+    }
+
+    docket_bus::bus_conformance!(fresh().await);
+}

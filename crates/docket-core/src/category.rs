@@ -1,0 +1,136 @@
+//! Categories: user-owned, named uniquely per user (case-insensitively), with a colour.
+
+use std::fmt;
+
+use crate::error::Invalid;
+use crate::ids::{CategoryId, UserId};
+use crate::time::Timestamp;
+
+/// A category name: trimmed, 1–100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CategoryNameError {
+    #[error("category name must not be empty")]
+    Empty,
+    #[error("category name is {0} characters long (at most 100)")]
+    TooLong(usize),
+    #[error("category name must not contain control characters")]
+    ControlChars,
+}
+
+impl Invalid for CategoryNameError {
+    fn code(&self) -> &'static str {
+        match self {
+            CategoryNameError::Empty => "required",
+            CategoryNameError::TooLong(_) => "too_long",
+            CategoryNameError::ControlChars => "invalid_characters",
+        }
+    }
+}
+
+impl CategoryName {
+    pub const MAX: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<CategoryName, CategoryNameError> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(CategoryNameError::Empty);
+        }
+        let n = t.chars().count();
+        if n > Self::MAX {
+            return Err(CategoryNameError::TooLong(n));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(CategoryNameError::ControlChars);
+        }
+        Ok(CategoryName(t.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key that uniqueness is checked on: names differing only in case collide.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for CategoryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A colour `#rrggbb`, stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Color(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
+pub struct ColorError(pub String);
+
+impl Invalid for ColorError {
+    fn code(&self) -> &'static str {
+        "invalid_color"
+    }
+}
+
+impl Color {
+    pub fn parse(raw: &str) -> Result<Color, ColorError> {
+        let t = raw.trim();
+        let ok =
+            t.len() == 7 && t.starts_with('#') && t[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok { Ok(Color(t.to_ascii_lowercase())) } else { Err(ColorError(raw.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Color {
+    fn default() -> Self {
+        Color("#3b82f6".to_owned())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    pub id: CategoryId,
+    pub user_id: UserId,
+    pub name: CategoryName,
+    pub color: Color,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCategory {
+    pub name: CategoryName,
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CategoryPatch {
+    pub name: Option<CategoryName>,
+    pub color: Option<Color>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_colors() {
+        assert_eq!(CategoryName::parse(" Work ").unwrap().as_str(), "Work");
+        assert_eq!(CategoryName::parse("Work").unwrap().key(), "work");
+        assert!(CategoryName::parse("").is_err());
+        assert!(CategoryName::parse(&"x".repeat(101)).is_err());
+        assert_eq!(Color::parse("#AABBCC").unwrap().as_str(), "#aabbcc");
+        assert!(Color::parse("red").is_err());
+        assert!(Color::parse("#abcdeg").is_err());
+        assert!(Color::parse("#abc").is_err());
+    }
+}

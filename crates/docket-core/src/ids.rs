@@ -1,0 +1,67 @@
+//! Identifier newtypes. All ids are UUIDv7, so they sort by creation time; keyset pagination
+//! uses the id as its tie-breaker for that reason.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            /// A fresh time-ordered id.
+            pub fn new() -> Self {
+                $name(uuid::Uuid::now_v7())
+            }
+
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::parse_str(s).map($name)
+            }
+        }
+
+        impl From<uuid::Uuid> for $name {
+            fn from(u: uuid::Uuid) -> Self {
+                $name(u)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A user (account).
+    UserId
+);
+id_type!(
+    /// A task.
+    TaskId
+);
+id_type!(
+    /// A category.
+    CategoryId
+);
+id_type!(
+    /// A personal access token.
+    TokenId
+);

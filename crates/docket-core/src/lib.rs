@@ -1,0 +1,27 @@
+//! Docket's domain: the value types of tasks, categories, tags and users, their validation,
+//! and the shape of a task list query.
+//!
+//! Everything here is pure: no IO, no clock, no async. Values are parsed once at the edge
+//! (`Title::parse`, `Zone::parse`, …) and are valid by construction afterwards, so the use
+//! cases and the stores never re-check them. Wire formats (JSON DTOs, event payloads) live in
+//! the outer crates and convert into these types.
+
+pub mod category;
+pub mod error;
+pub mod ids;
+pub mod query;
+pub mod task;
+pub mod time;
+pub mod user;
+
+pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
+pub use error::{FieldError, Invalid, ValidationErrors};
+pub use ids::{CategoryId, TaskId, TokenId, UserId};
+pub use query::{
+    Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
+};
+pub use task::{
+    CategoryRef, Description, NewTask, Priority, Status, Tag, Tags, Task, TaskPatch, Title,
+};
+pub use time::{Timestamp, Zone, parse_instant};
+pub use user::{DisplayName, Email, NewUser, Password, User};

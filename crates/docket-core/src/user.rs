@@ -1,0 +1,191 @@
+//! Users (accounts) and their credentials' value types.
+
+use crate::error::Invalid;
+use crate::ids::UserId;
+use crate::time::{Timestamp, Zone};
+
+/// An email address, trimmed and lower-cased; checked for shape only (one `@`, a dot in the
+/// domain, no spaces), since only a confirmation mail could prove more.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an email address (expected name@example.com)")]
+pub struct EmailError(pub String);
+
+impl Invalid for EmailError {
+    fn code(&self) -> &'static str {
+        "invalid_email"
+    }
+}
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, EmailError> {
+        let t = raw.trim().to_lowercase();
+        let bad = || EmailError(raw.chars().take(100).collect());
+        if t.len() > 254 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = t.split_once('@').ok_or_else(bad)?;
+        let domain_ok = !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..");
+        if local.is_empty() || local.len() > 64 || !domain_ok {
+            return Err(bad());
+        }
+        Ok(Email(t))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password as typed: 8–256 characters. Never stored or logged; only its argon2id hash is.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password must be at least 8 characters long")]
+    TooShort,
+    #[error("password must be at most 256 characters long")]
+    TooLong,
+}
+
+impl Invalid for PasswordError {
+    fn code(&self) -> &'static str {
+        match self {
+            PasswordError::TooShort => "too_short",
+            PasswordError::TooLong => "too_long",
+        }
+    }
+}
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Password, PasswordError> {
+        let n = raw.chars().count();
+        if n < 8 {
+            return Err(PasswordError::TooShort);
+        }
+        if n > 256 {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Password(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: trimmed, 1–100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DisplayNameError {
+    #[error("name must not be empty")]
+    Empty,
+    #[error("name is longer than 100 characters")]
+    TooLong,
+    #[error("name must not contain control characters")]
+    ControlChars,
+}
+
+impl Invalid for DisplayNameError {
+    fn code(&self) -> &'static str {
+        match self {
+            DisplayNameError::Empty => "required",
+            DisplayNameError::TooLong => "too_long",
+            DisplayNameError::ControlChars => "invalid_characters",
+        }
+    }
+}
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<DisplayName, DisplayNameError> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(DisplayNameError::Empty);
+        }
+        if t.chars().count() > 100 {
+            return Err(DisplayNameError::TooLong);
+        }
+        if t.chars().any(char::is_control) {
+            return Err(DisplayNameError::ControlChars);
+        }
+        Ok(DisplayName(t.to_owned()))
+    }
+
+    /// The name a new account gets when none is given: the email's local part.
+    pub fn from_email(email: &Email) -> DisplayName {
+        let local = email.as_str().split('@').next().unwrap_or("user");
+        DisplayName::parse(local).unwrap_or_else(|_| DisplayName("user".to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An account. `email` is absent only for users provisioned from an external identity
+/// provider whose token carried no email; `external_subject` is that provider's `sub`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Option<Email>,
+    pub name: DisplayName,
+    pub timezone: Option<Zone>,
+    pub external_subject: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// What creating an account stores. `password_hash` is the argon2id PHC string, or `None`
+/// for an externally authenticated user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Option<Email>,
+    pub name: DisplayName,
+    pub timezone: Option<Zone>,
+    pub password_hash: Option<String>,
+    pub external_subject: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(Email::parse(" Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ada@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("long enough").is_ok());
+        assert!(Password::parse(&"x".repeat(257)).is_err());
+        assert_eq!(format!("{:?}", Password::parse("secret123").unwrap()), "Password(..)");
+    }
+}

@@ -1,0 +1,116 @@
+//! From a task change to the events the outbox stores: [`task_events`], pure.
+//!
+//! The store decides which change a write was (it has the before and after images inside its
+//! transaction) and appends what this returns in that same transaction. Ids are UUIDv7 at
+//! `now`, so the only input not passed in is the random part of the id.
+
+use docket_core::{Status, Task};
+use jiff::Timestamp;
+
+use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
+use crate::payload::{TaskDeletedV1, TaskEventDataV1, TaskV1, changes};
+use crate::{topics, types};
+
+/// What a task write did, with the images the events are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskChange<'a> {
+    Created(&'a Task),
+    Updated { before: &'a Task, after: &'a Task },
+    Completed { before: &'a Task, after: &'a Task },
+    Reopened { before: &'a Task, after: &'a Task },
+    Deleted(&'a Task),
+}
+
+impl<'a> TaskChange<'a> {
+    /// The change from `before` to `after` of one update: `None` when nothing changed,
+    /// `Completed`/`Reopened` when the status moved (whatever else changed with it), else
+    /// `Updated`.
+    pub fn update(before: &'a Task, after: &'a Task) -> Option<TaskChange<'a>> {
+        if before == after {
+            return None;
+        }
+        Some(match (before.status, after.status) {
+            (Status::Pending, Status::Completed) => TaskChange::Completed { before, after },
+            (Status::Completed, Status::Pending) => TaskChange::Reopened { before, after },
+            _ => TaskChange::Updated { before, after },
+        })
+    }
+
+    /// The CloudEvent type of this change.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            TaskChange::Created(_) => types::TASK_CREATED,
+            TaskChange::Updated { .. } => types::TASK_UPDATED,
+            TaskChange::Completed { .. } => types::TASK_COMPLETED,
+            TaskChange::Reopened { .. } => types::TASK_REOPENED,
+            TaskChange::Deleted(_) => types::TASK_DELETED,
+        }
+    }
+
+    fn task(&self) -> &'a Task {
+        match *self {
+            TaskChange::Created(t) | TaskChange::Deleted(t) => t,
+            TaskChange::Updated { after, .. }
+            | TaskChange::Completed { after, .. }
+            | TaskChange::Reopened { after, .. } => after,
+        }
+    }
+}
+
+/// One event to append to the outbox, on `topic`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub topic: &'static str,
+    pub event: CloudEvent,
+}
+
+/// The `source` of the events of a process role: `/docket/{role}` (`api`, `worker`, …).
+pub fn source(role: &str) -> String {
+    format!("/docket/{role}")
+}
+
+/// The events of one task change, made at `now` by `source`: one event on `task-events`
+/// (which is also the log of `task-updates`, see `topics`).
+pub fn task_events(change: TaskChange<'_>, now: Timestamp, source: &str) -> Vec<OutboxEvent> {
+    let task = change.task();
+    let data = match change {
+        TaskChange::Created(t) => {
+            serde_json::to_value(TaskEventDataV1 { task: TaskV1::from(t), changes: None })
+        }
+        TaskChange::Updated { before, after }
+        | TaskChange::Completed { before, after }
+        | TaskChange::Reopened { before, after } => {
+            let after = TaskV1::from(after);
+            let changes = changes(&TaskV1::from(before), &after);
+            serde_json::to_value(TaskEventDataV1 { task: after, changes: Some(changes) })
+        }
+        TaskChange::Deleted(t) => serde_json::to_value(TaskDeletedV1 {
+            task_id: t.id.0,
+            user_id: t.user_id.0,
+            title: t.title.as_str().to_owned(),
+        }),
+    }
+    .expect("payload types always serialize");
+    let event = CloudEvent {
+        specversion: SPEC_VERSION.to_owned(),
+        id: event_id(now).to_string(),
+        source: source.to_owned(),
+        ty: change.event_type().to_owned(),
+        subject: Some(task.id.to_string()),
+        time: Some(now),
+        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
+        partitionkey: Some(task.user_id.to_string()),
+        sequence: None,
+        traceparent: None,
+        extensions: Default::default(),
+        data: Some(data),
+    };
+    vec![OutboxEvent { topic: topics::TASK_EVENTS, event }]
+}
+
+/// A UUIDv7 whose time part is `now`.
+fn event_id(now: Timestamp) -> uuid::Uuid {
+    let secs = u64::try_from(now.as_second()).unwrap_or(0);
+    let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
+}

@@ -1,0 +1,227 @@
+//! Extractors that answer with problems instead of axum's plain-text rejections.
+//!
+//! * [`Caller`] — the authenticated user (`Authorization: Bearer …`); on the seeds' path form
+//!   `/api/{user_id}/…` it also checks that `{user_id}` is the caller (403 otherwise).
+//! * [`JsonBody`] — a JSON body: 415 without a JSON content type, 413 over the limit, 400 for
+//!   malformed JSON, 422 naming the field for a wrong type or a missing field. Unknown fields
+//!   are ignored.
+//! * [`IfMatch`] — an optional `If-Match: "<version>"` (400 when malformed).
+//! * [`ClientIp`] — the peer address, or the first `X-Forwarded-For` hop when trusted.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use docket_app::AppError;
+use docket_core::{FieldError, User};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// The authenticated caller.
+pub struct Caller(pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(AppError::unauthorized(
+                "missing credentials; send 'Authorization: Bearer <token>' (log in or create a token)",
+            )
+            .into());
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| AppError::unauthorized("Authorization header is not text"))?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            _ => {
+                return Err(AppError::unauthorized(
+                    "Authorization header must use the Bearer scheme ('Authorization: Bearer <token>')",
+                )
+                .into());
+            }
+        };
+        let user = state.app.authenticate(token).await?;
+        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, id)) = params.iter().find(|(k, _)| *k == "user_id")
+            && id.parse::<uuid::Uuid>().ok() != Some(user.id.as_uuid())
+        {
+            return Err(AppError::Forbidden.into());
+        }
+        Ok(Caller(user))
+    }
+}
+
+/// A JSON request body deserialised into `T`.
+pub struct JsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(is_json) {
+            return Err(ApiError::UnsupportedMediaType(
+                "request body must be JSON; send 'Content-Type: application/json'".to_owned(),
+            ));
+        }
+        let limit = req.extensions().get::<BodyLimit>().map_or(crate::DEFAULT_BODY_LIMIT, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest("request body could not be read".to_owned())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The body limit in force, for messages (set by the router next to `DefaultBodyLimit`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Parses JSON, telling malformed text (400) from a well-formed value of the wrong shape
+/// (422 naming the field where serde found the problem).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => data_error(&path, &inner).into(),
+                _ => ApiError::BadRequest(format!("request body is not valid JSON: {inner}")),
+            });
+        }
+    };
+    de.end().map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+fn data_error(path: &str, e: &serde_json::Error) -> FieldError {
+    // serde_json's messages end with " at line 1 column 12"; the field says where instead.
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    let path = if path == "." { "" } else { path };
+    if path.starts_with('[') {
+        return FieldError::custom("body", "invalid_type", "request body must be a JSON object");
+    }
+    if let Some(rest) = text.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let field = if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        return FieldError::custom(field, "required", format!("{name} is required"));
+    }
+    let field = if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    FieldError::custom(field, "invalid_type", text)
+}
+
+/// `If-Match: "<version>"`; `*` or no header mean no precondition.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let bad = || {
+            ApiError::BadRequest(
+                "If-Match must be one entity tag such as \"3\" (the task's ETag) or *".to_owned(),
+            )
+        };
+        let text = v.to_str().map_err(|_| bad())?.trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let version = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .ok_or_else(bad)?;
+        Ok(IfMatch(Some(version)))
+    }
+}
+
+/// The client's address, for rate limiting.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.config.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return Ok(ClientIp(ip));
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+macro_rules! id_param {
+    ($(#[$doc:meta])* $name:ident, $id:ty, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name(pub $id);
+
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                let params = RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map_err(|_| ApiError::App(AppError::NotFound($what)))?;
+                params
+                    .iter()
+                    .find(|(k, _)| *k == "id")
+                    .and_then(|(_, v)| v.parse::<$id>().ok())
+                    .map($name)
+                    .ok_or(ApiError::App(AppError::NotFound($what)))
+            }
+        }
+    };
+}
+
+id_param!(
+    /// The `{id}` of a task path; one that is not a task id is simply not found (404).
+    TaskIdParam,
+    docket_core::TaskId,
+    "task"
+);
+id_param!(
+    /// The `{id}` of a category path (404 when it is not an id).
+    CategoryIdParam,
+    docket_core::CategoryId,
+    "category"
+);
+id_param!(
+    /// The `{id}` of a token path (404 when it is not an id).
+    TokenIdParam,
+    docket_core::TokenId,
+    "token"
+);

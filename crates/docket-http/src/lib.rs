@@ -1,0 +1,120 @@
+//! Docket's HTTP edge: the axum router over [`docket_app::App`], its JSON wire types, RFC 9457
+//! problems, and the OpenAPI 3.1 document generated from the same route table.
+//!
+//! The binary calls [`router`] and [`openapi`] only. Handlers convert wire input into domain
+//! values, call one use case and convert the result back; business rules live in docket-app.
+//! Later issues add recurrence, reminders, streams, the web UI and MCP; none of their routes
+//! exist here yet.
+
+mod dto;
+mod extract;
+mod observe;
+mod problem;
+mod query;
+mod ratelimit;
+mod routes;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
+use docket_app::App;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use problem::{FieldProblem, Problem};
+
+/// The default request body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// How the HTTP edge behaves.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Larger request bodies get a 413 (default 1 MiB).
+    pub body_limit: usize,
+    /// Login attempts allowed per client address and email within `login_window` (default 10).
+    pub login_attempts: u32,
+    /// The login rate-limit window (default 1 minute).
+    pub login_window: Duration,
+    /// Take the client address from the first `X-Forwarded-For` hop (only behind a proxy that
+    /// sets it; default false: the peer address).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit: DEFAULT_BODY_LIMIT,
+            login_attempts: 10,
+            login_window: Duration::from_secs(60),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub app: Arc<App>,
+    pub config: Arc<HttpConfig>,
+    pub login_limiter: Arc<ratelimit::LoginLimiter>,
+    pub openapi_json: Arc<String>,
+}
+
+/// The whole API as one router. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so logins are rate-limited per peer.
+pub fn router(app: Arc<App>, config: HttpConfig) -> axum::Router {
+    observe::prometheus();
+    let (router, spec) = routes::api().split_for_parts();
+    let spec = routes::finish(spec);
+    let openapi_json = spec.to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+        "{}".to_owned()
+    });
+    let state = AppState {
+        app,
+        login_limiter: Arc::new(ratelimit::LoginLimiter::new(
+            config.login_attempts,
+            config.login_window,
+        )),
+        config: Arc::new(config.clone()),
+        openapi_json: Arc::new(openapi_json),
+    };
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let security = observe::SECURITY_HEADERS.map(|(name, value)| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            observe::header_value(value),
+        )
+    });
+    let [h1, h2, h3, h4, h5] = security;
+    router.fallback(not_found).with_state(state).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            .layer(h1)
+            .layer(h2)
+            .layer(h3)
+            .layer(h4)
+            .layer(h5)
+            .layer(axum::middleware::from_fn(observe::observe))
+            .layer(CatchPanicLayer::custom(observe::panic_response))
+            .layer(axum::Extension(extract::BodyLimit(config.body_limit)))
+            .layer(DefaultBodyLimit::max(config.body_limit)),
+    )
+}
+
+async fn not_found() -> problem::ApiError {
+    problem::ApiError::NoRoute
+}
+
+/// The OpenAPI 3.1 document of [`router`] (also served at `GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::finish(routes::api().into_openapi())
+}

@@ -1,0 +1,121 @@
+//! The `GET /api/tasks` query string, parsed from raw pairs into a [`TaskQuery`].
+//!
+//! Raw pairs (not a serde struct) so `tag` can repeat and each bad value becomes a 422 naming
+//! its parameter. Empty values count as absent (HTML forms send them); unknown parameters are
+//! ignored. Local instants (`due_before=2026-12-01T09:00`) are read in the user's zone.
+
+use docket_core::{
+    CategoryName, CategoryRef, Cursor, FieldError, Limit, Order, Priority, SearchText, SortField,
+    StatusFilter, Tag, TaskQuery, User, ValidationErrors, Zone, parse_instant,
+};
+use utoipa::IntoParams;
+
+/// The documented parameters (parsing is by hand, see [`parse_task_query`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TaskListParams {
+    /// `pending`, `completed` or `all` (default).
+    status: Option<String>,
+    /// Comma-separated priorities, any of which matches: `high,urgent`.
+    priority: Option<String>,
+    /// A tag the task must carry; repeat for several (all must match).
+    tag: Option<Vec<String>>,
+    /// A category id or name.
+    category: Option<String>,
+    /// Full-text search over title, description and tags (word prefixes, all required).
+    q: Option<String>,
+    /// Due strictly before this instant (RFC 3339; without offset: the user's zone).
+    due_before: Option<String>,
+    /// Due at or after this instant.
+    due_after: Option<String>,
+    /// `true`: only pending tasks whose due date has passed.
+    overdue: Option<bool>,
+    /// `due_date`, `priority`, `title`, `created_at` (default) or `updated_at`.
+    sort: Option<String>,
+    /// `asc` or `desc` (default depends on `sort`).
+    order: Option<String>,
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Parses the raw query of a task list for `user`.
+pub fn parse_task_query(raw: Option<&str>, user: &User) -> Result<TaskQuery, ValidationErrors> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let zone = user.timezone.clone().unwrap_or_else(Zone::utc);
+    let mut errors = ValidationErrors::new();
+    let mut q = TaskQuery::default();
+    let mut sort = None;
+    let mut order = None;
+    for (key, value) in &pairs {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match key.as_str() {
+            "status" => {
+                if let Some(s) = errors.check("status", value.parse::<StatusFilter>()) {
+                    q.status = s;
+                }
+            }
+            "priority" => {
+                for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if let Some(p) = errors.check("priority", p.parse::<Priority>())
+                        && !q.priorities.contains(&p)
+                    {
+                        q.priorities.push(p);
+                    }
+                }
+            }
+            "tag" => {
+                if let Some(t) = errors.check("tag", Tag::parse(value))
+                    && !q.tags.contains(&t)
+                {
+                    q.tags.push(t);
+                }
+            }
+            "category" => {
+                q.category = match value.parse::<docket_core::CategoryId>() {
+                    Ok(id) => Some(CategoryRef::Id(id)),
+                    Err(_) => {
+                        errors.check("category", CategoryName::parse(value)).map(CategoryRef::Name)
+                    }
+                };
+            }
+            "q" => q.text = errors.check("q", SearchText::parse(value)),
+            "due_before" => q.due_before = errors.check("due_before", parse_instant(value, &zone)),
+            "due_after" => q.due_after = errors.check("due_after", parse_instant(value, &zone)),
+            "overdue" => match value {
+                "true" | "1" => q.overdue = true,
+                "false" | "0" => q.overdue = false,
+                _ => errors.push(FieldError::custom(
+                    "overdue",
+                    "invalid_choice",
+                    format!("overdue '{value}' is not allowed here (expected true or false)"),
+                )),
+            },
+            "sort" => sort = errors.check("sort", value.parse::<SortField>()),
+            "order" => order = errors.check("order", value.parse::<Order>()),
+            "limit" => {
+                if let Some(l) = errors.check("limit", Limit::parse(value)) {
+                    q.limit = l;
+                }
+            }
+            "cursor" => q.cursor = errors.check("cursor", Cursor::decode(value)),
+            _ => {}
+        }
+    }
+    if q.tags.len() > docket_core::Tags::MAX {
+        errors.push(FieldError::custom(
+            "tag",
+            "too_many",
+            format!("at most {} tags can be required at once", docket_core::Tags::MAX),
+        ));
+    }
+    errors.into_result()?;
+    q.settle(sort, order).map_err(|e| ValidationErrors::single(FieldError::new("cursor", &e)))
+}

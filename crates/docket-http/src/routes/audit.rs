@@ -1,0 +1,150 @@
+//! `/api/tasks/{id}/history` and `/api/activity`: the caller's audit log (§2.5), oldest
+//! first, keyset paged (`limit`, `cursor` → `{items, next_cursor}`).
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::response::IntoResponse;
+use docket_core::{FieldError, Limit, ValidationErrors};
+use docket_store::{AuditEntry, AuditPage};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::extract::{Caller, TaskIdParam};
+use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable, Unprocessable};
+
+/// The documented query parameters (parsed by hand, like the task list's).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AuditParams {
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    pub id: uuid::Uuid,
+    pub event_id: String,
+    /// `com.todo.task.created`, `…updated`, `…completed`, `…reopened`, `…deleted`.
+    pub event_type: String,
+    /// `task`.
+    pub entity_type: String,
+    pub entity_id: uuid::Uuid,
+    /// The user who made the change.
+    pub actor: String,
+    /// RFC 3339.
+    #[schema(value_type = String)]
+    pub at: String,
+    /// The after-image and, for updates, `changes: {field: {old, new}}`.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<&AuditEntry> for AuditEntryDto {
+    fn from(e: &AuditEntry) -> AuditEntryDto {
+        AuditEntryDto {
+            id: e.id,
+            event_id: e.event_id.clone(),
+            event_type: e.event_type.clone(),
+            entity_type: e.entity_type.clone(),
+            entity_id: e.entity_id,
+            actor: e.actor.clone(),
+            at: e.at.to_string(),
+            data: e.data.clone(),
+        }
+    }
+}
+
+/// A page of audit entries, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPageDto {
+    pub items: Vec<AuditEntryDto>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<AuditPage> for AuditPageDto {
+    fn from(p: AuditPage) -> AuditPageDto {
+        AuditPageDto {
+            items: p.items.iter().map(AuditEntryDto::from).collect(),
+            next_cursor: p.next_cursor.map(|c| c.to_string()),
+        }
+    }
+}
+
+/// Parses `limit` and `cursor`; empty values count as absent, others are ignored.
+fn parse_paging(raw: Option<&str>) -> Result<(Option<i64>, usize), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let mut limit = Limit::default();
+    let mut cursor = None;
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match key.as_ref() {
+            "limit" => {
+                if let Some(l) = errors.check("limit", Limit::parse(value)) {
+                    limit = l;
+                }
+            }
+            "cursor" => match value.parse::<i64>() {
+                Ok(c) if c >= 0 => cursor = Some(c),
+                _ => errors.push(FieldError::custom(
+                    "cursor",
+                    "invalid",
+                    "cursor is not a cursor this endpoint returned",
+                )),
+            },
+            _ => {}
+        }
+    }
+    errors.into_result()?;
+    Ok((cursor, usize::try_from(limit.get()).unwrap_or(usize::MAX)))
+}
+
+/// The audit log of one of the caller's tasks (also after it was deleted), oldest first.
+#[utoipa::path(get, path = "/tasks/{id}/history", operation_id = "task_history", tag = "audit",
+    params(("id" = String, Path, description = "task id"), AuditParams),
+    responses(
+        (status = 200, description = "one page of the task's audit entries", body = AuditPageDto),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn task_history(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    TaskIdParam(id): TaskIdParam,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let (after, limit) = parse_paging(raw.as_deref())?;
+    let page = st.app.task_history(&user, id, after, limit).await?;
+    Ok(Json(AuditPageDto::from(page)))
+}
+
+/// The caller's activity: every audit entry of theirs, oldest first.
+#[utoipa::path(get, path = "/activity", operation_id = "activity", tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "one page of the caller's audit entries", body = AuditPageDto),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn activity(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let (after, limit) = parse_paging(raw.as_deref())?;
+    let page = st.app.activity(&user, after, limit).await?;
+    Ok(Json(AuditPageDto::from(page)))
+}

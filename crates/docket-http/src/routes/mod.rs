@@ -1,0 +1,139 @@
+//! The route table. Every route is registered through `utoipa_axum::routes!`, so a route
+//! cannot exist without its OpenAPI operation (a test checks nothing else adds routes).
+//!
+//! Task routes are mounted twice: at `/api` and at the seeds' `/api/{user_id}` (the `Caller`
+//! extractor answers 403 when `{user_id}` is not the caller). The second copy is documented
+//! too, with `_by_user_path` operation ids, the `user_id` parameter and its 403.
+
+pub mod audit;
+pub mod auth;
+pub mod categories;
+pub mod ops;
+pub mod tasks;
+
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Spec, Ref, Required};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::problem;
+
+/// The base document: info, shared components and the bearer scheme.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Docket",
+        description = "A task service: tasks with priorities, tags, categories and due dates.\n\nErrors are RFC 9457 `application/problem+json`; a 422 lists each bad field in `errors`.",
+    ),
+    components(
+        schemas(problem::Problem, problem::FieldProblem),
+        responses(
+            problem::BadRequest,
+            problem::Unauthorized,
+            problem::Forbidden,
+            problem::NotFound,
+            problem::Conflict,
+            problem::PreconditionFailed,
+            problem::PayloadTooLarge,
+            problem::UnsupportedMediaType,
+            problem::Unprocessable,
+            problem::TooManyRequests,
+            problem::Unavailable,
+        ),
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "accounts, sessions and personal access tokens"),
+        (name = "tasks", description = "tasks"),
+        (name = "tags", description = "tags"),
+        (name = "categories", description = "categories"),
+        (name = "audit", description = "the audit log: task history and activity"),
+        (name = "ops", description = "health, readiness, metrics, this document"),
+    ),
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Spec) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT or personal access token (dkt_…)".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+fn task_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tasks::list_tasks, tasks::create_task))
+        .routes(routes!(
+            tasks::get_task,
+            tasks::update_task,
+            tasks::replace_task,
+            tasks::delete_task
+        ))
+        .routes(routes!(tasks::complete_task, tasks::toggle_task))
+        .routes(routes!(tasks::reopen_task))
+}
+
+/// Every route with its documentation.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::list_tokens, auth::create_token))
+        .routes(routes!(auth::delete_token))
+        .merge(task_routes())
+        .routes(routes!(audit::task_history))
+        .routes(routes!(audit::activity))
+        .routes(routes!(tasks::list_tags))
+        .routes(routes!(categories::list_categories, categories::create_category))
+        .routes(routes!(
+            categories::get_category,
+            categories::update_category,
+            categories::delete_category
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api", api)
+        .nest(USER_PATH_PREFIX, task_routes())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+const USER_PATH_PREFIX: &str = "/api/{user_id}";
+
+/// Completes the generated document: the seeds' user-path copies get their own operation
+/// ids, the `user_id` parameter and the 403 they can answer.
+pub(crate) fn finish(mut spec: Spec) -> Spec {
+    let prefix = format!("{USER_PATH_PREFIX}/");
+    for (path, item) in spec.paths.paths.iter_mut() {
+        if !path.starts_with(&prefix) {
+            continue;
+        }
+        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for op in ops.into_iter().flatten() {
+            op.operation_id = op.operation_id.take().map(|id| format!("{id}_by_user_path"));
+            let user_id = Parameter::builder()
+                .name("user_id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("the caller's own user id (any other answers 403)"))
+                .schema(Some(utoipa::openapi::schema::Object::with_type(
+                    utoipa::openapi::Type::String,
+                )))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).insert(0, user_id.into());
+            op.responses
+                .responses
+                .insert("403".to_owned(), Ref::from_response_name("Forbidden").into());
+        }
+    }
+    spec
+}

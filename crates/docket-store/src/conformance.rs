@@ -1,0 +1,2104 @@
+//! The conformance suite of the [`Store`] contract: one `check_*` function per rule of the
+//! contract in `store.rs`, run against every adapter through [`store_conformance!`].
+//!
+//! Each check takes a `&dyn Store`, makes its own users (unique emails), and panics with a
+//! message naming the rule when the store breaks it. Checks assert exact values (ids, orders,
+//! versions, instants), so they can fail. They do not measure speed and do not look at SQL:
+//! adapter-specific properties (query plans, group commit) are tested beside each adapter.
+//!
+//! Adapters stamp the suite into their test binary:
+//!
+//! ```text
+//! mod sqlite {
+//!     docket_store::store_conformance!(crate::fresh_sqlite().await);
+//! }
+//! ```
+//!
+//! where the expression evaluates to `Option<impl Fixture>` (`None` = skipped, after printing
+//! why). The consuming crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use docket_core::{
+    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, Cursor, Description,
+    DisplayName, Email, Limit, NewCategory, NewTask, NewUser, Order, Page, Priority, SearchText,
+    SortField, Status, StatusFilter, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title,
+    TokenId, User, UserId, Zone,
+};
+use docket_events::{
+    CategoryV1, CloudEvent, TaskDeletedV1, TaskEventDataV1, TaskV1, topics, types,
+};
+use futures::future::join_all;
+
+use crate::{
+    AuditEntry, AuditPage, StateEntry, StateError, StateStore, Store, StoreError, TagCount,
+    TokenInfo,
+};
+
+/// What a stamped test holds for its duration: the store, and whatever keeps it alive
+/// (a temporary directory, a database schema).
+pub trait Fixture {
+    fn store(&self) -> &dyn Store;
+
+    /// Runs after a check passed (a failed check leaves its data behind for inspection).
+    fn teardown(self) -> impl std::future::Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
+
+impl Fixture for Box<dyn Store> {
+    fn store(&self) -> &dyn Store {
+        self.as_ref()
+    }
+}
+
+impl Fixture for Arc<dyn Store> {
+    fn store(&self) -> &dyn Store {
+        self.as_ref()
+    }
+}
+
+/// Stamps one `#[tokio::test]` per conformance check. `$make` is evaluated inside each test
+/// and must yield `Option<F>` with `F: Fixture`; `None` means the adapter is not available
+/// here and the test returns (the constructor prints why, or panics under CI).
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@checks $make;
+            check_ping,
+            check_create_user_and_lookup,
+            check_duplicate_email_conflicts,
+            check_user_for_subject_provisions_once,
+            check_user_for_subject_concurrent,
+            check_tokens_create_list_delete,
+            check_token_lookup_by_hash_and_expiry,
+            check_token_of_other_user_not_deletable,
+            check_task_round_trip,
+            check_instants_truncated_to_microseconds,
+            check_tasks_scoped_by_user,
+            check_update_bumps_version_only_on_change,
+            check_update_keeps_search_and_tags_in_step,
+            check_version_mismatch_changes_nothing,
+            check_delete_task,
+            check_category_by_name_created_and_reused,
+            check_invalid_category_reference,
+            check_delete_category_clears_tasks,
+            check_categories_crud,
+            check_category_names_unique_per_user,
+            check_list_filter_status,
+            check_list_filter_priorities,
+            check_list_filter_tags,
+            check_list_filter_category,
+            check_list_filter_due_range,
+            check_list_filter_overdue,
+            check_list_filters_combined,
+            check_list_search,
+            check_list_search_ranked,
+            check_list_sorts,
+            check_list_limit,
+            check_list_paging_matches_one_page,
+            check_list_paging_with_inserts,
+            check_list_tags_counts,
+            check_outbox_task_writes_append_events,
+            check_outbox_noop_and_failed_writes_append_nothing,
+            check_outbox_delete_category_updates_tasks,
+            check_outbox_partition_keys,
+            check_outbox_concurrent_readers_miss_nothing,
+            check_audit_append_idempotent,
+            check_audit_scoped_by_user,
+            check_audit_paging_without_skips,
+        );
+    };
+    (@checks $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some(fixture) = $make else { return };
+                $crate::conformance::$check($crate::conformance::Fixture::store(&fixture)).await;
+                $crate::conformance::Fixture::teardown(fixture).await;
+            }
+        )*
+    };
+}
+
+// --- fixtures and helpers
+
+const SEC: i64 = 1_000_000;
+const MIN: i64 = 60 * SEC;
+const DAY: i64 = 24 * 60 * MIN;
+/// 2026-11-18T…Z with a non-zero microsecond part, so precision loss shows.
+const BASE: i64 = 1_795_000_000_123_456;
+
+/// The instant `offset` microseconds after the suite's base instant.
+fn at(offset: i64) -> Timestamp {
+    Timestamp::from_microsecond(BASE + offset).expect("test instants are in range")
+}
+
+fn unique(label: &str) -> String {
+    format!("{label}-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn new_user(label: &str) -> NewUser {
+    let email = Email::parse(&format!("{}@example.com", unique(label))).expect("valid email");
+    NewUser {
+        email: Some(email),
+        name: DisplayName::parse(label).expect("valid name"),
+        timezone: None,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned()),
+        external_subject: None,
+    }
+}
+
+async fn user(store: &dyn Store, label: &str) -> User {
+    store.create_user(new_user(label), at(0)).await.expect("create_user")
+}
+
+fn title(s: &str) -> Title {
+    Title::parse(s).expect("valid title")
+}
+
+fn tags(names: &[&str]) -> Tags {
+    Tags::parse(names).expect("valid tags")
+}
+
+fn cat_name(s: &str) -> CategoryName {
+    CategoryName::parse(s).expect("valid category name")
+}
+
+fn zone(s: &str) -> Zone {
+    Zone::parse(s).expect("valid zone")
+}
+
+fn task(t: &str) -> NewTask {
+    NewTask::new(title(t))
+}
+
+fn search(s: &str) -> SearchText {
+    SearchText::parse(s).expect("valid search text")
+}
+
+/// A query over everything, newest first, one big page.
+fn all() -> TaskQuery {
+    TaskQuery { limit: Limit::new(Limit::MAX), ..TaskQuery::default() }
+}
+
+fn sorted(sort: SortField, order: Order) -> TaskQuery {
+    TaskQuery { sort, order, ..all() }
+}
+
+fn ids(tasks: &[Task]) -> Vec<TaskId> {
+    tasks.iter().map(|t| t.id).collect()
+}
+
+#[track_caller]
+fn expect_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    match r {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) -> String {
+    match r {
+        Err(StoreError::Conflict(msg)) => msg,
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_invalid_category<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    match r {
+        Err(StoreError::InvalidReference { field: "category_id", .. }) => {}
+        other => {
+            panic!("{what}: expected InvalidReference {{ field: \"category_id\" }}, got {other:?}")
+        }
+    }
+}
+
+#[track_caller]
+fn expect_mismatch<T: std::fmt::Debug>(r: Result<T, StoreError>, current: i64, what: &str) {
+    match r {
+        Err(StoreError::VersionMismatch { current: c }) if c == current => {}
+        other => panic!("{what}: expected VersionMismatch {{ current: {current} }}, got {other:?}"),
+    }
+}
+
+/// Pages through `q` with `next_cursor` (sent through its text form, as a client would) and
+/// returns every item, checking the page-size rules on the way.
+async fn list_all(store: &dyn Store, user: UserId, mut q: TaskQuery, now: Timestamp) -> Vec<Task> {
+    let limit = q.limit.get() as usize;
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let Page { items, next_cursor } =
+            store.list_tasks(user, &q, now).await.expect("list_tasks");
+        assert!(
+            items.len() <= limit,
+            "a page holds at most `limit` items ({} > {limit})",
+            items.len()
+        );
+        out.extend(items.iter().cloned());
+        match next_cursor {
+            None => return out,
+            Some(c) => {
+                assert_eq!(items.len(), limit, "a page with a next_cursor must be full");
+                q.cursor = Some(
+                    Cursor::decode(&c.encode())
+                        .expect("a cursor round-trips through its text form"),
+                );
+            }
+        }
+    }
+    panic!("paging did not end after 10000 pages: the cursor does not advance")
+}
+
+/// `a` before `b` in the contract's order for `sort`/`order`: `(key, id)` in the query's
+/// order, undated tasks after every dated one in both orders.
+fn contract_order(a: &Task, b: &Task, sort: SortField, order: Order) -> Ordering {
+    let key = match sort {
+        SortField::DueDate => match (a.due_date, b.due_date) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+        },
+        SortField::Priority => a.priority.rank().cmp(&b.priority.rank()),
+        SortField::Title => a.title.sort_key().cmp(&b.title.sort_key()),
+        SortField::CreatedAt => a.created_at.cmp(&b.created_at),
+        SortField::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+        SortField::Rank => Ordering::Equal,
+    };
+    let both = key.then(a.id.cmp(&b.id));
+    match order {
+        Order::Asc => both,
+        Order::Desc => both.reverse(),
+    }
+}
+
+/// The ids of `tasks` matching `keep`, in the contract's order.
+fn expected(
+    tasks: &[Task],
+    sort: SortField,
+    order: Order,
+    keep: impl Fn(&Task) -> bool,
+) -> Vec<TaskId> {
+    let mut v: Vec<&Task> = tasks.iter().filter(|t| keep(t)).collect();
+    v.sort_by(|a, b| contract_order(a, b, sort, order));
+    v.into_iter().map(|t| t.id).collect()
+}
+
+const SORTS: [SortField; 5] = [
+    SortField::DueDate,
+    SortField::Priority,
+    SortField::Title,
+    SortField::CreatedAt,
+    SortField::UpdatedAt,
+];
+
+const SEED_TITLES: [&str; 9] = [
+    "Alpha report",
+    "beta review",
+    "Gamma call",
+    "alpha Report",
+    "Écrire la lettre",
+    "zeta",
+    "Milk run",
+    "milk Run",
+    "Delta",
+];
+
+const SEED_SIZE: usize = 120;
+
+/// The due date of seed task `i`: undated every sixth, else one of 40 days (many ties; task
+/// 70 falls exactly on day 10, a filter boundary).
+fn seed_due(i: usize) -> Option<Timestamp> {
+    if i.is_multiple_of(6) { None } else { Some(at((i as i64 * 7 % 40) * DAY)) }
+}
+
+/// Creates `SEED_SIZE` varied tasks for `user` (and a few look-alikes for another user, which
+/// no list of `user` may show), then updates some; returns `user`'s tasks as stored.
+async fn seed(store: &dyn Store, user: UserId) -> Vec<Task> {
+    let other = self::user(store, "other").await;
+    let creates = (0..SEED_SIZE).map(|i| {
+        let mut t = task(SEED_TITLES[i % SEED_TITLES.len()]);
+        t.description = if i % 4 == 0 {
+            Description::parse(&format!("notes about item {i}")).expect("valid")
+        } else {
+            None
+        };
+        t.priority = Priority::ALL[(i / 2) % 4];
+        t.tags = match i % 5 {
+            0 => tags(&[]),
+            1 => tags(&["home"]),
+            2 => tags(&["work"]),
+            3 => tags(&["home", "work"]),
+            _ => tags(&["shop", "work"]),
+        };
+        t.category = match i % 7 {
+            0 | 1 => Some(CategoryRef::Name(cat_name("Work"))),
+            2 => Some(CategoryRef::Name(cat_name("Home"))),
+            _ => None,
+        };
+        t.due_date = seed_due(i);
+        t.status = if i % 3 == 0 { Status::Completed } else { Status::Pending };
+        t.timezone = (i % 8 == 0).then(|| zone("Europe/Berlin"));
+        // Three tasks per instant: created_at ties are broken by id.
+        store.create_task(user, t, at((i / 3) as i64 * MIN))
+    });
+    let mut tasks: Vec<Task> = join_all(creates)
+        .await
+        .into_iter()
+        .map(|r| r.expect("create_task while seeding"))
+        .collect();
+    let others = (0..6).map(|i| {
+        let mut t = task(SEED_TITLES[i]);
+        t.tags = tags(&["home", "work"]);
+        t.due_date = seed_due(i + 1);
+        t.category = Some(CategoryRef::Name(cat_name("Work")));
+        store.create_task(other.id, t, at(i as i64 * MIN))
+    });
+    for r in join_all(others).await {
+        r.expect("create_task for the other user");
+    }
+    // Updates scramble updated_at against created_at.
+    let updates = tasks.iter().enumerate().filter(|(i, _)| i % 5 == 0).map(|(i, t)| {
+        let patch = TaskPatch {
+            description: Some(Description::parse(&format!("updated {i}")).expect("valid")),
+            ..TaskPatch::default()
+        };
+        store.update_task(user, t.id, patch, None, at(50 * DAY - i as i64 * MIN))
+    });
+    for updated in join_all(updates).await {
+        let updated = updated.expect("update_task while seeding");
+        let slot = tasks.iter_mut().find(|t| t.id == updated.id).expect("updated a seeded task");
+        *slot = updated;
+    }
+    tasks
+}
+
+/// Lists with `q` (all pages) and compares with the seeded tasks that `keep` selects, in the
+/// contract's order for `q`'s sort.
+async fn check_filter(
+    store: &dyn Store,
+    user: UserId,
+    seeded: &[Task],
+    q: TaskQuery,
+    now: Timestamp,
+    keep: impl Fn(&Task) -> bool,
+    what: &str,
+) {
+    let (sort, order) = (q.sort, q.order);
+    let got = list_all(store, user, q, now).await;
+    let want = expected(seeded, sort, order, keep);
+    assert_eq!(ids(&got), want, "{what}: wrong tasks or order");
+    for t in &got {
+        let seeded = seeded.iter().find(|s| s.id == t.id).expect("listed task was seeded");
+        assert_eq!(t, seeded, "{what}: a listed task differs from the stored one");
+    }
+}
+
+// --- ping, users
+
+/// `ping` answers on a working store.
+pub async fn check_ping(store: &dyn Store) {
+    store.ping().await.expect("ping");
+    assert!(!store.backend().is_empty(), "backend() names the backend");
+}
+
+/// A created user reads back equal by id and by email (case-insensitively), with its hash.
+pub async fn check_create_user_and_lookup(store: &dyn Store) {
+    let local = unique("Ada.Lovelace");
+    let email = Email::parse(&format!("{local}@Example.COM")).expect("valid email");
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$YWJjZGVmZ2g$MTIzNDU2Nzg5MA".to_owned();
+    let new = NewUser {
+        email: Some(email.clone()),
+        name: DisplayName::parse("Ada Lovelace").expect("valid"),
+        timezone: Some(zone("Europe/Berlin")),
+        password_hash: Some(hash.clone()),
+        external_subject: None,
+    };
+    let now = at(5 * SEC + 7);
+    let u = store.create_user(new, now).await.expect("create_user");
+    assert_eq!(u.email.as_ref(), Some(&email));
+    assert_eq!(u.name.as_str(), "Ada Lovelace");
+    assert_eq!(u.timezone, Some(zone("Europe/Berlin")));
+    assert_eq!(u.external_subject, None);
+    assert_eq!(u.created_at, now);
+
+    assert_eq!(store.user_by_id(u.id).await.expect("user_by_id"), Some(u.clone()));
+    assert_eq!(store.user_by_id(UserId::new()).await.expect("user_by_id"), None, "unknown id");
+
+    let shouted = format!("  {}@EXAMPLE.com ", local.to_uppercase());
+    let rec = store
+        .user_by_email(&shouted)
+        .await
+        .expect("user_by_email")
+        .expect("found case-insensitively");
+    assert_eq!(rec.user, u);
+    assert_eq!(rec.password_hash, Some(hash));
+    assert!(store.user_by_email("nobody@example.com").await.expect("user_by_email").is_none());
+
+    let external = NewUser { password_hash: None, email: None, ..new_user("ext") };
+    let e = store.create_user(external, now).await.expect("create_user without email or password");
+    let back = store.user_by_id(e.id).await.expect("user_by_id").expect("found");
+    assert_eq!(back, e);
+    assert_eq!(back.email, None);
+}
+
+/// A second account with the same email is a `Conflict` naming the email; the first stays.
+pub async fn check_duplicate_email_conflicts(store: &dyn Store) {
+    let first = store.create_user(new_user("first"), at(0)).await.expect("create_user");
+    let email = first.email.clone().expect("has email");
+    let dup = NewUser { email: Some(email.clone()), ..new_user("second") };
+    let msg = expect_conflict(store.create_user(dup, at(SEC)).await, "duplicate email");
+    assert!(msg.contains(email.as_str()), "the conflict names the email: {msg:?}");
+    let rec =
+        store.user_by_email(email.as_str()).await.expect("user_by_email").expect("still there");
+    assert_eq!(rec.user, first);
+}
+
+fn subject_user(subject: &str, name: &str) -> NewUser {
+    NewUser {
+        email: None,
+        name: DisplayName::parse(name).expect("valid"),
+        timezone: Some(zone("America/New_York")),
+        password_hash: None,
+        external_subject: Some(subject.to_owned()),
+    }
+}
+
+/// `user_for_subject` creates the user on first sight and returns the same one afterwards.
+pub async fn check_user_for_subject_provisions_once(store: &dyn Store) {
+    let subject = unique("auth0|sub");
+    let first =
+        store.user_for_subject(subject_user(&subject, "First"), at(0)).await.expect("provision");
+    assert_eq!(first.external_subject.as_deref(), Some(subject.as_str()));
+    assert_eq!(first.name.as_str(), "First");
+    assert_eq!(first.timezone, Some(zone("America/New_York")));
+    assert_eq!(first.created_at, at(0));
+    let again = store
+        .user_for_subject(subject_user(&subject, "Renamed"), at(DAY))
+        .await
+        .expect("provision again");
+    assert_eq!(again, first, "a known subject yields the stored user, unchanged");
+    assert_eq!(store.user_by_id(first.id).await.expect("user_by_id"), Some(first.clone()));
+    let other = store
+        .user_for_subject(subject_user(&unique("auth0|sub"), "Other"), at(0))
+        .await
+        .expect("provision");
+    assert_ne!(other.id, first.id, "another subject is another user");
+}
+
+/// Concurrent first sightings of one subject yield one user.
+pub async fn check_user_for_subject_concurrent(store: &dyn Store) {
+    let subject = unique("oidc|concurrent");
+    let calls =
+        (0..16).map(|i| store.user_for_subject(subject_user(&subject, &format!("n{i}")), at(i)));
+    let users: Vec<User> =
+        join_all(calls).await.into_iter().map(|r| r.expect("provision")).collect();
+    let distinct: HashSet<UserId> = users.iter().map(|u| u.id).collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "16 concurrent provisions of one subject made {} users",
+        distinct.len()
+    );
+    assert!(users.iter().all(|u| *u == users[0]), "every caller sees the same user");
+}
+
+// --- tokens
+
+fn token(user: UserId, name: &str, created: i64, expires: Option<i64>) -> TokenInfo {
+    TokenInfo {
+        id: TokenId::new(),
+        user_id: user,
+        name: name.to_owned(),
+        prefix: format!("dkt_{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
+        created_at: at(created),
+        expires_at: expires.map(at),
+    }
+}
+
+fn by_id(mut v: Vec<TokenInfo>) -> Vec<TokenInfo> {
+    v.sort_by_key(|t| t.id);
+    v
+}
+
+/// Tokens list back exactly per user and are deleted by their owner.
+pub async fn check_tokens_create_list_delete(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let a1 = token(a.id, "laptop", SEC, None);
+    let a2 = token(a.id, "ci", 2 * SEC + 1, Some(30 * DAY + 9));
+    let b1 = token(b.id, "phone", 3 * SEC, None);
+    for (t, h) in [(&a1, "hash-a1"), (&a2, "hash-a2"), (&b1, "hash-b1")] {
+        store.create_token(t.clone(), unique(h)).await.expect("create_token");
+    }
+    assert_eq!(
+        by_id(store.list_tokens(a.id).await.expect("list")),
+        by_id(vec![a1.clone(), a2.clone()])
+    );
+    assert_eq!(store.list_tokens(b.id).await.expect("list"), vec![b1.clone()]);
+    store.delete_token(a.id, a1.id).await.expect("delete own token");
+    assert_eq!(store.list_tokens(a.id).await.expect("list"), vec![a2.clone()]);
+    expect_not_found(store.delete_token(a.id, a1.id).await, "deleting a deleted token");
+    expect_not_found(store.delete_token(a.id, TokenId::new()).await, "deleting an unknown token");
+}
+
+/// A token hash finds its owner while the token is unexpired, and nothing once it is deleted.
+pub async fn check_token_lookup_by_hash_and_expiry(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let forever = token(a.id, "forever", 0, None);
+    let short = token(a.id, "short", 0, Some(10 * MIN));
+    let (h_forever, h_short) = (unique("hash-forever"), unique("hash-short"));
+    store.create_token(forever.clone(), h_forever.clone()).await.expect("create_token");
+    store.create_token(short.clone(), h_short.clone()).await.expect("create_token");
+
+    let now = at(5 * MIN);
+    assert_eq!(store.user_by_token_hash(&h_forever, now).await.expect("lookup"), Some(a.clone()));
+    assert_eq!(
+        store.user_by_token_hash(&h_short, now).await.expect("lookup"),
+        Some(a.clone()),
+        "not yet expired"
+    );
+    assert_eq!(
+        store.user_by_token_hash(&h_short, at(10 * MIN + 1)).await.expect("lookup"),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.user_by_token_hash(&h_forever, at(400 * DAY)).await.expect("lookup"),
+        Some(a.clone())
+    );
+    assert_eq!(store.user_by_token_hash("no-such-hash", now).await.expect("lookup"), None);
+
+    store.delete_token(a.id, forever.id).await.expect("delete_token");
+    assert_eq!(store.user_by_token_hash(&h_forever, now).await.expect("lookup"), None, "revoked");
+}
+
+/// Another user's token is `NotFound` to delete, and stays usable.
+pub async fn check_token_of_other_user_not_deletable(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let t = token(a.id, "mine", 0, None);
+    let hash = unique("hash");
+    store.create_token(t.clone(), hash.clone()).await.expect("create_token");
+    expect_not_found(store.delete_token(b.id, t.id).await, "deleting another user's token");
+    assert_eq!(store.list_tokens(a.id).await.expect("list"), vec![t]);
+    assert_eq!(store.list_tokens(b.id).await.expect("list"), vec![]);
+    assert_eq!(store.user_by_token_hash(&hash, at(0)).await.expect("lookup"), Some(a));
+}
+
+// --- tasks
+
+/// A task created with every field reads back exactly, by get and by list.
+pub async fn check_task_round_trip(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let now = at(17);
+    let due = at(3 * DAY + 654_321);
+    let new = NewTask {
+        title: title("Write the quarterly report"),
+        description: Description::parse("Numbers for Q4\n\twith a tab and ünïcödé").expect("valid"),
+        priority: Priority::Urgent,
+        category: Some(CategoryRef::Name(cat_name("Work"))),
+        tags: tags(&["Work", "q4"]),
+        due_date: Some(due),
+        timezone: Some(zone("America/New_York")),
+        status: Status::Pending,
+    };
+    let t = store.create_task(a.id, new.clone(), now).await.expect("create_task");
+    assert_eq!(t.user_id, a.id);
+    assert_eq!(t.title, new.title);
+    assert_eq!(t.description, new.description);
+    assert_eq!(t.status, Status::Pending);
+    assert_eq!(t.completed_at, None);
+    assert_eq!(t.priority, Priority::Urgent);
+    let cat = t.category.clone().expect("category set by name");
+    assert_eq!(
+        (cat.name.as_str(), cat.color.as_str(), cat.user_id, cat.created_at),
+        ("Work", "#3b82f6", a.id, now)
+    );
+    assert_eq!(t.tags, tags(&["work", "q4"]));
+    assert_eq!(t.due_date, Some(due));
+    assert_eq!(t.timezone, Some(zone("America/New_York")));
+    assert_eq!((t.created_at, t.updated_at, t.version), (now, now, 1));
+    assert_eq!(
+        store.get_task(a.id, t.id).await.expect("get_task"),
+        t,
+        "get_task returns what create returned"
+    );
+
+    let done = NewTask { status: Status::Completed, ..task("Already done") };
+    let d = store.create_task(a.id, done, at(20)).await.expect("create_task");
+    assert_eq!((d.status, d.completed_at), (Status::Completed, Some(at(20))));
+    assert_eq!(
+        (d.description.clone(), d.category.clone(), d.due_date, d.timezone.clone()),
+        (None, None, None, None)
+    );
+    assert!(d.tags.is_empty());
+    assert_eq!(store.get_task(a.id, d.id).await.expect("get_task"), d);
+
+    let listed = store.list_tasks(a.id, &all(), at(0)).await.expect("list_tasks");
+    assert_eq!(listed.items, vec![d, t], "list returns the stored tasks, newest first");
+    assert_eq!(listed.next_cursor, None);
+}
+
+/// Instants keep microseconds and drop what is finer, and what a write returns is what a
+/// read returns.
+pub async fn check_instants_truncated_to_microseconds(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let fine = |micros: i64, nanos: i64| {
+        Timestamp::from_nanosecond(i128::from(BASE + micros) * 1000 + i128::from(nanos))
+            .expect("in range")
+    };
+    let mut new = task("precise");
+    new.due_date = Some(fine(DAY, 999));
+    let t = store.create_task(a.id, new, fine(1, 500)).await.expect("create_task");
+    assert_eq!(t.created_at, at(1), "created_at keeps microseconds, drops nanoseconds");
+    assert_eq!(t.due_date, Some(at(DAY)));
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get_task"), t);
+    let patch = TaskPatch { due_date: Some(Some(fine(2 * DAY + 3, 1))), ..TaskPatch::default() };
+    let u = store.update_task(a.id, t.id, patch, None, fine(9, 9)).await.expect("update_task");
+    assert_eq!((u.due_date, u.updated_at), (Some(at(2 * DAY + 3)), at(9)));
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get_task"), u);
+}
+
+/// Another user's task behaves exactly as a missing one for get, update, delete and list.
+pub async fn check_tasks_scoped_by_user(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let mut new = task("private");
+    new.tags = tags(&["secret"]);
+    let t = store.create_task(a.id, new, at(0)).await.expect("create_task");
+    expect_not_found(store.get_task(b.id, t.id).await, "get another user's task");
+    let patch = TaskPatch { title: Some(title("hijacked")), ..TaskPatch::default() };
+    expect_not_found(
+        store.update_task(b.id, t.id, patch.clone(), None, at(1)).await,
+        "update another user's task",
+    );
+    expect_not_found(
+        store.update_task(b.id, t.id, patch, Some(1), at(1)).await,
+        "conditional update, other user",
+    );
+    expect_not_found(store.delete_task(b.id, t.id, None).await, "delete another user's task");
+    expect_not_found(
+        store.delete_task(b.id, t.id, Some(1)).await,
+        "conditional delete, other user",
+    );
+    expect_not_found(store.get_task(a.id, TaskId::new()).await, "get an unknown task");
+    expect_not_found(
+        store.update_task(a.id, TaskId::new(), TaskPatch::default(), None, at(1)).await,
+        "update an unknown task",
+    );
+    expect_not_found(store.delete_task(a.id, TaskId::new(), None).await, "delete an unknown task");
+    assert_eq!(store.get_task(a.id, t.id).await.expect("owner still sees it"), t, "unchanged");
+    let q = TaskQuery { text: Some(search("private")), ..all() };
+    assert!(store.list_tasks(b.id, &q, at(0)).await.expect("list").items.is_empty());
+    assert!(store.list_tasks(b.id, &all(), at(0)).await.expect("list").items.is_empty());
+    assert_eq!(store.list_tags(b.id).await.expect("list_tags"), vec![]);
+}
+
+/// `version` and `updated_at` move exactly when a patch changes something.
+pub async fn check_update_bumps_version_only_on_change(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let mut new = task("stable");
+    new.priority = Priority::Low;
+    new.due_date = Some(at(DAY));
+    let t = store.create_task(a.id, new, at(0)).await.expect("create_task");
+
+    let same = TaskPatch {
+        title: Some(title(" stable ")),
+        priority: Some(Priority::Low),
+        ..TaskPatch::default()
+    };
+    let u = store.update_task(a.id, t.id, same, None, at(MIN)).await.expect("no-op update");
+    assert_eq!(u, t, "a patch equal to the stored values changes nothing");
+    let u = store
+        .update_task(a.id, t.id, TaskPatch::default(), Some(1), at(MIN))
+        .await
+        .expect("empty patch");
+    assert_eq!(u, t);
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get"), t);
+
+    let p = TaskPatch { priority: Some(Priority::High), ..TaskPatch::default() };
+    let u = store.update_task(a.id, t.id, p, Some(1), at(2 * MIN)).await.expect("update");
+    assert_eq!((u.version, u.updated_at, u.priority), (2, at(2 * MIN), Priority::High));
+    assert_eq!(
+        Task { version: 1, updated_at: at(0), priority: Priority::Low, ..u.clone() },
+        t,
+        "only those moved"
+    );
+
+    let done = TaskPatch { status: Some(Status::Completed), ..TaskPatch::default() };
+    let u = store.update_task(a.id, t.id, done.clone(), None, at(3 * MIN)).await.expect("complete");
+    assert_eq!((u.version, u.status, u.completed_at), (3, Status::Completed, Some(at(3 * MIN))));
+    let again =
+        store.update_task(a.id, t.id, done, None, at(4 * MIN)).await.expect("complete again");
+    assert_eq!(again, u, "completing a completed task changes nothing");
+
+    let reopen =
+        TaskPatch { status: Some(Status::Pending), due_date: Some(None), ..TaskPatch::default() };
+    let u = store.update_task(a.id, t.id, reopen, None, at(5 * MIN)).await.expect("reopen");
+    assert_eq!((u.version, u.status, u.completed_at, u.due_date), (4, Status::Pending, None, None));
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get"), u, "the update was stored");
+}
+
+/// Updates keep search and tag filters in step with the task's current text and tags.
+pub async fn check_update_keeps_search_and_tags_in_step(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let mut new = task("Pay rent");
+    new.description = Description::parse("landlord wants cash").expect("valid");
+    new.tags = tags(&["home"]);
+    let t = store.create_task(a.id, new, at(0)).await.expect("create_task");
+    let find = |text: &str| TaskQuery { text: Some(search(text)), ..all() };
+    let tagged =
+        |tag: &str| TaskQuery { tags: vec![docket_core::Tag::parse(tag).expect("valid")], ..all() };
+    assert_eq!(
+        ids(&store.list_tasks(a.id, &find("rent"), at(0)).await.expect("list").items),
+        vec![t.id]
+    );
+
+    let patch = TaskPatch {
+        title: Some(title("Buy oat milk")),
+        description: Some(Description::parse("from the corner shop").expect("valid")),
+        tags: Some(tags(&["errands"])),
+        ..TaskPatch::default()
+    };
+    let u = store.update_task(a.id, t.id, patch, None, at(MIN)).await.expect("update");
+    for (word, hit) in [
+        ("rent", false),
+        ("landlord", false),
+        ("home", false),
+        ("oat", true),
+        ("corner", true),
+        ("errand", true),
+    ] {
+        let got = ids(&store.list_tasks(a.id, &find(word), at(0)).await.expect("list").items);
+        assert_eq!(
+            got,
+            if hit { vec![u.id] } else { vec![] },
+            "search for {word:?} after the update"
+        );
+    }
+    assert!(
+        store.list_tasks(a.id, &tagged("home"), at(0)).await.expect("list").items.is_empty(),
+        "old tag gone"
+    );
+    assert_eq!(
+        ids(&store.list_tasks(a.id, &tagged("errands"), at(0)).await.expect("list").items),
+        vec![u.id]
+    );
+    assert_eq!(
+        store.list_tags(a.id).await.expect("list_tags"),
+        vec![TagCount { name: "errands".into(), count: 1 }]
+    );
+}
+
+/// A stale `expected_version` fails with the current version and changes nothing.
+pub async fn check_version_mismatch_changes_nothing(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let t = store.create_task(a.id, task("v1"), at(0)).await.expect("create_task");
+    let p = TaskPatch { title: Some(title("v2")), ..TaskPatch::default() };
+    let v2 = store.update_task(a.id, t.id, p, Some(1), at(MIN)).await.expect("matching version");
+    assert_eq!(v2.version, 2);
+
+    let stale = TaskPatch {
+        title: Some(title("lost update")),
+        category: Some(Some(CategoryRef::Name(cat_name("Created by a stale write")))),
+        ..TaskPatch::default()
+    };
+    expect_mismatch(
+        store.update_task(a.id, t.id, stale, Some(1), at(2 * MIN)).await,
+        2,
+        "stale update",
+    );
+    assert_eq!(
+        store.get_task(a.id, t.id).await.expect("get"),
+        v2,
+        "the stale update changed the task"
+    );
+    assert_eq!(
+        store.list_categories(a.id).await.expect("list_categories"),
+        vec![],
+        "nor created a category"
+    );
+    expect_mismatch(store.delete_task(a.id, t.id, Some(1)).await, 2, "stale delete");
+    assert_eq!(store.get_task(a.id, t.id).await.expect("still there"), v2);
+    expect_mismatch(
+        store.update_task(a.id, t.id, TaskPatch::default(), Some(3), at(2 * MIN)).await,
+        2,
+        "a future version is a mismatch too",
+    );
+    assert_eq!(store.delete_task(a.id, t.id, Some(2)).await.expect("current version"), v2);
+}
+
+/// Delete returns the task as it was; afterwards it is gone from get, list, search and tags.
+pub async fn check_delete_task(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let mut new = task("Throw away");
+    new.tags = tags(&["trash"]);
+    new.category = Some(CategoryRef::Name(cat_name("Bin")));
+    let t = store.create_task(a.id, new, at(0)).await.expect("create_task");
+    let keep = store.create_task(a.id, task("Keep me"), at(1)).await.expect("create_task");
+    assert_eq!(store.delete_task(a.id, t.id, None).await.expect("delete"), t);
+    expect_not_found(store.get_task(a.id, t.id).await, "get a deleted task");
+    expect_not_found(store.delete_task(a.id, t.id, None).await, "delete twice");
+    assert_eq!(
+        ids(&store.list_tasks(a.id, &all(), at(0)).await.expect("list").items),
+        vec![keep.id]
+    );
+    let q = TaskQuery { text: Some(search("throw")), ..all() };
+    assert!(
+        store.list_tasks(a.id, &q, at(0)).await.expect("list").items.is_empty(),
+        "deleted task searchable"
+    );
+    assert_eq!(
+        store.list_tags(a.id).await.expect("list_tags"),
+        vec![],
+        "deleted task's tags still counted"
+    );
+    assert_eq!(store.list_categories(a.id).await.expect("list").len(), 1, "its category stays");
+}
+
+// --- categories on tasks
+
+/// A category named on a task resolves case-insensitively to the user's, created once.
+pub async fn check_category_by_name_created_and_reused(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let mut first = task("one");
+    first.category = Some(CategoryRef::Name(cat_name("Work")));
+    let t1 = store.create_task(a.id, first, at(7)).await.expect("create_task");
+    let c = t1.category.clone().expect("category created");
+    assert_eq!(
+        (c.name.as_str(), c.color.as_str(), c.user_id, c.created_at),
+        ("Work", "#3b82f6", a.id, at(7))
+    );
+    assert_eq!(store.list_categories(a.id).await.expect("list"), vec![c.clone()]);
+    assert_eq!(store.get_category(a.id, c.id).await.expect("get_category"), c);
+
+    let mut second = task("two");
+    second.category = Some(CategoryRef::Name(cat_name("wORK")));
+    let t2 = store.create_task(a.id, second, at(8)).await.expect("create_task");
+    assert_eq!(t2.category, Some(c.clone()), "the existing category is reused, its name kept");
+
+    let t3 = store.create_task(a.id, task("three"), at(9)).await.expect("create_task");
+    let p = TaskPatch {
+        category: Some(Some(CategoryRef::Name(cat_name("WORK")))),
+        ..TaskPatch::default()
+    };
+    let t3 = store.update_task(a.id, t3.id, p, None, at(10)).await.expect("update");
+    assert_eq!((t3.category.clone(), t3.version), (Some(c.clone()), 2));
+    let mut by_id = task("four");
+    by_id.category = Some(CategoryRef::Id(c.id));
+    assert_eq!(
+        store.create_task(a.id, by_id, at(11)).await.expect("create").category,
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.list_categories(a.id).await.expect("list"),
+        vec![c.clone()],
+        "still one category"
+    );
+
+    let clear = TaskPatch { category: Some(None), ..TaskPatch::default() };
+    let t3 = store.update_task(a.id, t3.id, clear, None, at(12)).await.expect("clear category");
+    assert_eq!((t3.category, t3.version), (None, 3));
+
+    let mut theirs = task("theirs");
+    theirs.category = Some(CategoryRef::Name(cat_name("Work")));
+    let tb = store.create_task(b.id, theirs, at(0)).await.expect("create_task");
+    let cb = tb.category.expect("created for b");
+    assert_ne!(cb.id, c.id, "category names are per user");
+    assert_eq!(cb.user_id, b.id);
+}
+
+/// A category id the user does not own is `InvalidReference { field: "category_id" }`.
+pub async fn check_invalid_category_reference(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let new_cat = NewCategory { name: cat_name("Theirs"), color: Color::default() };
+    let cb = store.create_category(b.id, new_cat, at(0)).await.expect("create_category");
+    for id in [CategoryId::new(), cb.id] {
+        let mut new = task("bad ref");
+        new.category = Some(CategoryRef::Id(id));
+        expect_invalid_category(
+            store.create_task(a.id, new, at(0)).await,
+            "create with a foreign category id",
+        );
+    }
+    assert!(
+        store.list_tasks(a.id, &all(), at(0)).await.expect("list").items.is_empty(),
+        "nothing was created"
+    );
+    let t = store.create_task(a.id, task("good"), at(0)).await.expect("create_task");
+    let p = TaskPatch { category: Some(Some(CategoryRef::Id(cb.id))), ..TaskPatch::default() };
+    expect_invalid_category(
+        store.update_task(a.id, t.id, p, None, at(1)).await,
+        "update with a foreign category id",
+    );
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get"), t, "unchanged");
+    assert_eq!(store.list_categories(a.id).await.expect("list"), vec![]);
+}
+
+/// Deleting a category clears it from the user's tasks without versioning them.
+pub async fn check_delete_category_clears_tasks(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let c = store
+        .create_category(
+            a.id,
+            NewCategory { name: cat_name("Errands"), color: Color::parse("#aa00ff").expect("ok") },
+            at(0),
+        )
+        .await
+        .expect("create_category");
+    let mut with = task("with");
+    with.category = Some(CategoryRef::Id(c.id));
+    let t1 = store.create_task(a.id, with.clone(), at(1)).await.expect("create_task");
+    let t2 = store.create_task(a.id, with, at(2)).await.expect("create_task");
+    let t3 = store.create_task(a.id, task("without"), at(3)).await.expect("create_task");
+    assert_eq!(t1.category, Some(c.clone()));
+
+    expect_not_found(store.delete_category(b.id, c.id).await, "delete another user's category");
+    assert_eq!(
+        store.get_task(a.id, t1.id).await.expect("get").category,
+        Some(c.clone()),
+        "untouched"
+    );
+
+    store.delete_category(a.id, c.id).await.expect("delete_category");
+    for t in [&t1, &t2] {
+        let now = store.get_task(a.id, t.id).await.expect("task kept");
+        assert_eq!(
+            now,
+            Task { category: None, ..t.clone() },
+            "category cleared, version and updated_at kept"
+        );
+    }
+    assert_eq!(store.get_task(a.id, t3.id).await.expect("get"), t3);
+    let q = TaskQuery { category: Some(CategoryRef::Id(c.id)), ..all() };
+    assert!(store.list_tasks(a.id, &q, at(0)).await.expect("list").items.is_empty());
+    expect_not_found(store.get_category(a.id, c.id).await, "get a deleted category");
+    expect_not_found(store.delete_category(a.id, c.id).await, "delete a deleted category");
+    assert_eq!(store.list_categories(a.id).await.expect("list"), vec![]);
+}
+
+/// Categories: create, get, list (case-insensitive name order), update, delete, all per user.
+pub async fn check_categories_crud(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let mk = |name: &str, color: &str| NewCategory {
+        name: cat_name(name),
+        color: Color::parse(color).expect("ok"),
+    };
+    let work = store.create_category(a.id, mk("Work", "#FF0000"), at(1)).await.expect("create");
+    assert_eq!(
+        (work.name.as_str(), work.color.as_str(), work.user_id, work.created_at),
+        ("Work", "#ff0000", a.id, at(1))
+    );
+    let errands =
+        store.create_category(a.id, mk("errands", "#00ff00"), at(2)).await.expect("create");
+    let home = store.create_category(a.id, mk("Home", "#0000ff"), at(3)).await.expect("create");
+    assert_eq!(store.get_category(a.id, work.id).await.expect("get"), work);
+    assert_eq!(
+        store.list_categories(a.id).await.expect("list"),
+        vec![errands.clone(), home.clone(), work.clone()]
+    );
+    assert_eq!(store.list_categories(b.id).await.expect("list"), vec![]);
+
+    let patch = CategoryPatch {
+        name: Some(cat_name("Office")),
+        color: Some(Color::parse("#123456").expect("ok")),
+    };
+    let office = store.update_category(a.id, work.id, patch.clone()).await.expect("update");
+    assert_eq!(
+        office,
+        Category {
+            name: cat_name("Office"),
+            color: Color::parse("#123456").expect("ok"),
+            ..work.clone()
+        }
+    );
+    assert_eq!(store.get_category(a.id, work.id).await.expect("get"), office);
+    assert_eq!(
+        store.update_category(a.id, work.id, CategoryPatch::default()).await.expect("no-op"),
+        office
+    );
+
+    expect_not_found(store.get_category(b.id, work.id).await, "get another user's category");
+    expect_not_found(
+        store.update_category(b.id, work.id, patch).await,
+        "update another user's category",
+    );
+    expect_not_found(store.delete_category(b.id, work.id).await, "delete another user's category");
+    expect_not_found(store.get_category(a.id, CategoryId::new()).await, "get an unknown category");
+    assert_eq!(store.get_category(a.id, work.id).await.expect("get"), office, "untouched by b");
+
+    store.delete_category(a.id, home.id).await.expect("delete");
+    expect_not_found(store.get_category(a.id, home.id).await, "get a deleted category");
+    assert_eq!(store.list_categories(a.id).await.expect("list"), vec![errands, office]);
+}
+
+/// Category names are unique per user, ignoring case; other users may reuse them.
+pub async fn check_category_names_unique_per_user(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let mk = |name: &str| NewCategory { name: cat_name(name), color: Color::default() };
+    let work = store.create_category(a.id, mk("Work"), at(0)).await.expect("create");
+    let msg = expect_conflict(
+        store.create_category(a.id, mk("WORK"), at(1)).await,
+        "same name, other case",
+    );
+    assert!(msg.to_lowercase().contains("work"), "the conflict names the category: {msg:?}");
+    store.create_category(b.id, mk("work"), at(0)).await.expect("another user may use the name");
+    let home = store.create_category(a.id, mk("Home"), at(2)).await.expect("create");
+    let rename = CategoryPatch { name: Some(cat_name("wOrK")), color: None };
+    expect_conflict(
+        store.update_category(a.id, home.id, rename.clone()).await,
+        "rename onto a taken name",
+    );
+    assert_eq!(store.get_category(a.id, home.id).await.expect("get"), home, "unchanged");
+    let recased =
+        store.update_category(a.id, work.id, rename).await.expect("re-casing its own name");
+    assert_eq!(recased.name.as_str(), "wOrK");
+    assert_eq!(store.list_categories(a.id).await.expect("list").len(), 2);
+}
+
+// --- list: filters
+
+/// `status` selects pending, completed or all tasks.
+pub async fn check_list_filter_status(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for (status, want) in [
+        (StatusFilter::Pending, Some(Status::Pending)),
+        (StatusFilter::Completed, Some(Status::Completed)),
+        (StatusFilter::All, None),
+    ] {
+        let q = TaskQuery { status, ..all() };
+        check_filter(
+            store,
+            a.id,
+            &s,
+            q,
+            at(0),
+            |t| want.is_none_or(|w| t.status == w),
+            &format!("status {status:?}"),
+        )
+        .await;
+    }
+}
+
+/// `priorities` selects any of the listed priorities.
+pub async fn check_list_filter_priorities(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for ps in [vec![Priority::High, Priority::Urgent], vec![Priority::Low], Priority::ALL.to_vec()]
+    {
+        let q = TaskQuery { priorities: ps.clone(), ..sorted(SortField::Priority, Order::Desc) };
+        check_filter(
+            store,
+            a.id,
+            &s,
+            q,
+            at(0),
+            |t| ps.contains(&t.priority),
+            &format!("priorities {ps:?}"),
+        )
+        .await;
+    }
+}
+
+/// `tags` selects tasks carrying every listed tag.
+pub async fn check_list_filter_tags(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for names in [vec!["work"], vec!["home", "work"], vec!["shop", "home"], vec!["nowhere"]] {
+        let wanted: Vec<docket_core::Tag> =
+            names.iter().map(|n| docket_core::Tag::parse(n).expect("valid")).collect();
+        let q = TaskQuery { tags: wanted.clone(), ..all() };
+        let keep = |t: &Task| wanted.iter().all(|w| t.tags.as_slice().contains(w));
+        check_filter(store, a.id, &s, q, at(0), keep, &format!("tags {names:?}")).await;
+    }
+}
+
+/// `category` selects by the user's category id, or by name case-insensitively; an unknown
+/// name matches nothing and creates nothing.
+pub async fn check_list_filter_category(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    let work = s
+        .iter()
+        .find_map(|t| t.category.clone().filter(|c| c.name.as_str() == "Work"))
+        .expect("seeded");
+    let is_work = |t: &Task| t.category.as_ref().is_some_and(|c| c.id == work.id);
+    let q = TaskQuery { category: Some(CategoryRef::Id(work.id)), ..all() };
+    check_filter(store, a.id, &s, q, at(0), is_work, "category by id").await;
+    let q = TaskQuery { category: Some(CategoryRef::Name(cat_name("wORk"))), ..all() };
+    check_filter(store, a.id, &s, q, at(0), is_work, "category by name").await;
+    let before = store.list_categories(a.id).await.expect("list_categories");
+    let q = TaskQuery { category: Some(CategoryRef::Name(cat_name("Nope"))), ..all() };
+    check_filter(store, a.id, &s, q, at(0), |_| false, "unknown category name").await;
+    assert_eq!(
+        store.list_categories(a.id).await.expect("list_categories"),
+        before,
+        "a filter creates nothing"
+    );
+}
+
+/// `due_before` is strict, `due_after` inclusive; undated tasks match neither.
+pub async fn check_list_filter_due_range(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    let edge = at(10 * DAY);
+    assert!(
+        s.iter().any(|t| t.due_date == Some(edge)),
+        "the seed has a task due exactly on the edge"
+    );
+    let q = TaskQuery { due_before: Some(edge), ..sorted(SortField::DueDate, Order::Asc) };
+    check_filter(store, a.id, &s, q, at(0), |t| t.due_date.is_some_and(|d| d < edge), "due_before")
+        .await;
+    let q = TaskQuery { due_after: Some(edge), ..sorted(SortField::DueDate, Order::Desc) };
+    check_filter(store, a.id, &s, q, at(0), |t| t.due_date.is_some_and(|d| d >= edge), "due_after")
+        .await;
+    let (from, to) = (at(5 * DAY), at(20 * DAY));
+    let q = TaskQuery { due_after: Some(from), due_before: Some(to), ..all() };
+    check_filter(
+        store,
+        a.id,
+        &s,
+        q,
+        at(0),
+        |t| t.due_date.is_some_and(|d| d >= from && d < to),
+        "due range",
+    )
+    .await;
+}
+
+/// `overdue` selects pending tasks due before the query's `now`.
+pub async fn check_list_filter_overdue(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for now in [at(15 * DAY), at(10 * DAY), at(-DAY)] {
+        let q = TaskQuery { overdue: true, ..sorted(SortField::DueDate, Order::Asc) };
+        check_filter(store, a.id, &s, q, now, |t| t.is_overdue(now), &format!("overdue at {now}"))
+            .await;
+    }
+}
+
+/// Filters combine with AND, under any sort.
+pub async fn check_list_filters_combined(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    let work = docket_core::Tag::parse("work").expect("valid");
+    let q = TaskQuery {
+        status: StatusFilter::Pending,
+        priorities: vec![Priority::High, Priority::Medium],
+        tags: vec![work.clone()],
+        due_after: Some(at(2 * DAY)),
+        category: Some(CategoryRef::Name(cat_name("work"))),
+        limit: Limit::new(3),
+        ..sorted(SortField::Title, Order::Asc)
+    };
+    let keep = |t: &Task| {
+        t.status == Status::Pending
+            && matches!(t.priority, Priority::High | Priority::Medium)
+            && t.tags.as_slice().contains(&work)
+            && t.due_date.is_some_and(|d| d >= at(2 * DAY))
+            && t.category.as_ref().is_some_and(|c| c.name.as_str() == "Work")
+    };
+    assert!(s.iter().filter(|t| keep(t)).count() > 3, "the combination spans several pages");
+    check_filter(store, a.id, &s, q, at(0), keep, "combined filters").await;
+}
+
+// --- list: search
+
+/// Full-text search matches every word as a prefix of a word of title, description or tags.
+pub async fn check_list_search(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let mk = |t: &str, d: Option<&str>, tg: &[&str], p: Priority| NewTask {
+        description: d.map(|d| Description::parse(d).expect("valid").expect("not blank")),
+        tags: tags(tg),
+        priority: p,
+        ..task(t)
+    };
+    let inputs = [
+        mk("Buy milk and eggs", None, &[], Priority::High),
+        mk("Call mom", Some("ask about the milkshake recipe"), &[], Priority::Low),
+        mk("Dentist", None, &["health"], Priority::Medium),
+        mk("Milkman invoice", None, &["bills"], Priority::High),
+        mk("Pay rent", Some("the landlord, again"), &[], Priority::Medium),
+        mk("Café visit", None, &[], Priority::Medium),
+    ];
+    let mut tasks = Vec::new();
+    for (i, new) in inputs.into_iter().enumerate() {
+        tasks.push(store.create_task(a.id, new, at(i as i64 * SEC)).await.expect("create_task"));
+    }
+    store.create_task(b.id, task("milk for b"), at(0)).await.expect("create_task");
+    let id = |i: usize| tasks[i].id;
+    let cases: [(&str, Vec<TaskId>); 10] = [
+        ("milk", vec![id(0), id(1), id(3)]),
+        ("MILK eggs", vec![id(0)]),
+        ("eggs milk", vec![id(0)]),
+        ("heal", vec![id(2)]),
+        ("land", vec![id(4)]),
+        ("milk zebra", vec![]),
+        ("ilk", vec![]),
+        ("bills milkm", vec![id(3)]),
+        ("the", vec![id(1), id(4)]),
+        ("CAFÉ", vec![id(5)]),
+    ];
+    for (text, want) in cases {
+        let q = TaskQuery { text: Some(search(text)), ..sorted(SortField::CreatedAt, Order::Asc) };
+        let got = ids(&list_all(store, a.id, q, at(0)).await);
+        assert_eq!(got, want, "search {text:?}");
+    }
+    let q = TaskQuery { text: Some(search("milk")), ..sorted(SortField::Title, Order::Desc) };
+    assert_eq!(
+        ids(&list_all(store, a.id, q, at(0)).await),
+        vec![id(3), id(1), id(0)],
+        "search sorted by title"
+    );
+    let q = TaskQuery {
+        text: Some(search("milk")),
+        priorities: vec![Priority::High],
+        limit: Limit::new(1),
+        ..sorted(SortField::CreatedAt, Order::Desc)
+    };
+    assert_eq!(
+        ids(&list_all(store, a.id, q, at(0)).await),
+        vec![id(3), id(0)],
+        "search with a filter, paged"
+    );
+}
+
+/// A search without an explicit sort ranks by relevance, best first, and pages stably.
+pub async fn check_list_search_ranked(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let filler = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore \
+                  et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut \
+                  aliquip ex ea commodo consequat duis aute irure dolor in reprehenderit in voluptate velit esse";
+    let mut weak = task("Shopping list");
+    weak.description = Description::parse(&format!("{filler} garden")).expect("valid");
+    let weak = store.create_task(a.id, weak, at(0)).await.expect("create_task");
+    let strong = store.create_task(a.id, task("Garden"), at(1)).await.expect("create_task");
+    let mut mid = task("Water the garden plants");
+    mid.tags = tags(&["garden"]);
+    let mid = store.create_task(a.id, mid, at(2)).await.expect("create_task");
+    store.create_task(a.id, task("Unrelated"), at(3)).await.expect("create_task");
+
+    let q =
+        TaskQuery { text: Some(search("garden")), ..all() }.settle(None, None).expect("settles");
+    assert_eq!((q.sort, q.order), (SortField::Rank, Order::Asc));
+    let page = store.list_tasks(a.id, &q, at(0)).await.expect("list");
+    let got = ids(&page.items);
+    assert_eq!(got.len(), 3, "every match, once: {got:?}");
+    let all_ids: HashSet<TaskId> = got.iter().copied().collect();
+    assert_eq!(all_ids, HashSet::from([weak.id, strong.id, mid.id]));
+    assert_eq!(got.last(), Some(&weak.id), "a passing mention in a long description ranks last");
+    let paged = ids(&list_all(store, a.id, TaskQuery { limit: Limit::new(1), ..q }, at(0)).await);
+    assert_eq!(paged, got, "paging by rank yields the one-page order");
+}
+
+// --- list: sorts and paging
+
+/// Every sort field in both orders: `(key, id)` order, undated tasks last in both orders,
+/// titles by `Title::sort_key`, priorities by rank.
+pub async fn check_list_sorts(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for sort in SORTS {
+        for order in [Order::Asc, Order::Desc] {
+            let page = store.list_tasks(a.id, &sorted(sort, order), at(0)).await.expect("list");
+            assert_eq!(page.next_cursor, None, "{sort:?} {order:?}: everything fits one page");
+            let want = expected(&s, sort, order, |_| true);
+            assert_eq!(ids(&page.items), want, "{sort:?} {order:?}: wrong order");
+            if sort == SortField::DueDate {
+                let undated = page.items.iter().skip_while(|t| t.due_date.is_some()).count();
+                assert_eq!(
+                    undated,
+                    s.iter().filter(|t| t.due_date.is_none()).count(),
+                    "undated tasks come last"
+                );
+            }
+        }
+    }
+}
+
+/// At most `limit` items, and `next_cursor` exactly when more follow.
+pub async fn check_list_limit(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    let n = s.len() as u32;
+    let page = |limit: u32, q: TaskQuery| TaskQuery { limit: Limit::new(limit), ..q };
+    let p = store.list_tasks(a.id, &page(5, all()), at(0)).await.expect("list");
+    assert_eq!(
+        ids(&p.items),
+        expected(&s, SortField::CreatedAt, Order::Desc, |_| true)[..5].to_vec()
+    );
+    assert!(p.next_cursor.is_some(), "more follow after 5");
+    let p = store.list_tasks(a.id, &page(n, all()), at(0)).await.expect("list");
+    assert_eq!(
+        (p.items.len(), p.next_cursor.is_none()),
+        (s.len(), true),
+        "a page ending exactly at the end has no cursor"
+    );
+    let p = store.list_tasks(a.id, &page(n - 1, all()), at(0)).await.expect("list");
+    let cursor = p.next_cursor.expect("one more follows");
+    let last = store
+        .list_tasks(a.id, &TaskQuery { cursor: Some(cursor), ..page(n - 1, all()) }, at(0))
+        .await
+        .expect("list");
+    assert_eq!((last.items.len(), last.next_cursor.is_none()), (1, true));
+    let p = store
+        .list_tasks(a.id, &TaskQuery { status: StatusFilter::Pending, ..page(1, all()) }, at(0))
+        .await
+        .expect("list");
+    assert_eq!(p.items.len(), 1);
+}
+
+/// Paging with a small limit yields exactly the sequence of one big page, for every sort.
+pub async fn check_list_paging_matches_one_page(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    for sort in SORTS {
+        for order in [Order::Asc, Order::Desc] {
+            let one =
+                store.list_tasks(a.id, &sorted(sort, order), at(0)).await.expect("list").items;
+            assert_eq!(one.len(), s.len());
+            let q = TaskQuery { limit: Limit::new(7), ..sorted(sort, order) };
+            let paged = list_all(store, a.id, q, at(0)).await;
+            assert_eq!(
+                ids(&paged),
+                ids(&one),
+                "{sort:?} {order:?}: paging skipped, repeated or reordered items"
+            );
+        }
+    }
+}
+
+/// Tasks inserted between pages never make an original item skip or repeat.
+pub async fn check_list_paging_with_inserts(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let s = seed(store, a.id).await;
+    let originals: HashSet<TaskId> = s.iter().map(|t| t.id).collect();
+    let shapes = [
+        (SortField::CreatedAt, Order::Desc),
+        (SortField::CreatedAt, Order::Asc),
+        (SortField::DueDate, Order::Asc),
+        (SortField::DueDate, Order::Desc),
+        (SortField::Title, Order::Asc),
+        (SortField::Priority, Order::Desc),
+    ];
+    let mut inserted = 0i64;
+    for (sort, order) in shapes {
+        let mut q = TaskQuery { limit: Limit::new(7), ..sorted(sort, order) };
+        let mut seen: Vec<TaskId> = Vec::new();
+        loop {
+            let page = store.list_tasks(a.id, &q, at(0)).await.expect("list");
+            seen.extend(page.items.iter().map(|t| t.id));
+            let Some(c) = page.next_cursor else { break };
+            q.cursor = Some(Cursor::decode(&c.encode()).expect("round-trips"));
+            // One task sorting before the cursor and one after it, in every sort.
+            inserted += 1;
+            let mut early = task(&format!("aaa inserted {inserted}"));
+            early.due_date = Some(at(-DAY - inserted));
+            early.priority = Priority::Urgent;
+            let mut late = task(&format!("zzz inserted {inserted}"));
+            late.priority = Priority::Low;
+            store
+                .create_task(a.id, early, at(-DAY - inserted))
+                .await
+                .expect("insert between pages");
+            store
+                .create_task(a.id, late, at(100 * DAY + inserted))
+                .await
+                .expect("insert between pages");
+            assert!(seen.len() < 10 * s.len(), "{sort:?} {order:?}: paging does not end");
+        }
+        let mut counts: HashMap<TaskId, usize> = HashMap::new();
+        for id in &seen {
+            *counts.entry(*id).or_default() += 1;
+        }
+        let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(repeated.is_empty(), "{sort:?} {order:?}: repeated items {repeated:?}");
+        let missing = originals.iter().filter(|id| !counts.contains_key(id)).count();
+        assert_eq!(missing, 0, "{sort:?} {order:?}: {missing} original items skipped");
+    }
+}
+
+/// `list_tags` counts the user's tags, most used first, then by name.
+pub async fn check_list_tags_counts(store: &dyn Store) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let with = |tg: &[&str]| NewTask { tags: tags(tg), ..task("tagged") };
+    let mut made = Vec::new();
+    for tg in [&["home", "work"][..], &["work"], &["work", "shop"], &[], &["zoo"]] {
+        made.push(store.create_task(a.id, with(tg), at(0)).await.expect("create_task"));
+    }
+    store.create_task(b.id, with(&["home", "theirs"]), at(0)).await.expect("create_task");
+    let tc = |name: &str, count: i64| TagCount { name: name.to_owned(), count };
+    assert_eq!(
+        store.list_tags(a.id).await.expect("list_tags"),
+        vec![tc("work", 3), tc("home", 1), tc("shop", 1), tc("zoo", 1)]
+    );
+    assert_eq!(
+        store.list_tags(b.id).await.expect("list_tags"),
+        vec![tc("home", 1), tc("theirs", 1)]
+    );
+    store.delete_task(a.id, made[0].id, None).await.expect("delete");
+    let p = TaskPatch { tags: Some(tags(&["shop"])), ..TaskPatch::default() };
+    store.update_task(a.id, made[1].id, p, None, at(1)).await.expect("update");
+    assert_eq!(
+        store.list_tags(a.id).await.expect("list_tags"),
+        vec![tc("shop", 2), tc("work", 1), tc("zoo", 1)]
+    );
+}
+
+// --- outbox
+
+/// Reads `topic` after `after` until at least `want` events came back (a PostgreSQL read may
+/// stop at a horizon that settles a moment later), then once more to catch extras; returns
+/// everything read, checking positions grow and `sequence` names them.
+async fn read_events(
+    store: &dyn Store,
+    topic: &str,
+    mut after: i64,
+    want: usize,
+) -> Vec<(i64, CloudEvent)> {
+    let mut out: Vec<(i64, CloudEvent)> = Vec::new();
+    let mut settled_rounds = 0;
+    for _ in 0..200 {
+        let batch = store.read_outbox(after, topic, 1000).await.expect("read_outbox");
+        if batch.is_empty() {
+            if out.len() >= want {
+                settled_rounds += 1;
+                if settled_rounds >= 2 {
+                    return out;
+                }
+            }
+            tokio::task::yield_now().await;
+            continue;
+        }
+        for (seq, event) in batch {
+            assert!(seq > after, "read_outbox returned position {seq} after asking for > {after}");
+            assert_eq!(event.seq(), Some(seq), "an event's sequence is its position");
+            after = seq;
+            out.push((seq, event));
+        }
+    }
+    assert!(out.len() >= want, "read {} events of {topic}, expected at least {want}", out.len());
+    out
+}
+
+#[track_caller]
+fn expect_event(event: &CloudEvent, ty: &str, task: &Task) {
+    assert_eq!(event.ty, ty, "event type");
+    assert_eq!(event.specversion, "1.0");
+    assert_eq!(event.source, "/docket/api");
+    assert_eq!(
+        event.subject.as_deref(),
+        Some(task.id.to_string().as_str()),
+        "subject is the task id"
+    );
+    assert_eq!(
+        event.partitionkey.as_deref(),
+        Some(task.user_id.to_string().as_str()),
+        "partitionkey is the task's user"
+    );
+    assert_eq!(event.datacontenttype.as_deref(), Some("application/json"));
+    let id: uuid::Uuid = event.id.parse().expect("event ids are uuids");
+    assert_eq!(id.get_version_num(), 7, "event ids are UUIDv7");
+}
+
+fn task_data(event: &CloudEvent) -> TaskEventDataV1 {
+    event.data_as().expect("task event data")
+}
+
+/// Each task write appends exactly its event, with the right type, subject, partition key and
+/// data; `task-updates` reads the same events as `task-events`.
+pub async fn check_outbox_task_writes_append_events(store: &dyn Store) {
+    let u = user(store, "outbox").await;
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("outbox_head");
+
+    let mut new = task("Write report");
+    new.category = Some(CategoryRef::Name(cat_name("Work")));
+    let created = store.create_task(u.id, new, at(0)).await.expect("create_task");
+    let renamed = TaskPatch { title: Some(title("Write the report")), ..TaskPatch::default() };
+    let updated =
+        store.update_task(u.id, created.id, renamed, None, at(MIN)).await.expect("update");
+    let done = TaskPatch { status: Some(Status::Completed), ..TaskPatch::default() };
+    let completed =
+        store.update_task(u.id, created.id, done, None, at(2 * MIN)).await.expect("complete");
+    let reopen = TaskPatch { status: Some(Status::Pending), ..TaskPatch::default() };
+    let reopened =
+        store.update_task(u.id, created.id, reopen, None, at(3 * MIN)).await.expect("reopen");
+    let deleted = store.delete_task(u.id, created.id, None).await.expect("delete_task");
+
+    let events = read_events(store, topics::TASK_EVENTS, start, 5).await;
+    let types: Vec<&str> = events.iter().map(|(_, e)| e.ty.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            types::TASK_CREATED,
+            types::TASK_UPDATED,
+            types::TASK_COMPLETED,
+            types::TASK_REOPENED,
+            types::TASK_DELETED
+        ],
+        "one event per write, in write order"
+    );
+    let e = &events[0].1;
+    expect_event(e, types::TASK_CREATED, &created);
+    assert_eq!(e.time, Some(at(0)), "event time is the write's now");
+    assert_eq!(task_data(e), TaskEventDataV1 { task: TaskV1::from(&created), changes: None });
+
+    let e = &events[1].1;
+    expect_event(e, types::TASK_UPDATED, &updated);
+    let data = task_data(e);
+    assert_eq!(data.task, TaskV1::from(&updated), "updated carries the after-image");
+    let changes = data.changes.expect("updated carries changes");
+    assert_eq!(changes.keys().collect::<Vec<_>>(), ["title"], "only the title changed");
+    assert_eq!(changes["title"].old, serde_json::json!("Write report"));
+    assert_eq!(changes["title"].new, serde_json::json!("Write the report"));
+
+    let e = &events[2].1;
+    expect_event(e, types::TASK_COMPLETED, &completed);
+    let data = task_data(e);
+    assert_eq!(data.task, TaskV1::from(&completed));
+    let changes = data.changes.expect("completed carries changes");
+    assert_eq!(changes["status"].new, serde_json::json!("completed"));
+
+    let e = &events[3].1;
+    expect_event(e, types::TASK_REOPENED, &reopened);
+    assert_eq!(task_data(e).task, TaskV1::from(&reopened));
+
+    let e = &events[4].1;
+    expect_event(e, types::TASK_DELETED, &deleted);
+    let data: TaskDeletedV1 = e.data_as().expect("deleted data");
+    assert_eq!(
+        data,
+        TaskDeletedV1 { task_id: deleted.id.0, user_id: u.id.0, title: "Write the report".into() }
+    );
+
+    let ids: HashSet<&str> = events.iter().map(|(_, e)| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 5, "event ids are unique");
+    let updates = read_events(store, topics::TASK_UPDATES, start, 5).await;
+    assert_eq!(updates, events, "task-updates reads the task lifecycle events");
+    assert!(
+        store.outbox_head(topics::TASK_EVENTS).await.expect("outbox_head") >= events[4].0,
+        "outbox_head reaches the last event read"
+    );
+    assert_eq!(
+        store.read_outbox(start, topics::REMINDERS, 100).await.expect("read_outbox"),
+        [],
+        "task writes append nothing to other topics"
+    );
+}
+
+/// Writes that change nothing and writes that fail append nothing.
+pub async fn check_outbox_noop_and_failed_writes_append_nothing(store: &dyn Store) {
+    let u = user(store, "outbox-noop").await;
+    let other = user(store, "outbox-other").await;
+    let mut new = task("Same");
+    new.status = Status::Completed;
+    let t = store.create_task(u.id, new, at(0)).await.expect("create_task");
+    let start = read_events(store, topics::TASK_EVENTS, 0, 1).await.last().expect("created").0;
+
+    let same = TaskPatch { title: Some(title("Same")), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, same, None, at(MIN)).await.expect("no-op update");
+    let done = TaskPatch { status: Some(Status::Completed), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, done, None, at(MIN)).await.expect("complete a completed task");
+    let renamed = TaskPatch { title: Some(title("Other")), ..TaskPatch::default() };
+    expect_mismatch(
+        store.update_task(u.id, t.id, renamed.clone(), Some(7), at(MIN)).await,
+        1,
+        "update with a stale version",
+    );
+    expect_mismatch(store.delete_task(u.id, t.id, Some(7)).await, 1, "delete with a stale version");
+    expect_not_found(
+        store.update_task(other.id, t.id, renamed, None, at(MIN)).await,
+        "update of another user's task",
+    );
+    expect_not_found(
+        store.delete_task(other.id, t.id, None).await,
+        "delete of another user's task",
+    );
+    let mut bad = task("Bad");
+    bad.category = Some(CategoryRef::Id(CategoryId::new()));
+    expect_invalid_category(
+        store.create_task(u.id, bad, at(MIN)).await,
+        "create, unknown category",
+    );
+    expect_not_found(
+        store.delete_category(u.id, CategoryId::new()).await,
+        "delete of an unknown category",
+    );
+
+    // A marker write: once its event is readable, anything the writes above appended would be.
+    let marker = store.create_task(other.id, task("Marker"), at(2 * MIN)).await.expect("marker");
+    let events = read_events(store, topics::TASK_EVENTS, start, 1).await;
+    assert_eq!(events.len(), 1, "only the marker's event was appended: {events:?}");
+    expect_event(&events[0].1, types::TASK_CREATED, &marker);
+}
+
+/// Deleting a category appends an updated event (category cleared, version kept) for each
+/// task it clears, and none for the user's other tasks.
+pub async fn check_outbox_delete_category_updates_tasks(store: &dyn Store) {
+    let u = user(store, "outbox-cat").await;
+    let cat = store
+        .create_category(
+            u.id,
+            NewCategory { name: cat_name("Errands"), color: Color::default() },
+            at(0),
+        )
+        .await
+        .expect("create_category");
+    let mut in_cat = Vec::new();
+    for name in ["One", "Two"] {
+        let mut new = task(name);
+        new.category = Some(CategoryRef::Id(cat.id));
+        in_cat.push(store.create_task(u.id, new, at(0)).await.expect("create_task"));
+    }
+    store.create_task(u.id, task("Loose"), at(0)).await.expect("create_task");
+    let start = read_events(store, topics::TASK_EVENTS, 0, 3).await.last().expect("created").0;
+
+    store.delete_category(u.id, cat.id).await.expect("delete_category");
+    let events = read_events(store, topics::TASK_EVENTS, start, 2).await;
+    assert_eq!(events.len(), 2, "one event per cleared task");
+    let mut seen: Vec<TaskId> = Vec::new();
+    for (_, e) in &events {
+        let before = in_cat
+            .iter()
+            .find(|t| Some(t.id.to_string().as_str()) == e.subject.as_deref())
+            .expect("an event of a task that was in the category");
+        let after = Task { category: None, ..before.clone() };
+        expect_event(e, types::TASK_UPDATED, &after);
+        let data = task_data(e);
+        assert_eq!(
+            data.task,
+            TaskV1::from(&after),
+            "after-image without the category, same version"
+        );
+        let changes = data.changes.expect("updated carries changes");
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["category"]);
+        assert_eq!(changes["category"].new, serde_json::Value::Null);
+        assert_eq!(
+            changes["category"].old,
+            serde_json::to_value(CategoryV1::from(&cat)).expect("json")
+        );
+        seen.push(before.id);
+    }
+    seen.sort();
+    let mut want = ids(&in_cat);
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+/// Every event of a user's task carries that user's id as its partition key.
+pub async fn check_outbox_partition_keys(store: &dyn Store) {
+    let a = user(store, "outbox-a").await;
+    let b = user(store, "outbox-b").await;
+    let writes = (0..6).map(|i| {
+        let owner = if i % 2 == 0 { a.id } else { b.id };
+        store.create_task(owner, task(&format!("task {i}")), at(i))
+    });
+    let created: Vec<Task> =
+        join_all(writes).await.into_iter().map(|r| r.expect("create_task")).collect();
+    let events = read_events(store, topics::TASK_EVENTS, 0, 6).await;
+    assert_eq!(events.len(), 6);
+    for (_, e) in &events {
+        let t = created
+            .iter()
+            .find(|t| Some(t.id.to_string().as_str()) == e.subject.as_deref())
+            .expect("an event of a created task");
+        assert_eq!(e.partitionkey.as_deref(), Some(t.user_id.to_string().as_str()));
+        assert_eq!(task_data(e).task.user_id, t.user_id.0);
+    }
+}
+
+/// Readers interleaved with concurrent writers, each advancing to the last position it read,
+/// miss no event that committed: what they read equals a full read at the end.
+pub async fn check_outbox_concurrent_readers_miss_nothing(store: &dyn Store) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let u = user(store, "outbox-race").await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writers = async {
+        let writers = (0..WRITERS).map(|w| async move {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let t = store
+                    .create_task(u.id, task(&format!("w{w} t{i}")), at(i as i64))
+                    .await
+                    .expect("create_task");
+                ids.push(t.id.to_string());
+            }
+            ids
+        });
+        let ids: Vec<String> = join_all(writers).await.into_iter().flatten().collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        ids
+    };
+    let reader = async {
+        let mut after = 0;
+        let mut seen: Vec<String> = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            for (seq, e) in store.read_outbox(after, topics::TASK_EVENTS, 7).await.expect("read") {
+                assert!(seq > after, "positions only grow");
+                after = seq;
+                seen.extend(e.subject);
+            }
+            tokio::task::yield_now().await;
+        }
+        (after, seen)
+    };
+    let (written, (after, mut seen)) = futures::join!(writers, reader);
+    // The interleaved reader carries on from where it stopped.
+    let rest = read_events(store, topics::TASK_EVENTS, after, WRITERS * EACH - seen.len()).await;
+    seen.extend(rest.into_iter().filter_map(|(_, e)| e.subject));
+    let full: Vec<String> = read_events(store, topics::TASK_EVENTS, 0, WRITERS * EACH)
+        .await
+        .into_iter()
+        .filter_map(|(_, e)| e.subject)
+        .collect();
+    assert_eq!(full.len(), WRITERS * EACH, "one event per create");
+    assert_eq!(seen, full, "the interleaved reader saw every event, in log order");
+    let mut written = written;
+    written.sort();
+    let mut full = full;
+    full.sort();
+    assert_eq!(full, written, "the log holds exactly the committed writes");
+}
+
+// --- state store
+
+/// What a stamped state test holds: the state store and whatever keeps it alive.
+pub trait StateFixture {
+    fn state(&self) -> &dyn StateStore;
+
+    /// Runs after a check passed.
+    fn teardown(self) -> impl std::future::Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
+
+/// Stamps one `#[tokio::test]` per state store check, like [`store_conformance!`]; `$make`
+/// yields `Option<F>` with `F: StateFixture`.
+#[macro_export]
+macro_rules! state_conformance {
+    ($make:expr) => {
+        $crate::state_conformance!(@checks $make;
+            check_state_round_trip,
+            check_state_etag_changes_on_every_write,
+            check_state_stale_etag_conflicts,
+            check_state_etag_on_missing_key_conflicts,
+            check_state_delete_with_stale_etag_conflicts,
+            check_state_ttl_expiry,
+            check_state_purge_expired,
+            check_state_invalid_keys,
+        );
+    };
+    (@checks $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some(fixture) = $make else { return };
+                $crate::conformance::$check($crate::conformance::StateFixture::state(&fixture)).await;
+                $crate::conformance::StateFixture::teardown(fixture).await;
+            }
+        )*
+    };
+}
+
+fn state_key(label: &str) -> String {
+    format!("test:{}", unique(label))
+}
+
+#[track_caller]
+fn expect_state_conflict<T: std::fmt::Debug>(r: Result<T, StateError>, what: &str) {
+    match r {
+        Err(StateError::Conflict { .. }) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+async fn value_of(state: &dyn StateStore, key: &str, now: Timestamp) -> Option<Vec<u8>> {
+    state.get(key, now).await.expect("get").map(|e| e.value)
+}
+
+/// `set` then `get` returns the value and the ETag `set` returned; missing keys are `None`;
+/// `delete` removes; deleting a missing key without an ETag succeeds.
+pub async fn check_state_round_trip(state: &dyn StateStore) {
+    let key = state_key("round-trip");
+    assert_eq!(state.get(&key, at(0)).await.expect("get"), None, "a missing key is None");
+    let value = br#"{"a":1}"#.to_vec();
+    let etag = state.set(&key, value.clone(), None, None, at(0)).await.expect("set");
+    let got = state.get(&key, at(0)).await.expect("get").expect("the value just set");
+    assert_eq!(got, StateEntry { value, etag, expires_at: None });
+    let binary = vec![0u8, 255, 10, 13];
+    state.set(&key, binary.clone(), None, None, at(1)).await.expect("overwrite without etag");
+    assert_eq!(value_of(state, &key, at(1)).await, Some(binary), "bytes round-trip exactly");
+    state.delete(&key, None, at(2)).await.expect("delete");
+    assert_eq!(value_of(state, &key, at(2)).await, None, "deleted");
+    state.delete(&key, None, at(2)).await.expect("deleting a missing key is idempotent");
+    let other = state_key("other");
+    assert_eq!(value_of(state, &other, at(2)).await, None, "keys are independent");
+}
+
+/// Every write returns a new ETag, different from all earlier ones of the key, also after a
+/// delete and re-create.
+pub async fn check_state_etag_changes_on_every_write(state: &dyn StateStore) {
+    let key = state_key("etags");
+    let mut seen = HashSet::new();
+    let mut etag = state.set(&key, b"0".to_vec(), None, None, at(0)).await.expect("set");
+    seen.insert(etag.clone());
+    for i in 1..5 {
+        etag = state
+            .set(&key, b"same".to_vec(), Some(&etag), None, at(i))
+            .await
+            .expect("set with the current etag");
+        assert!(seen.insert(etag.clone()), "etag '{etag}' was returned before");
+        let got = state.get(&key, at(i)).await.expect("get").expect("present");
+        assert_eq!(got.etag, etag, "get returns the etag of the last write");
+    }
+    state.delete(&key, Some(&etag), at(9)).await.expect("delete with the current etag");
+    let again = state.set(&key, b"0".to_vec(), None, None, at(10)).await.expect("re-create");
+    assert!(!seen.contains(&again), "a re-created key gets an etag never seen before");
+    expect_state_conflict(
+        state.set(&key, b"x".to_vec(), Some(&etag), None, at(11)).await,
+        "an etag from before a delete",
+    );
+}
+
+/// A stale ETag is a `Conflict` and changes nothing (first write wins).
+pub async fn check_state_stale_etag_conflicts(state: &dyn StateStore) {
+    let key = state_key("stale");
+    let first = state.set(&key, b"v1".to_vec(), None, None, at(0)).await.expect("set");
+    let second =
+        state.set(&key, b"v2".to_vec(), Some(&first), None, at(1)).await.expect("first writer");
+    expect_state_conflict(
+        state.set(&key, b"v3".to_vec(), Some(&first), None, at(2)).await,
+        "second writer with the stale etag",
+    );
+    let got = state.get(&key, at(2)).await.expect("get").expect("present");
+    assert_eq!((got.value, got.etag), (b"v2".to_vec(), second), "the conflict changed nothing");
+    expect_state_conflict(
+        state.set(&key, b"v3".to_vec(), Some("not-an-etag"), None, at(2)).await,
+        "a made-up etag",
+    );
+}
+
+/// `set` with an ETag on a key that does not exist is a `Conflict` and creates nothing.
+pub async fn check_state_etag_on_missing_key_conflicts(state: &dyn StateStore) {
+    let key = state_key("missing");
+    expect_state_conflict(
+        state.set(&key, b"v".to_vec(), Some("abc"), None, at(0)).await,
+        "set with an etag on a missing key",
+    );
+    assert_eq!(value_of(state, &key, at(0)).await, None, "nothing was created");
+    expect_state_conflict(
+        state.delete(&key, Some("abc"), at(0)).await,
+        "delete with an etag on a missing key",
+    );
+}
+
+/// `delete` with a stale ETag is a `Conflict` and keeps the entry.
+pub async fn check_state_delete_with_stale_etag_conflicts(state: &dyn StateStore) {
+    let key = state_key("delete");
+    let first = state.set(&key, b"v1".to_vec(), None, None, at(0)).await.expect("set");
+    let second = state.set(&key, b"v2".to_vec(), None, None, at(1)).await.expect("set");
+    expect_state_conflict(state.delete(&key, Some(&first), at(2)).await, "stale delete");
+    assert_eq!(value_of(state, &key, at(2)).await, Some(b"v2".to_vec()), "still there");
+    state.delete(&key, Some(&second), at(3)).await.expect("delete with the current etag");
+    assert_eq!(value_of(state, &key, at(3)).await, None);
+}
+
+/// An entry with a ttl is live before `now + ttl` and behaves as missing from then on, for
+/// `get`, `set` with an ETag and `delete` with an ETag; a `set` without ttl clears it.
+pub async fn check_state_ttl_expiry(state: &dyn StateStore) {
+    let key = state_key("ttl");
+    let ttl = std::time::Duration::from_secs(60);
+    let etag = state.set(&key, b"v".to_vec(), None, Some(ttl), at(0)).await.expect("set");
+    let got = state.get(&key, at(59 * SEC)).await.expect("get").expect("live before expiry");
+    assert_eq!(got.expires_at, Some(at(60 * SEC)), "expires at now + ttl");
+    assert_eq!(value_of(state, &key, at(60 * SEC)).await, None, "expired at now + ttl");
+    assert_eq!(value_of(state, &key, at(DAY)).await, None, "expired later");
+    expect_state_conflict(
+        state.set(&key, b"w".to_vec(), Some(&etag), None, at(61 * SEC)).await,
+        "set with the etag of an expired entry",
+    );
+    expect_state_conflict(
+        state.delete(&key, Some(&etag), at(61 * SEC)).await,
+        "delete with the etag of an expired entry",
+    );
+    state.set(&key, b"w".to_vec(), None, None, at(62 * SEC)).await.expect("set over expired");
+    let got = state.get(&key, at(DAY)).await.expect("get").expect("no ttl now");
+    assert_eq!((got.value, got.expires_at), (b"w".to_vec(), None), "a set without ttl clears it");
+}
+
+/// `purge_expired` removes exactly the entries expired at `now`.
+pub async fn check_state_purge_expired(state: &dyn StateStore) {
+    let short = state_key("short");
+    let long = state_key("long");
+    let forever = state_key("forever");
+    let ttl = |s: u64| Some(std::time::Duration::from_secs(s));
+    state.set(&short, b"s".to_vec(), None, ttl(10), at(0)).await.expect("set");
+    state.set(&long, b"l".to_vec(), None, ttl(100), at(0)).await.expect("set");
+    state.set(&forever, b"f".to_vec(), None, None, at(0)).await.expect("set");
+    assert_eq!(state.purge_expired(at(5 * SEC)).await.expect("purge"), 0, "nothing expired yet");
+    assert_eq!(state.purge_expired(at(10 * SEC)).await.expect("purge"), 1, "the short one");
+    assert_eq!(state.purge_expired(at(10 * SEC)).await.expect("purge"), 0, "already purged");
+    assert_eq!(value_of(state, &long, at(10 * SEC)).await, Some(b"l".to_vec()));
+    assert_eq!(state.purge_expired(at(DAY)).await.expect("purge"), 1, "the long one");
+    assert_eq!(value_of(state, &forever, at(DAY)).await, Some(b"f".to_vec()), "no ttl, kept");
+}
+
+/// Invalid keys fail every operation with `InvalidKey`, naming the key and the rule.
+pub async fn check_state_invalid_keys(state: &dyn StateStore) {
+    let long = format!("test:{}", "x".repeat(251));
+    let cases: [(&str, &str); 8] = [
+        ("", "must not be empty"),
+        (&long, "is longer than 255 characters"),
+        ("no-namespace", "has no namespace"),
+        (":id", "has an invalid namespace"),
+        ("Test:id", "has an invalid namespace"),
+        ("dapr:id", "reserved namespace 'dapr'"),
+        ("test:a\u{7}b", "printable ASCII"),
+        ("test:a b", "printable ASCII"),
+    ];
+    for (key, rule) in cases {
+        let results = [
+            state.get(key, at(0)).await.map(|_| ()),
+            state.set(key, b"v".to_vec(), None, None, at(0)).await.map(|_| ()),
+            state.delete(key, None, at(0)).await,
+        ];
+        for r in results {
+            match r {
+                Err(e @ StateError::InvalidKey { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(rule), "message '{msg}' names the rule '{rule}'");
+                    let shown: String =
+                        key.chars().take(20).flat_map(char::escape_default).collect();
+                    assert!(msg.contains(&shown), "message '{msg}' names the key");
+                }
+                other => panic!("key {key:?}: expected InvalidKey, got {other:?}"),
+            }
+        }
+    }
+    let longest = format!("test:{}", "x".repeat(250));
+    state.set(&longest, b"v".to_vec(), None, None, at(0)).await.expect("255 characters is fine");
+    state
+        .set("processed:audit:0192f000-aaaa", b"1".to_vec(), None, None, at(0))
+        .await
+        .expect("a consumer key");
+}
+
+// --- audit log
+
+/// An audit entry of `user`'s task `task` at position `seq`.
+fn audit_entry(user: &User, task: uuid::Uuid, seq: i64) -> AuditEntry {
+    AuditEntry {
+        id: uuid::Uuid::now_v7(),
+        event_id: uuid::Uuid::now_v7().to_string(),
+        event_type: "com.todo.task.updated".into(),
+        entity_type: crate::audit::ENTITY_TASK.into(),
+        entity_id: task,
+        user_id: user.id,
+        actor: user.id.to_string(),
+        at: at(seq),
+        data: serde_json::json!({ "seq": seq, "changes": { "title": ["a", "b"] } }),
+        seq,
+    }
+}
+
+/// Appending an event twice keeps one entry, the first; what is read back equals what was
+/// appended.
+pub async fn check_audit_append_idempotent(store: &dyn Store) {
+    let u = user(store, "audit-once").await;
+    let task = uuid::Uuid::now_v7();
+    let first = audit_entry(&u, task, 1);
+    assert!(store.append_audit(first.clone()).await.expect("append_audit"), "first append is new");
+    let again = AuditEntry { id: uuid::Uuid::now_v7(), seq: 2, ..first.clone() };
+    assert!(!store.append_audit(again).await.expect("append_audit"), "second append is a no-op");
+    let page = store.task_history(u.id, TaskId(task), None, 10).await.expect("task_history");
+    assert_eq!(page, AuditPage { items: vec![first.clone()], next_cursor: None });
+    let page = store.activity(u.id, None, 10).await.expect("activity");
+    assert_eq!(page.items, vec![first]);
+}
+
+/// Another user's entries are never returned: their task's history is empty, their activity
+/// their own.
+pub async fn check_audit_scoped_by_user(store: &dyn Store) {
+    let a = user(store, "audit-a").await;
+    let b = user(store, "audit-b").await;
+    let task_a = uuid::Uuid::now_v7();
+    let task_b = uuid::Uuid::now_v7();
+    let ea = audit_entry(&a, task_a, 1);
+    let eb = audit_entry(&b, task_b, 2);
+    let ea2 = audit_entry(&a, uuid::Uuid::now_v7(), 3);
+    for e in [&ea, &eb, &ea2] {
+        store.append_audit(e.clone()).await.expect("append_audit");
+    }
+    let page = store.task_history(b.id, TaskId(task_a), None, 10).await.expect("task_history");
+    assert!(page.items.is_empty(), "another user's task history is empty");
+    let page = store.task_history(a.id, TaskId(task_a), None, 10).await.expect("task_history");
+    assert_eq!(page.items, vec![ea.clone()], "a task's history holds only its entries");
+    let page = store.activity(a.id, None, 10).await.expect("activity");
+    assert_eq!(page.items, vec![ea, ea2], "activity is the user's own, oldest first");
+    let page = store.activity(b.id, None, 10).await.expect("activity");
+    assert_eq!(page.items, vec![eb]);
+}
+
+/// Paging by `next_cursor` returns every entry once, oldest first, `next_cursor` exactly
+/// when more follow, even when entries are appended between pages.
+pub async fn check_audit_paging_without_skips(store: &dyn Store) {
+    let u = user(store, "audit-pages").await;
+    let task = uuid::Uuid::now_v7();
+    let mut all = Vec::new();
+    for seq in [10, 20, 30, 40, 50] {
+        let e = audit_entry(&u, task, seq);
+        store.append_audit(e.clone()).await.expect("append_audit");
+        all.push(e);
+    }
+    for by_task in [true, false] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut appended = false;
+        loop {
+            let page = if by_task {
+                store.task_history(u.id, TaskId(task), after, 2).await.expect("task_history")
+            } else {
+                store.activity(u.id, after, 2).await.expect("activity")
+            };
+            assert!(page.items.len() <= 2, "at most limit entries");
+            seen.extend(page.items);
+            if !appended {
+                let seq = 60 + i64::from(by_task);
+                let e = audit_entry(&u, task, seq);
+                store.append_audit(e.clone()).await.expect("append_audit");
+                all.push(e);
+                appended = true;
+            }
+            match page.next_cursor {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        let mut expected = all.clone();
+        expected.sort_by_key(|e| e.seq);
+        assert_eq!(seen, expected, "every entry once, oldest first (by task: {by_task})");
+    }
+    let page = store.activity(u.id, None, all.len()).await.expect("activity");
+    assert_eq!(page.next_cursor, None, "no cursor when nothing follows");
+}

@@ -1,0 +1,29 @@
+//! Docket's persistence port: the [`Store`] contract and its adapters.
+//!
+//! * [`sqlite::SqliteStore`] — the embedded default (rusqlite, WAL, `synchronous=FULL`), one
+//!   writer thread doing group commit and a pool of reader threads.
+//! * [`postgres::PostgresStore`] — sqlx on PostgreSQL.
+//!
+//! [`state::StateStore`] is the key-value state contract (§4), implemented by both stores.
+//! [`audit`] holds the audit log (§2.5), appended by the audit consumer.
+//! [`bus`] holds the tables the embedded event bus keeps beside the outbox (consumer
+//! positions and attempts).
+//!
+//! Both pass the same conformance suite ([`conformance`], behind the `conformance` feature).
+//! The store knows nothing of HTTP or JSON; it takes and returns `docket-core` values.
+
+pub mod audit;
+pub mod bus;
+pub mod error;
+pub mod postgres;
+pub mod sqlite;
+pub mod state;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use audit::{AuditEntry, AuditPage};
+pub use error::StoreError;
+pub use state::{StateEntry, StateError, StateKey, StateStore};
+pub use store::{Store, TagCount, TokenInfo, UserRecord};

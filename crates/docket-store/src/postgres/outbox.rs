@@ -1,0 +1,169 @@
+//! The PostgreSQL side of the transactional outbox: appending events inside a transaction and
+//! reading the log back without ever skipping an event that commits late.
+//!
+//! # Why a horizon
+//! `seq` is an identity column: a position is allocated when a transaction inserts its row,
+//! but transactions commit in any order, so position 7 can become visible after position 8.
+//! A reader that read 8 and moved on would never see 7. Reads therefore stop at a *settled
+//! horizon*: a position `L` such that every transaction that may hold a position ≤ `L` has
+//! ended (committed or rolled back).
+//!
+//! We find one without touching the write path: read the sequence's last allocated value `L`,
+//! then the snapshot's `xmax` `X` (the next transaction id to be assigned), and wait until
+//! `pg_snapshot_xmin` (the oldest transaction still running) reaches `X`. Every position ≤ `L`
+//! was allocated before `X` was read, by a transaction that already had an id, so an id below
+//! `X`, and all of those have ended. The waiting is short (task transactions last
+//! milliseconds) and bounded ([`SETTLE_WAIT`]); when it times out — a long transaction is
+//! open somewhere in the cluster — the last horizon that did settle is used, so the reader
+//! lags rather than skips. The alternative, a per-topic counter row updated in each write
+//! transaction, assigns positions in commit order but makes every task write of every
+//! replica queue on one row lock through its commit (one fsync each): no group commit.
+//!
+//! Invariant this relies on: a transaction appends to the outbox only after its first write
+//! (so it has a transaction id before it allocates a position). Every store write does its
+//! row change first; [`append_outbox`] documents the rule for later writers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use docket_core::Timestamp;
+use docket_events::{CloudEvent, OutboxEvent, sequence_string, topics};
+use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Row};
+
+use super::codec::PgInstant;
+use super::{BACKEND, unavailable};
+use crate::StoreError;
+
+/// How long a read waits for the transactions in flight to end before it falls back to the
+/// last settled horizon.
+pub const SETTLE_WAIT: Duration = Duration::from_millis(250);
+
+/// One outbox row, and the notification on `crate::bus::postgres::OUTBOX_CHANNEL`
+/// (payload: the topic; delivered at commit, dropped on rollback), in one statement (one
+/// round trip): the CTE runs because the insert reads from it. PostgreSQL folds equal
+/// notifications of a transaction.
+const APPEND: &str = "WITH n AS (SELECT pg_notify('docket_outbox', $1)) \
+     INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at) \
+     SELECT $1, $2, $3, $4, $5, $6 FROM n";
+
+/// Appends `events` to the outbox inside the caller's transaction `conn`. Call it after the
+/// transaction's first write (see the module docs): the events commit, or roll back, with it.
+pub async fn append_outbox(
+    conn: &mut PgConnection,
+    events: &[OutboxEvent],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for e in events {
+        sqlx::query(APPEND)
+            .bind(e.topic)
+            .bind(e.event.partitionkey.as_deref().unwrap_or_default())
+            .bind(e.event.id.as_str())
+            .bind(e.event.ty.as_str())
+            .bind(e.event.to_json())
+            .bind(PgInstant::new(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// The highest settled position: see the module docs. `settled` remembers the last one
+/// (shared by the clones of a store) and only grows.
+pub(super) async fn horizon(pool: &PgPool, settled: &Arc<AtomicI64>) -> Result<i64, StoreError> {
+    let last: i64 = sqlx::query_scalar(
+        "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')::regclass), 0)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(unavailable)?;
+    let known = settled.load(Ordering::Acquire);
+    if last <= known {
+        return Ok(known);
+    }
+    // Read after `last`, in a later statement: see the module docs for why the order matters.
+    let xmax: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let ended: bool =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8")
+                .bind(xmax.as_str())
+                .fetch_one(pool)
+                .await
+                .map_err(unavailable)?;
+        if ended {
+            settled.fetch_max(last, Ordering::AcqRel);
+            return Ok(settled.load(Ordering::Acquire));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!(
+                outbox.last = last,
+                outbox.settled = known,
+                "outbox horizon not settled; using the last one"
+            );
+            return Ok(known);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// The events of `topic`'s log after `after` up to the settled horizon, at most `limit`.
+pub(super) async fn read(
+    pool: &PgPool,
+    settled: &Arc<AtomicI64>,
+    after: i64,
+    topic: &str,
+    limit: usize,
+) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+    let upto = horizon(pool, settled).await?;
+    if upto <= after {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT seq, payload FROM outbox WHERE topic = $1 AND seq > $2 AND seq <= $3 \
+         ORDER BY seq LIMIT $4",
+    )
+    .bind(topics::log_topic(topic))
+    .bind(after)
+    .bind(upto)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get("seq").map_err(unavailable)?;
+            let payload: &str = row.try_get("payload").map_err(unavailable)?;
+            let mut event = CloudEvent::parse(payload.as_bytes()).map_err(|e| {
+                StoreError::unavailable(
+                    BACKEND,
+                    format!("outbox row {seq} is not a valid event: {e}"),
+                )
+            })?;
+            event.sequence = Some(sequence_string(seq));
+            Ok((seq, event))
+        })
+        .collect()
+}
+
+/// The highest settled position of `topic`'s log, 0 when there is none.
+pub(super) async fn head(
+    pool: &PgPool,
+    settled: &Arc<AtomicI64>,
+    topic: &str,
+) -> Result<i64, StoreError> {
+    let upto = horizon(pool, settled).await?;
+    sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic = $1 AND seq <= $2")
+        .bind(topics::log_topic(topic))
+        .bind(upto)
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)
+}

@@ -1,0 +1,86 @@
+//! The SQLite side of the transactional outbox: appending events inside a write closure and
+//! reading the log back.
+//!
+//! Appends run on the writer thread, inside the request's savepoint, so a request that fails
+//! takes its events with it and a batch's events become visible with its one commit. The one
+//! writer commits batches in order and `seq` is AUTOINCREMENT, so a reader never sees a
+//! position appear below one it has already read: no horizon is needed here (unlike
+//! PostgreSQL). Each event is serialized once, here. An append marks its batch so the writer
+//! wakes the embedded bus after the commit (`writer.rs`). This module does not prune the log.
+
+use docket_core::Timestamp;
+use docket_events::{CloudEvent, OutboxEvent, sequence_string, topics};
+use rusqlite::{Connection, Transaction, params};
+
+use super::codec::{BACKEND, DbResult as _, micros};
+use crate::StoreError;
+
+/// Appends `events` to the outbox in the transaction of a [`super::SqliteStore::write`]
+/// closure; they commit, or roll back, with the rest of the closure's work.
+pub fn append_outbox(
+    tx: &Transaction<'_>,
+    events: &[OutboxEvent],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .db()?;
+    if !events.is_empty() {
+        super::writer::note_outbox_append();
+    }
+    for e in events {
+        st.execute(params![
+            e.topic,
+            e.event.partitionkey.as_deref().unwrap_or_default(),
+            e.event.id,
+            e.event.ty,
+            e.event.to_json(),
+            micros(now),
+        ])
+        .db()?;
+    }
+    Ok(())
+}
+
+/// The events of `topic`'s log after `after`, in order, at most `limit`.
+pub(super) fn read(
+    conn: &Connection,
+    after: i64,
+    topic: &str,
+    limit: usize,
+) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, payload FROM outbox WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .db()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = st.query(params![topics::log_topic(topic), after, limit]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        let seq: i64 = row.get(0).db()?;
+        let payload: String = row.get(1).db()?;
+        out.push((seq, decode(seq, &payload)?));
+    }
+    Ok(out)
+}
+
+/// The highest position of `topic`'s log, 0 when it is empty.
+pub(super) fn head(conn: &Connection, topic: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic = ?1")
+        .db()?
+        .query_row([topics::log_topic(topic)], |r| r.get(0))
+        .db()
+}
+
+/// A stored payload as the event it is, `sequence` set to its position.
+pub(crate) fn decode(seq: i64, payload: &str) -> Result<CloudEvent, StoreError> {
+    let mut event = CloudEvent::parse(payload.as_bytes()).map_err(|e| {
+        StoreError::unavailable(BACKEND, format!("outbox row {seq} is not a valid event: {e}"))
+    })?;
+    event.sequence = Some(sequence_string(seq));
+    Ok(event)
+}

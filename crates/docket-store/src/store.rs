@@ -1,0 +1,201 @@
+//! The `Store` contract.
+
+use async_trait::async_trait;
+use docket_core::{
+    Category, CategoryId, CategoryPatch, NewCategory, NewTask, NewUser, Page, Task, TaskId,
+    TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+};
+use docket_events::CloudEvent;
+
+use crate::StoreError;
+use crate::audit::{AuditEntry, AuditPage};
+
+/// A user with the password hash needed to check a login.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+/// A personal access token as listed (never its secret; only the hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub name: String,
+    /// The first characters of the token, so a user can tell tokens apart.
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A tag of the user's and how many of their tasks carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCount {
+    pub name: String,
+    pub count: i64,
+}
+
+/// Durable storage of users, tokens, tasks and categories.
+///
+/// # Contract
+/// * Every operation is atomic: it commits whole or not at all. A write that returned `Ok`
+///   is durable (it survives a crash of the process or the machine right after).
+/// * Every task and category operation is scoped by `user`: another user's rows behave
+///   exactly as missing ones (`NotFound`), never `Forbidden`, so existence is not revealed.
+/// * Instants are stored at microsecond precision; what is read back equals what was written.
+/// * `expected_version: Some(v)` makes a write conditional: when the stored version is not `v`
+///   the operation MUST fail with `VersionMismatch { current }` and change nothing.
+/// * A write that changes nothing (a patch equal to the stored values, completing a
+///   completed task) MUST succeed without bumping `version` or `updated_at`.
+/// * `CategoryRef::Name` resolves case-insensitively to the user's category of that name
+///   and creates it (default colour) in the same transaction when there is none;
+///   `CategoryRef::Id` of a category the user does not own fails with
+///   `InvalidReference { field: "category_id" }`.
+/// * Deleting a category clears it from the user's tasks (tasks are kept, not versioned).
+/// * `list_tasks` MUST honour every filter of `TaskQuery` (see its docs), order by
+///   `(sort key, id)` in the query's order, nulls of `due_date` sorting after every date in
+///   both orders, title ordering by `Title::sort_key`, priority by rank, rank by relevance
+///   (best first); return at most `limit` items and `next_cursor` exactly when more items
+///   follow. Paging with `next_cursor` never skips or repeats an item whose sort key did not
+///   change, even when tasks are inserted between pages. Full-text search matches every word
+///   of `SearchText` as a prefix of a word of the title, description or tags.
+/// * Email addresses and external subjects are unique (`Conflict`); category names are
+///   unique per user, case-insensitively (`Conflict`).
+///
+/// # Outbox (§5)
+/// * Every task write appends its events (`docket_events::task_events`) to the outbox in the
+///   same transaction as its rows: `create_task` → created; `update_task` → completed or
+///   reopened when the status moved, else updated (with `changes`); `delete_task` → deleted;
+///   `delete_category` → updated (`changes.category`) for every task it clears. A write
+///   that changes nothing, or fails, appends nothing; an event is readable exactly when its
+///   write committed. Events carry the task's user id as `partitionkey` and its id as
+///   `subject`. Renaming or recolouring a category appends nothing: it is not a task change
+///   (the tasks' rows and versions do not change); task events carry the category as it was
+///   at the task's last write.
+/// * `read_outbox(after, topic, limit)` returns the events of `topic`'s log
+///   (`docket_events::topics::log_topic`) with position > `after`, in increasing position,
+///   at most `limit`, each with `sequence` set to its position. Positions only grow and may
+///   have gaps. A reader that advances to the last position it read MUST NOT miss an event
+///   that commits later: an event becomes readable only once no event at a lower position
+///   can still commit. `outbox_head(topic)` is the highest position `read_outbox` could
+///   return now (0 when there is none).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/readyz` (`"sqlite"`, `"postgres"`).
+    fn backend(&self) -> &'static str;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- users and tokens
+
+    async fn create_user(&self, new: NewUser, now: Timestamp) -> Result<User, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// The user provisioned for an external identity `subject`, created from `new` on first
+    /// sight (atomic: two concurrent calls yield one user).
+    async fn user_for_subject(&self, new: NewUser, now: Timestamp) -> Result<User, StoreError>;
+
+    async fn create_token(&self, info: TokenInfo, token_hash: String) -> Result<(), StoreError>;
+    async fn list_tokens(&self, user: UserId) -> Result<Vec<TokenInfo>, StoreError>;
+    async fn delete_token(&self, user: UserId, id: TokenId) -> Result<(), StoreError>;
+    /// The owner of an unexpired token with this hash.
+    async fn user_by_token_hash(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
+
+    // --- tasks
+
+    async fn create_task(
+        &self,
+        user: UserId,
+        new: NewTask,
+        now: Timestamp,
+    ) -> Result<Task, StoreError>;
+    async fn get_task(&self, user: UserId, id: TaskId) -> Result<Task, StoreError>;
+    /// Applies `patch` (see `TaskPatch::apply`) and returns the task after it.
+    async fn update_task(
+        &self,
+        user: UserId,
+        id: TaskId,
+        patch: TaskPatch,
+        expected_version: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Task, StoreError>;
+    /// Deletes the task and returns it as it was.
+    async fn delete_task(
+        &self,
+        user: UserId,
+        id: TaskId,
+        expected_version: Option<i64>,
+    ) -> Result<Task, StoreError>;
+    async fn list_tasks(
+        &self,
+        user: UserId,
+        query: &TaskQuery,
+        now: Timestamp,
+    ) -> Result<Page<Task>, StoreError>;
+    /// Tags of the user's tasks with their counts, most used first, then by name.
+    async fn list_tags(&self, user: UserId) -> Result<Vec<TagCount>, StoreError>;
+
+    // --- categories
+
+    async fn create_category(
+        &self,
+        user: UserId,
+        new: NewCategory,
+        now: Timestamp,
+    ) -> Result<Category, StoreError>;
+    /// The user's categories by name (case-insensitive order).
+    async fn list_categories(&self, user: UserId) -> Result<Vec<Category>, StoreError>;
+    async fn get_category(&self, user: UserId, id: CategoryId) -> Result<Category, StoreError>;
+    async fn update_category(
+        &self,
+        user: UserId,
+        id: CategoryId,
+        patch: CategoryPatch,
+    ) -> Result<Category, StoreError>;
+    async fn delete_category(&self, user: UserId, id: CategoryId) -> Result<(), StoreError>;
+
+    // --- outbox
+
+    /// The events of `topic` after position `after_seq` (see the outbox rules above).
+    async fn read_outbox(
+        &self,
+        after_seq: i64,
+        topic: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, CloudEvent)>, StoreError>;
+
+    /// The highest readable position of `topic`, 0 when it has none.
+    async fn outbox_head(&self, topic: &str) -> Result<i64, StoreError>;
+
+    // --- audit log
+
+    /// Appends `entry` in its own transaction unless an entry for its event id exists (then
+    /// it changes nothing); true when it was new. Consumers append inside their own
+    /// transaction instead (`audit::sqlite::append`, `audit::postgres::append`).
+    async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError>;
+
+    /// The audit entries of `user`'s task `task`, oldest first (by `seq`), those after
+    /// cursor `after`, at most `limit`; `next_cursor` exactly when more follow. Another
+    /// user's task has no entries (an empty page), never theirs. Entries outlive the task.
+    async fn task_history(
+        &self,
+        user: UserId,
+        task: TaskId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError>;
+
+    /// Every audit entry of `user`'s, oldest first, paged like `task_history`.
+    async fn activity(
+        &self,
+        user: UserId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError>;
+}

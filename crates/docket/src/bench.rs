@@ -1,0 +1,324 @@
+//! `docket bench`: measures a server the way DESIGN §9 states its targets.
+//!
+//! Without `--url` it starts this same binary as a child `docket serve` on a fresh SQLite
+//! database in a temp directory (full durability, nothing tuned for the benchmark), so the
+//! figures are those of a real deployment on this machine, client included. Phases:
+//! 1. durable `POST /api/tasks` at `--connections` for `--seconds`;
+//! 2. seeding `--list-tasks` tasks for a second user (reported as well);
+//! 3. `GET /api/tasks` (50 items, filter + sort) at `--connections` for `--seconds`.
+//!
+//! Also reported: the server's idle RSS after start and its peak RSS (only when it is a
+//! child of the benchmark, read from /proc).
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use hdrhistogram::Histogram;
+use rand::Rng as _;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::cli::BenchArgs;
+
+/// The figures of one measured phase.
+#[derive(Debug, serde::Serialize)]
+struct PhaseResult {
+    name: String,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+struct ChildServer {
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildServer {
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+async fn start_server(database: Option<&str>) -> anyhow::Result<(ChildServer, String)> {
+    let dir = tempfile::tempdir().context("cannot make a temp directory")?;
+    let db = match database {
+        Some(d) => d.to_owned(),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
+    let exe = std::env::current_exe().context("cannot find the docket binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("DOCKET_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start `docket serve`")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout from the server"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("docket listening on ") {
+                return Ok::<_, anyhow::Error>(url.trim().to_owned());
+            }
+        }
+        bail!("the server exited before listening")
+    })
+    .await
+    .context("the server did not start within 60 s")??;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((ChildServer { child, _dir: dir }, url))
+}
+
+/// Resident set size (`VmRSS`) and peak (`VmHWM`) of a process, in MiB.
+fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+async fn signup(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
+    let resp = http
+        .post(format!("{base}/api/auth/signup"))
+        .json(&json!({ "email": email, "password": "bench-password-1" }))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("signup failed with {status}: {body}");
+    }
+    body.get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("signup answered no token"))
+}
+
+fn task_body(i: u64) -> Value {
+    let mut rng = rand::rng();
+    let priorities = ["low", "medium", "high", "urgent"];
+    let tags = ["work", "home", "errand", "health", "finance"];
+    let mut body = json!({
+        "title": format!("benchmark task {i}"),
+        "priority": priorities[rng.random_range(0..4)],
+        "tags": [tags[rng.random_range(0..tags.len())]],
+    });
+    if rng.random_bool(0.8) {
+        let secs: i64 = 1_800_000_000 + rng.random_range(-5_000_000..5_000_000);
+        body["due_date"] =
+            json!(jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default());
+    }
+    if rng.random_bool(0.2) {
+        body["status"] = json!("completed");
+    }
+    if rng.random_bool(0.3) {
+        body["description"] = json!("some words to index for full-text search");
+    }
+    body
+}
+
+/// Runs `connections` workers issuing requests made by `make` until `deadline` or until
+/// `total` requests were sent; returns the latency histogram (µs) and error count.
+async fn load<F>(
+    connections: usize,
+    duration: Option<Duration>,
+    total: Option<u64>,
+    make: F,
+) -> anyhow::Result<(Histogram<u64>, u64, Duration)>
+where
+    F: Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = duration.map(|d| start + d);
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let make = make.clone();
+        let counter = counter.clone();
+        let errors = errors.clone();
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds");
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if total.is_some_and(|t| n >= t) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let ok = match make(n).send().await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        // Read the body: the request is not done until it has arrived.
+                        let _ = resp.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let _ = hist.record(micros.max(1));
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            hist
+        }));
+    }
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    for w in workers {
+        hist.add(w.await?).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok((hist, errors.load(Ordering::Relaxed), start.elapsed()))
+}
+
+fn summarize(name: &str, hist: &Histogram<u64>, errors: u64, elapsed: Duration) -> PhaseResult {
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let seconds = elapsed.as_secs_f64();
+    PhaseResult {
+        name: name.to_owned(),
+        requests: hist.len(),
+        errors,
+        seconds,
+        per_second: hist.len() as f64 / seconds,
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+        max_ms: hist.max() as f64 / 1000.0,
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 || args.seconds == 0 {
+        bail!("--connections and --seconds must be at least 1");
+    }
+    let (server, base) = match &args.url {
+        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+        None => {
+            let (server, url) = start_server(args.database.as_deref()).await?;
+            (Some(server), url)
+        }
+    };
+    let pid = server.as_ref().and_then(ChildServer::pid);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = pid.and_then(rss_mib).map(|(rss, _)| rss);
+    let stamp = uuid::Uuid::now_v7().simple().to_string();
+    let writer = signup(&http, &base, &format!("bench-create-{stamp}@example.com")).await?;
+    let reader = signup(&http, &base, &format!("bench-list-{stamp}@example.com")).await?;
+    let duration = Duration::from_secs(args.seconds);
+    let mut results = Vec::new();
+
+    eprintln!(
+        "phase 1/3: durable POST /api/tasks, {} connections, {} s",
+        args.connections, args.seconds
+    );
+    let (h, c, t) = {
+        let http = http.clone();
+        let base = base.clone();
+        load(args.connections, Some(duration), None, move |i| {
+            http.post(format!("{base}/api/tasks")).bearer_auth(&writer).json(&task_body(i))
+        })
+        .await?
+    };
+    results.push(summarize("create (POST /api/tasks)", &h, c, t));
+
+    eprintln!("phase 2/3: seeding {} tasks for the list user", args.list_tasks);
+    let (h, c, t) = {
+        let http = http.clone();
+        let base = base.clone();
+        let reader = reader.clone();
+        load(args.connections, None, Some(args.list_tasks as u64), move |i| {
+            http.post(format!("{base}/api/tasks")).bearer_auth(&reader).json(&task_body(i))
+        })
+        .await?
+    };
+    results.push(summarize("seed (POST /api/tasks)", &h, c, t));
+
+    eprintln!(
+        "phase 3/3: GET /api/tasks (limit 50, filter + sort), {} connections, {} s",
+        args.connections, args.seconds
+    );
+    let queries = [
+        "status=pending&priority=high,urgent&sort=due_date&limit=50",
+        "tag=work&sort=priority&limit=50",
+        "status=pending&sort=created_at&order=desc&limit=50",
+    ];
+    let (h, c, t) = {
+        let http = http.clone();
+        let base = base.clone();
+        load(args.connections, Some(duration), None, move |i| {
+            let q = queries[(i % queries.len() as u64) as usize];
+            http.get(format!("{base}/api/tasks?{q}")).bearer_auth(&reader)
+        })
+        .await?
+    };
+    results.push(summarize("list (GET /api/tasks, 50 items)", &h, c, t));
+
+    let peak = pid.and_then(rss_mib);
+    if args.json {
+        let out = json!({
+            "url": base,
+            "connections": args.connections,
+            "phases": results,
+            "idle_rss_mib": idle_rss,
+            "rss_mib": peak.map(|p| p.0),
+            "peak_rss_mib": peak.map(|p| p.1),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED).set_header([
+            "phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+        ]);
+        for r in &results {
+            table.add_row([
+                r.name.clone(),
+                r.requests.to_string(),
+                r.errors.to_string(),
+                format!("{:.0}", r.per_second),
+                format!("{:.2}", r.p50_ms),
+                format!("{:.2}", r.p95_ms),
+                format!("{:.2}", r.p99_ms),
+                format!("{:.2}", r.max_ms),
+            ]);
+        }
+        println!("docket bench against {base} ({} connections)", args.connections);
+        println!("{table}");
+        if let Some(idle) = idle_rss {
+            println!("server idle RSS after start: {idle:.1} MiB");
+        }
+        if let Some((rss, hwm)) = peak {
+            println!("server RSS after the run: {rss:.1} MiB (peak {hwm:.1} MiB)");
+        }
+    }
+    let failed: u64 = results.iter().map(|r| r.errors).sum();
+    drop(server);
+    if failed > 0 {
+        bail!("{failed} requests failed during the benchmark");
+    }
+    Ok(())
+}

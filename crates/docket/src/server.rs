@@ -1,0 +1,195 @@
+//! `docket serve`: opens the store, builds the app and the router, binds, and serves until
+//! SIGINT/SIGTERM, then drains in-flight requests.
+//!
+//! Beside HTTP it runs the audit consumer (`docket_app::audit`) on the embedded bus over the
+//! same database (SQLite or PostgreSQL); on shutdown, once HTTP has drained, a `watch`
+//! channel tells it to finish the event in hand and commit its acknowledgements.
+//!
+//! The bound address is printed on stdout as `docket listening on http://ADDR` so scripts
+//! and tests that pass port 0 can find the server.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use docket_app::{App, AuthConfig};
+use docket_bus::EventBus;
+use docket_bus::embedded::EmbeddedBus;
+use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
+use docket_http::HttpConfig;
+use docket_store::Store;
+
+use crate::cli::ServeArgs;
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+    consumers: Consumers,
+}
+
+/// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus.
+struct Consumers {
+    bus: Arc<dyn EventBus>,
+    audit: Arc<dyn Processor>,
+}
+
+/// How long a stopping server waits for its consumers to settle.
+const CONSUMER_STOP: Duration = Duration::from_secs(10);
+
+impl Application {
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
+        let (store, consumers) = open_serving(&args.db.database).await?;
+        let secret = crate::secret::jwt_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
+        let mut auth = AuthConfig::new(secret);
+        auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
+        auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
+        auth.jwks_url = args.jwks_url.clone();
+        let app = Arc::new(App::new(store, auth));
+        let http =
+            HttpConfig { trust_forwarded_for: args.trust_forwarded_for, ..HttpConfig::default() };
+        let router = docket_http::router(app, http);
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Application { listener, router, addr, consumers })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let Consumers { bus, audit } = self.consumers;
+        let consumer = tokio::spawn(async move {
+            if let Err(e) = run_consumer(bus, audit, docket_app::audit::config(), stopped).await {
+                tracing::error!(error = %e, consumer = docket_app::audit::CONSUMER, "consumer cannot subscribe");
+            }
+        });
+        let served = axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed");
+        // Sending fails only when the consumer already returned.
+        let _ = stop.send(true);
+        if tokio::time::timeout(CONSUMER_STOP, consumer).await.is_err() {
+            tracing::warn!("consumers did not stop in time");
+        }
+        served
+    }
+}
+
+/// Opens the store like [`open_store`], and the embedded bus with the audit consumer's
+/// processor over the same database.
+async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> {
+    let context = || format!("cannot open database {}", redact(url));
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let store =
+            Arc::new(docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?);
+        let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)));
+        let audit: Arc<dyn Processor> =
+            Arc::new(SqliteProcessor::new(Arc::clone(&store), docket_app::audit::sqlite_handler()));
+        Ok((store, Consumers { bus, audit }))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store =
+            docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
+        let bus: Arc<dyn EventBus> =
+            Arc::new(EmbeddedBus::postgres(store.clone()).await.with_context(context)?);
+        let audit: Arc<dyn Processor> =
+            Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
+        Ok((Arc::new(store), Consumers { bus, audit }))
+    } else {
+        anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
+    }
+}
+
+/// Opens the store a database URL names (`sqlite://PATH` or `postgres://…`), creating the
+/// SQLite file and its directory when missing and applying pending migrations.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let context = || format!("cannot open database {}", redact(url));
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let store = docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store =
+            docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
+        Ok(Arc::new(store))
+    } else {
+        anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme_end], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let app = Application::build(&args).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, database = %redact(&args.db.database), "docket started");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "docket listening on http://{addr}")?;
+        out.flush()?;
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("docket stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./data/docket.db"), "sqlite://./data/docket.db");
+    }
+}

@@ -1,0 +1,11 @@
+//! The black-box API test binary: every test spawns the real `docket serve` on port 0 with a
+//! fresh database and talks to it over HTTP.
+
+mod audit;
+mod auth;
+mod cli;
+mod durability;
+mod lists;
+mod ops;
+mod support;
+mod tasks;
