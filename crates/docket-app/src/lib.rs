@@ -1,5 +1,6 @@
 //! Docket's use cases over the [`Store`] port: accounts and tokens, authentication, tasks,
-//! tags and categories; the audit consumer's handler ([`audit`]).
+//! tags and categories; the audit consumer's handler ([`audit`]); the real-time fan-out
+//! ([`realtime`]).
 //!
 //! [`App`] holds what the use cases need (the store, the clock, the auth keys) and is shared
 //! by every edge (HTTP, later MCP and the CLI) as `Arc<App>`. Use cases take parsed domain
@@ -13,6 +14,7 @@ pub mod auth;
 mod categories;
 pub mod clock;
 pub mod error;
+pub mod realtime;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -32,17 +34,38 @@ pub struct App {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     auth: auth::Auth,
+    hub: Option<realtime::Hub>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, auth: AuthConfig) -> App {
-        App { store, clock: Arc::new(SystemClock), auth: auth::Auth::new(auth) }
+        App { store, clock: Arc::new(SystemClock), auth: auth::Auth::new(auth), hub: None }
     }
 
     /// Replaces the system clock (tests pin time with [`FixedClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
         self.clock = clock;
         self
+    }
+
+    /// Serves real-time subscriptions from `hub` (run by the caller with [`realtime::Hub::run`]).
+    pub fn with_hub(mut self, hub: realtime::Hub) -> App {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// A live feed of `user`'s task events, after `last_event_id` when the client resumes.
+    pub fn subscribe(
+        &self,
+        user: &docket_core::User,
+        last_event_id: Option<i64>,
+    ) -> Result<realtime::Subscription, AppError> {
+        let hub = self
+            .hub
+            .as_ref()
+            .ok_or_else(|| AppError::Unavailable("real-time streams are not enabled".to_owned()))?;
+        hub.subscribe(&user.id.to_string(), last_event_id)
+            .map_err(|e| AppError::Unavailable(e.to_string()))
     }
 
     /// The store, for edges that report on it (`/readyz`).

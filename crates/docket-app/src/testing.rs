@@ -498,6 +498,20 @@ impl Store for MemoryStore {
         Ok(st.outbox.iter().rev().find(|(_, t, _)| *t == log).map_or(0, |(seq, _, _)| *seq))
     }
 
+    async fn read_outbox_for(
+        &self,
+        topic: &str,
+        key: &str,
+        after_seq: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+        let mut events = self.read_outbox(after_seq, topic, usize::MAX).await?;
+        events.retain(|(seq, e)| *seq <= until && e.partitionkey.as_deref() == Some(key));
+        events.truncate(limit);
+        Ok(events)
+    }
+
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {
         let mut st = self.state()?;
         if st.audit.iter().any(|e| e.event_id == entry.event_id) {

@@ -147,6 +147,12 @@ impl EmbeddedBus {
         })
     }
 
+    /// A signal that changes after outbox appends commit (on PostgreSQL, from any process),
+    /// for other tails of the log such as the real-time hub.
+    pub fn wakeups(&self) -> watch::Receiver<u64> {
+        self.wake.clone()
+    }
+
     /// Sets how often a waiting subscription reads the log without a wake-up (default
     /// [`FALLBACK_POLL`]).
     pub fn with_fallback_poll(mut self, every: Duration) -> EmbeddedBus {

@@ -2,6 +2,8 @@
 //!
 //! * [`Caller`] — the authenticated user (`Authorization: Bearer …`); on the seeds' path form
 //!   `/api/{user_id}/…` it also checks that `{user_id}` is the caller (403 otherwise).
+//! * [`StreamCaller`] — the same for `/api/stream` and `/api/ws`, which also accept the token
+//!   as `?access_token=` (browsers cannot set headers on `EventSource`/`WebSocket`).
 //! * [`JsonBody`] — a JSON body: 415 without a JSON content type, 413 over the limit, 400 for
 //!   malformed JSON, 422 naming the field for a wrong type or a missing field. Unknown fields
 //!   are ignored.
@@ -31,23 +33,11 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        let Some(token) = bearer_token(parts)? else {
             return Err(AppError::unauthorized(
                 "missing credentials; send 'Authorization: Bearer <token>' (log in or create a token)",
             )
             .into());
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| AppError::unauthorized("Authorization header is not text"))?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
-            _ => {
-                return Err(AppError::unauthorized(
-                    "Authorization header must use the Bearer scheme ('Authorization: Bearer <token>')",
-                )
-                .into());
-            }
         };
         let user = state.app.authenticate(token).await?;
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
@@ -57,6 +47,49 @@ impl FromRequestParts<AppState> for Caller {
             return Err(AppError::Forbidden.into());
         }
         Ok(Caller(user))
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header, if the request has the header.
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value =
+        value.to_str().map_err(|_| AppError::unauthorized("Authorization header is not text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token)),
+        _ => Err(AppError::unauthorized(
+            "Authorization header must use the Bearer scheme ('Authorization: Bearer <token>')",
+        )
+        .into()),
+    }
+}
+
+/// The authenticated caller of a streaming route: a bearer header, or, because browsers'
+/// `EventSource` and `WebSocket` cannot send headers, an `access_token` query parameter.
+pub struct StreamCaller(pub User);
+
+impl FromRequestParts<AppState> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_query = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "access_token")
+                .map(|(_, v)| v.into_owned())
+        });
+        let token = match (bearer_token(parts)?, from_query.as_deref()) {
+            (Some(token), _) | (None, Some(token)) => token.to_owned(),
+            (None, None) => {
+                return Err(AppError::unauthorized(
+                    "missing credentials; send 'Authorization: Bearer <token>' or '?access_token=<token>'",
+                )
+                .into());
+            }
+        };
+        Ok(StreamCaller(state.app.authenticate(&token).await?))
     }
 }
 

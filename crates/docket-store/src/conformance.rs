@@ -108,6 +108,7 @@ macro_rules! store_conformance {
             check_outbox_noop_and_failed_writes_append_nothing,
             check_outbox_delete_category_updates_tasks,
             check_outbox_partition_keys,
+            check_outbox_read_for_key,
             check_outbox_concurrent_readers_miss_nothing,
             check_audit_append_idempotent,
             check_audit_scoped_by_user,
@@ -1722,6 +1723,69 @@ pub async fn check_outbox_partition_keys(store: &dyn Store) {
         assert_eq!(e.partitionkey.as_deref(), Some(t.user_id.to_string().as_str()));
         assert_eq!(task_data(e).task.user_id, t.user_id.0);
     }
+}
+
+/// `read_outbox_for` reads one key's events, in order, strictly inside `(after, until]`, and
+/// pages through them with no event skipped or repeated.
+pub async fn check_outbox_read_for_key(store: &dyn Store) {
+    let a = user(store, "replay-a").await;
+    let b = user(store, "replay-b").await;
+    for i in 0..9 {
+        let owner = if i % 3 == 0 { b.id } else { a.id };
+        store.create_task(owner, task(&format!("task {i}")), at(i)).await.expect("create_task");
+    }
+    let all = read_events(store, topics::TASK_UPDATES, 0, 9).await;
+    let until = all.last().expect("nine events").0;
+    let key = a.id.to_string();
+    let mine: Vec<i64> = all
+        .iter()
+        .filter(|(_, e)| e.partitionkey.as_deref() == Some(key.as_str()))
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(mine.len(), 6);
+
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .read_outbox_for(topics::TASK_UPDATES, &key, after, until, 4)
+            .await
+            .expect("read_outbox_for");
+        assert!(page.len() <= 4);
+        let Some(&(last, _)) = page.last() else { break };
+        for (seq, e) in &page {
+            assert_eq!(e.partitionkey.as_deref(), Some(key.as_str()), "another key's event");
+            assert_eq!(e.seq(), Some(*seq), "an event's sequence is its position");
+        }
+        paged.extend(page.iter().map(|(seq, _)| *seq));
+        after = last;
+    }
+    assert_eq!(paged, mine);
+
+    // The bounds are exclusive below and inclusive above.
+    let (lo, hi) = (mine[1], mine[4]);
+    let inside: Vec<i64> = store
+        .read_outbox_for(topics::TASK_UPDATES, &key, lo, hi, 100)
+        .await
+        .expect("read_outbox_for")
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(inside, mine[2..=4]);
+    assert!(
+        store
+            .read_outbox_for(topics::TASK_UPDATES, &key, hi, lo, 100)
+            .await
+            .expect("an empty range")
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_outbox_for(topics::TASK_UPDATES, "no-such-user", 0, until, 100)
+            .await
+            .expect("an unknown key")
+            .is_empty()
+    );
 }
 
 /// Readers interleaved with concurrent writers, each advancing to the last position it read,

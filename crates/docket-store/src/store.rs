@@ -173,6 +173,19 @@ pub trait Store: Send + Sync + 'static {
     /// The highest readable position of `topic`, 0 when it has none.
     async fn outbox_head(&self, topic: &str) -> Result<i64, StoreError>;
 
+    /// The events of `topic`'s log whose partition key is `key` (a user id) with a position
+    /// in `(after_seq, until]`, in order, at most `limit`. `until` MUST be a position the
+    /// caller already read as readable (from `read_outbox` or `outbox_head`), so the range is
+    /// settled: reading it twice gives the same events. Served by an index on the key.
+    async fn read_outbox_for(
+        &self,
+        topic: &str,
+        key: &str,
+        after_seq: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, CloudEvent)>, StoreError>;
+
     // --- audit log
 
     /// Appends `entry` in its own transaction unless an entry for its event id exists (then

@@ -3,7 +3,9 @@
 //!
 //! Beside HTTP it runs the audit consumer (`docket_app::audit`) on the embedded bus over the
 //! same database (SQLite or PostgreSQL); on shutdown, once HTTP has drained, a `watch`
-//! channel tells it to finish the event in hand and commit its acknowledgements.
+//! channel tells it to finish the event in hand and commit its acknowledgements. The
+//! real-time hub (`docket_app::realtime`) tails the same log for `/api/stream` and `/api/ws`;
+//! it closes every stream as soon as shutdown begins, so the drain is not held open by them.
 //!
 //! The bound address is printed on stdout as `docket listening on http://ADDR` so scripts
 //! and tests that pass port 0 can find the server.
@@ -14,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use docket_app::realtime::{Hub, HubConfig};
 use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
 use docket_http::HttpConfig;
 use docket_store::Store;
+use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 
@@ -31,10 +35,13 @@ pub struct Application {
     consumers: Consumers,
 }
 
-/// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus.
+/// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
+/// real-time hub tailing the log (woken by the bus's signal).
 struct Consumers {
     bus: Arc<dyn EventBus>,
     audit: Arc<dyn Processor>,
+    hub: Hub,
+    wake: watch::Receiver<u64>,
 }
 
 /// How long a stopping server waits for its consumers to settle.
@@ -48,7 +55,7 @@ impl Application {
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
         auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
         auth.jwks_url = args.jwks_url.clone();
-        let app = Arc::new(App::new(store, auth));
+        let app = Arc::new(App::new(store, auth).with_hub(consumers.hub.clone()));
         let http =
             HttpConfig { trust_forwarded_for: args.trust_forwarded_for, ..HttpConfig::default() };
         let router = docket_http::router(app, http);
@@ -67,13 +74,21 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let Consumers { bus, audit } = self.consumers;
+        let (stop, stopped) = watch::channel(false);
+        let Consumers { bus, audit, hub, wake } = self.consumers;
         let consumer = tokio::spawn(async move {
             if let Err(e) = run_consumer(bus, audit, docket_app::audit::config(), stopped).await {
                 tracing::error!(error = %e, consumer = docket_app::audit::CONSUMER, "consumer cannot subscribe");
             }
         });
+        // Streams never end by themselves: the hub closes them as soon as shutdown begins,
+        // so the graceful drain below only waits for ordinary requests.
+        let (stop_streams, streams_stopped) = watch::channel(false);
+        let realtime = tokio::spawn(hub.run(Some(wake), streams_stopped));
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+        };
         let served = axum::serve(
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -81,6 +96,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed");
+        realtime.abort();
         // Sending fails only when the consumer already returned.
         let _ = stop.send(true);
         if tokio::time::timeout(CONSUMER_STOP, consumer).await.is_err() {
@@ -97,18 +113,25 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let store =
             Arc::new(docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?);
-        let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)));
+        let embedded = EmbeddedBus::sqlite(Arc::clone(&store));
+        let wake = embedded.wakeups();
+        let bus: Arc<dyn EventBus> = Arc::new(embedded);
         let audit: Arc<dyn Processor> =
             Arc::new(SqliteProcessor::new(Arc::clone(&store), docket_app::audit::sqlite_handler()));
-        Ok((store, Consumers { bus, audit }))
+        let store: Arc<dyn Store> = store;
+        let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
+        Ok((store, Consumers { bus, audit, hub, wake }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
-        let bus: Arc<dyn EventBus> =
-            Arc::new(EmbeddedBus::postgres(store.clone()).await.with_context(context)?);
+        let embedded = EmbeddedBus::postgres(store.clone()).await.with_context(context)?;
+        let wake = embedded.wakeups();
+        let bus: Arc<dyn EventBus> = Arc::new(embedded);
         let audit: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
-        Ok((Arc::new(store), Consumers { bus, audit }))
+        let store: Arc<dyn Store> = Arc::new(store);
+        let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
+        Ok((store, Consumers { bus, audit, hub, wake }))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod categories;
 pub mod ops;
+pub mod stream;
 pub mod tasks;
 
 use utoipa::openapi::path::{Parameter, ParameterIn};
@@ -51,6 +52,7 @@ use crate::problem;
         (name = "tags", description = "tags"),
         (name = "categories", description = "categories"),
         (name = "audit", description = "the audit log: task history and activity"),
+        (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
     ),
 )]
@@ -91,6 +93,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(task_routes())
         .routes(routes!(audit::task_history))
         .routes(routes!(audit::activity))
+        .routes(routes!(stream::stream))
+        .routes(routes!(stream::websocket))
         .routes(routes!(tasks::list_tags))
         .routes(routes!(categories::list_categories, categories::create_category))
         .routes(routes!(

@@ -48,6 +48,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/postgres/0005_audit.sql"),
     },
+    Migration {
+        version: 6,
+        name: "outbox_by_key",
+        sql: include_str!("../../migrations/postgres/0006_outbox_by_key.sql"),
+    },
 ];
 
 /// First key of the advisory lock (`hashtext('docket_schema_migrations')` is not a constant

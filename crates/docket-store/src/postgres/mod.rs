@@ -892,6 +892,17 @@ impl Store for PostgresStore {
         outbox::head(&self.pool, &self.settled, topic).await
     }
 
+    async fn read_outbox_for(
+        &self,
+        topic: &str,
+        key: &str,
+        after_seq: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+        outbox::read_for(&self.pool, topic, key, after_seq, until, limit).await
+    }
+
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         audit::postgres::append(&mut conn, &entry).await

@@ -137,6 +137,40 @@ pub(super) async fn read(
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
+    decode_rows(&rows)
+}
+
+/// The events of `topic`'s log with partition key `key` in `(after, until]`, in order. The
+/// caller read `until` as settled, so no horizon is consulted.
+pub(super) async fn read_for(
+    pool: &PgPool,
+    topic: &str,
+    key: &str,
+    after: i64,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+    if until <= after {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT seq, payload FROM outbox \
+         WHERE partition_key = $1 AND topic = $2 AND seq > $3 AND seq <= $4 \
+         ORDER BY seq LIMIT $5",
+    )
+    .bind(key)
+    .bind(topics::log_topic(topic))
+    .bind(after)
+    .bind(until)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    decode_rows(&rows)
+}
+
+/// `(seq, payload)` rows as positioned events.
+fn decode_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
     rows.iter()
         .map(|row| {
             let seq: i64 = row.try_get("seq").map_err(unavailable)?;

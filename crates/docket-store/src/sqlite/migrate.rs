@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/sqlite/0005_audit.sql"),
     },
+    Migration {
+        version: 6,
+        name: "outbox_by_key",
+        sql: include_str!("../../migrations/sqlite/0006_outbox_by_key.sql"),
+    },
 ];
 
 /// Applies the migrations `conn` has not seen yet; returns how many it applied.

@@ -921,6 +921,18 @@ impl Store for SqliteStore {
         self.read(move |conn| outbox::head(conn, &topic)).await
     }
 
+    async fn read_outbox_for(
+        &self,
+        topic: &str,
+        key: &str,
+        after_seq: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+        let (topic, key) = (topic.to_owned(), key.to_owned());
+        self.read(move |conn| outbox::read_for(conn, &topic, &key, after_seq, until, limit)).await
+    }
+
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {
         self.write(move |tx| audit::sqlite::append(tx, &entry)).await
     }

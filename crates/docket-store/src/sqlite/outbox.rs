@@ -58,7 +58,12 @@ pub(super) fn read(
         )
         .db()?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = st.query(params![topics::log_topic(topic), after, limit]).db()?;
+    let rows = st.query(params![topics::log_topic(topic), after, limit]).db()?;
+    decode_rows(rows)
+}
+
+/// `(seq, payload)` rows as positioned events.
+fn decode_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().db()? {
         let seq: i64 = row.get(0).db()?;
@@ -66,6 +71,27 @@ pub(super) fn read(
         out.push((seq, decode(seq, &payload)?));
     }
     Ok(out)
+}
+
+/// The events of `topic`'s log with partition key `key` in `(after, until]`, in order.
+pub(super) fn read_for(
+    conn: &Connection,
+    topic: &str,
+    key: &str,
+    after: i64,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, payload FROM outbox
+             WHERE partition_key = ?1 AND topic = ?2 AND seq > ?3 AND seq <= ?4
+             ORDER BY seq LIMIT ?5",
+        )
+        .db()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = st.query(params![key, topics::log_topic(topic), after, until, limit]).db()?;
+    decode_rows(rows)
 }
 
 /// The highest position of `topic`'s log, 0 when it is empty.

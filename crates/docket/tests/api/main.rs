@@ -7,5 +7,6 @@ mod cli;
 mod durability;
 mod lists;
 mod ops;
+mod stream;
 mod support;
 mod tasks;

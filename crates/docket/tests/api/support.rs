@@ -229,3 +229,38 @@ impl TestServer {
         }
     }
 }
+
+impl TestServer {
+    /// Sends SIGTERM and waits (up to 30 s) for the server to exit; returns whether it exited
+    /// successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let mut child = self.child.take().expect("a running server");
+        let pid = child.id().expect("a running server has a pid");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the server exits within 30 s of SIGTERM")
+            .expect("wait for the server");
+        status.success()
+    }
+}
+
+/// Every entry of the caller's audit log, oldest first, paging through `/api/activity` with
+/// its cursor.
+pub async fn all_activity(s: &TestServer, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut path = "/api/activity?limit=200".to_owned();
+    loop {
+        let r = s.get(&path, token).await;
+        assert_eq!(r.status, StatusCode::OK, "activity: {}", r.text);
+        out.extend(r.body["items"].as_array().expect("items").iter().cloned());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/activity?limit=200&cursor={c}"),
+            None => return out,
+        }
+    }
+}

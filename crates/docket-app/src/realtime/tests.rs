@@ -1,0 +1,191 @@
+//! The hub over a real SQLite store: slow subscribers catch up from the log without gaps,
+//! subscribers too far behind are told to resync, keys are isolated, close ends everything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use docket_core::{DisplayName, Email, NewTask, NewUser, Timestamp, Title, User};
+use docket_store::Store;
+use docket_store::sqlite::SqliteStore;
+use tokio::sync::watch;
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    hub: Hub,
+    stop: watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+async fn fixture(config: HubConfig) -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("docket.db");
+    let store = Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
+    let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
+    let hub = Hub::new(dyn_store, config).await.expect("hub");
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn(hub.clone().run(Some(store.outbox_appended()), stopped));
+    Fixture { _dir: dir, store, hub, stop, runner }
+}
+
+async fn user(store: &SqliteStore, name: &str) -> User {
+    let new = NewUser {
+        email: Some(Email::parse(&format!("{name}@example.com")).expect("email")),
+        name: DisplayName::parse(name).expect("name"),
+        timezone: None,
+        password_hash: None,
+        external_subject: None,
+    };
+    store.create_user(new, Timestamp::now()).await.expect("create_user")
+}
+
+async fn create(store: &SqliteStore, user: &User, title: &str) {
+    let task = NewTask::new(Title::parse(title).expect("title"));
+    store.create_task(user.id, task, Timestamp::now()).await.expect("create_task");
+}
+
+/// Waits until the hub has fanned out everything in the log.
+async fn settle(f: &Fixture) {
+    let head = f.store.outbox_head(TOPIC).await.expect("head");
+    for _ in 0..3000 {
+        if f.hub.position() >= head {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the hub did not reach position {head}");
+}
+
+/// The positions of `user`'s events in the log.
+async fn positions_of(store: &SqliteStore, user: &User) -> Vec<i64> {
+    let key = user.id.to_string();
+    let all = store.read_outbox(0, TOPIC, 10_000).await.expect("read");
+    all.iter()
+        .filter(|(_, e)| e.partitionkey.as_deref() == Some(key.as_str()))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+async fn next(sub: &mut Subscription) -> Item {
+    tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .expect("an item within 30 s")
+        .expect("the subscription is open")
+}
+
+fn event_seq(item: &Item) -> i64 {
+    match item {
+        Item::Event(m) => m.seq,
+        Item::Resync { .. } => panic!("expected an event, got {item:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_catches_up_from_the_log_without_gaps() {
+    let config = HubConfig { buffer: 2, page: 3, ..HubConfig::default() };
+    let f = fixture(config).await;
+    let a = user(&f.store, "slow").await;
+    let b = user(&f.store, "other").await;
+    let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
+    for i in 0..20 {
+        create(&f.store, &a, &format!("a{i}")).await;
+        if i % 4 == 0 {
+            create(&f.store, &b, &format!("b{i}")).await;
+        }
+    }
+    // The hub has run past a buffer of 2: this subscriber was dropped and must replay.
+    settle(&f).await;
+    let want = positions_of(&f.store, &a).await;
+    assert_eq!(want.len(), 20);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(event_seq(&next(&mut sub).await));
+    }
+    assert_eq!(got, want, "every event of the key, in order, once");
+    // And live again afterwards.
+    create(&f.store, &a, "live").await;
+    let live = event_seq(&next(&mut sub).await);
+    assert_eq!(Some(&live), positions_of(&f.store, &a).await.last());
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+}
+
+#[tokio::test]
+async fn a_subscriber_too_far_behind_is_told_to_resync() {
+    let config = HubConfig { buffer: 2, page: 2, replay_limit: 5, ..HubConfig::default() };
+    let f = fixture(config).await;
+    let a = user(&f.store, "laggard").await;
+    let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
+    for i in 0..20 {
+        create(&f.store, &a, &format!("a{i}")).await;
+    }
+    settle(&f).await;
+    let want = positions_of(&f.store, &a).await;
+    // The first two sat in the buffer; the catch-up replays five more, then gives up.
+    let mut got = Vec::new();
+    let resync = loop {
+        match next(&mut sub).await {
+            Item::Event(m) => got.push(m.seq),
+            Item::Resync { sequence, reason } => break (sequence, reason),
+        }
+    };
+    assert_eq!(resync.1, ResyncReason::Lagged);
+    assert_eq!(got.len(), 7, "buffer (2) + replay limit (5): {got:?}");
+    assert_eq!(got, want[..7]);
+    assert_eq!(resync.0, *want.last().expect("events"), "resync names the head");
+    create(&f.store, &a, "after the resync").await;
+    let live = event_seq(&next(&mut sub).await);
+    assert!(live > resync.0);
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+}
+
+#[tokio::test]
+async fn resuming_replays_only_the_key_then_goes_live() {
+    let f = fixture(HubConfig::default()).await;
+    let a = user(&f.store, "resumer").await;
+    let b = user(&f.store, "bystander").await;
+    for i in 0..6 {
+        create(&f.store, &a, &format!("a{i}")).await;
+        create(&f.store, &b, &format!("b{i}")).await;
+    }
+    settle(&f).await;
+    let want = positions_of(&f.store, &a).await;
+    let mut sub = f.hub.subscribe(&a.id.to_string(), Some(want[1])).expect("subscribe");
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(event_seq(&next(&mut sub).await));
+    }
+    assert_eq!(got, want[2..]);
+    create(&f.store, &b, "not a's").await;
+    create(&f.store, &a, "a live").await;
+    let live = event_seq(&next(&mut sub).await);
+    assert_eq!(Some(&live), positions_of(&f.store, &a).await.last());
+
+    // A position past the head is answered with a resync at the head.
+    let head = f.hub.position();
+    let mut ahead = f.hub.subscribe(&a.id.to_string(), Some(head + 100)).expect("subscribe");
+    match next(&mut ahead).await {
+        Item::Resync { sequence, reason } => {
+            assert_eq!(reason, ResyncReason::UnknownPosition);
+            assert_eq!(sequence, head);
+        }
+        other => panic!("expected a resync, got {other:?}"),
+    }
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+}
+
+#[tokio::test]
+async fn shutdown_ends_subscriptions_and_refuses_new_ones() {
+    let f = fixture(HubConfig::default()).await;
+    let a = user(&f.store, "leaver").await;
+    let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+    let end = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("ends");
+    assert!(end.is_none(), "the subscription ended");
+    assert!(f.hub.subscribe(&a.id.to_string(), None).is_err());
+}
