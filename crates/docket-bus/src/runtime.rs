@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
+use docket_events::trace::{self, TraceContext};
 use docket_store::postgres::PostgresStore;
 use docket_store::sqlite::SqliteStore;
 use docket_store::{StateError, StateKey, StoreError};
@@ -305,8 +306,19 @@ pub async fn run_consumer(
             lag.set(n as f64);
         }
         count += 1;
-        let outcome =
-            processor.process(&name, &config.topic, &d, config.position_in_transaction).await;
+        // The handler runs in a child span of the event's trace (a new trace when the event
+        // carries none), so whatever it writes, events included, stays in that trace.
+        let trace = d
+            .event
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map_or_else(TraceContext::root, |t| t.child());
+        let outcome = trace::scope(
+            trace,
+            processor.process(&name, &config.topic, &d, config.position_in_transaction),
+        )
+        .await;
         let settled = match outcome {
             Ok(p) => {
                 if p == Processed::Duplicate {

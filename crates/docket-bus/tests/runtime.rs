@@ -170,6 +170,42 @@ async fn stop(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_run_in_the_trace_of_their_event() {
+    use docket_events::trace::{self, TraceContext};
+    let rig = rig().await;
+    let (done, mut rx) = mpsc::unbounded_channel();
+    let seen: Arc<Mutex<HashMap<u64, Option<TraceContext>>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let handler: Arc<SqliteHandler> = Arc::new(move |_tx, event| {
+        // Runs on the SQLite writer thread: the context must have followed it there.
+        record.lock().expect("lock").insert(n_of(event), trace::current());
+        let _ = done.send(n_of(event));
+        Ok(())
+    });
+    let processor: Arc<dyn Processor> =
+        Arc::new(SqliteProcessor::new(Arc::clone(&rig.store), handler));
+    let (halt, shutdown) = watch::channel(false);
+    let task = tokio::spawn(run_consumer(
+        Arc::clone(&rig.bus),
+        processor,
+        config("t-trace", false),
+        shutdown,
+    ));
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut traced = event("u1", 1);
+    traced.traceparent = Some(parent.to_owned());
+    rig.bus.publish("t-trace", vec![traced, event("u1", 2)]).await.expect("publish");
+    committed(&rig.store, &mut rx, 2).await;
+    let seen = seen.lock().expect("lock").clone();
+    let first = seen[&1].expect("a context while handling a traced event");
+    assert_eq!(first.trace_id(), "0af7651916cd43dd8448eb211c80319c", "same trace");
+    assert_ne!(first.to_string(), parent, "a child span, not the event's own");
+    let second = seen[&2].expect("a fresh context for an untraced event");
+    assert_ne!(second.trace_id(), first.trace_id());
+    stop(halt, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failure_is_retried_then_succeeds() {
     let rig = rig().await;
     let scripts = HashMap::from([(1, Script::FailTimes(2))]);

@@ -128,17 +128,7 @@ fn required(map: &mut Map<String, Value>, name: &'static str) -> Result<String, 
 
 /// `00-{trace-id:32 hex}-{parent-id:16 hex}-{flags:2 hex}`, lower-case, ids not all zero.
 fn valid_traceparent(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let hex = |p: &str, n: usize| {
-        p.len() == n && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    parts.len() == 4
-        && parts[0] == "00"
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
-        && parts[1].bytes().any(|b| b != b'0')
-        && parts[2].bytes().any(|b| b != b'0')
+    crate::trace::TraceContext::parse(s).is_some_and(|t| t.to_string() == s)
 }
 
 fn json_content_type(ct: &str) -> bool {

@@ -11,6 +11,7 @@ mod envelope;
 mod payload;
 mod task;
 pub mod topics;
+pub mod trace;
 pub mod types;
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub fn task_events(change: TaskChange<'_>, now: Timestamp, source: &str) -> Vec<
         datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
         partitionkey: Some(task.user_id.to_string()),
         sequence: None,
-        traceparent: None,
+        traceparent: crate::trace::current().map(|t| t.to_string()),
         extensions: Default::default(),
         data: Some(data),
     };

@@ -284,3 +284,55 @@ fn parse_rejects_bad_envelopes() {
         Err("cloudevent attribute 'meta' must be a string, number or boolean, got an object"),
     );
 }
+
+#[test]
+fn trace_context_parses_only_valid_w3c_values() {
+    use crate::trace::TraceContext;
+    let v = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let t = TraceContext::parse(v).expect("valid");
+    assert_eq!(t.to_string(), v);
+    assert_eq!(t.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+    let child = t.child();
+    assert_eq!(child.trace_id(), t.trace_id());
+    assert_ne!(child, t);
+    for bad in [
+        "",
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-00",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+    ] {
+        assert!(TraceContext::parse(bad).is_none(), "{bad:?}");
+    }
+    let a = TraceContext::root();
+    let b = TraceContext::root();
+    assert_ne!(a.trace_id(), b.trace_id());
+    assert!(TraceContext::parse(&a.to_string()).is_some());
+}
+
+#[tokio::test]
+async fn task_events_carry_the_current_trace() {
+    use crate::trace::{self, TraceContext};
+    let t = task();
+    let outside = task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api");
+    assert_eq!(outside[0].event.traceparent, None);
+    let ctx = TraceContext::root();
+    let inside = trace::scope(ctx, async {
+        task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api")
+    })
+    .await;
+    assert_eq!(inside[0].event.traceparent, Some(ctx.to_string()));
+    // And on another thread, through sync_scope (how the SQLite writer runs closures).
+    let captured = trace::scope(ctx, async { trace::current() }).await;
+    let on_thread = std::thread::spawn(move || {
+        trace::sync_scope(captured, || {
+            task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api")
+        })
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(on_thread[0].event.traceparent, Some(ctx.to_string()));
+}

@@ -5,6 +5,7 @@
 //! Logged per request: method, matched route (never the raw path, which holds ids), status,
 //! latency, request id. Never bodies, headers with credentials, or query strings.
 
+use docket_events::trace::{self, TraceContext};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -47,6 +48,14 @@ pub async fn observe(req: Request, next: Next) -> Response {
         req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let request_id =
         req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    // Continue the caller's trace (W3C `traceparent`) or start one; the events this request
+    // writes carry it (`docket_events::trace`).
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::root, |t| t.child());
     let span = tracing::info_span!(
         "request",
         http.method = %method,
@@ -54,8 +63,9 @@ pub async fn observe(req: Request, next: Next) -> Response {
         http.status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
         request_id = %request_id,
+        trace_id = %trace.trace_id(),
     );
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = trace::scope(trace, next.run(req).instrument(span.clone())).await;
 
     let status = resp.status();
     if status.as_u16() >= 400 && !resp.headers().contains_key(header::CONTENT_TYPE) {

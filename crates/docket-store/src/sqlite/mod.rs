@@ -130,7 +130,12 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        writer::reply(self.writer.submit(f))
+        // The closure runs on the writer thread: it re-enters the caller's trace context, so
+        // the events it appends carry the caller's `traceparent`.
+        let trace = docket_events::trace::current();
+        writer::reply(
+            self.writer.submit(move |tx| docket_events::trace::sync_scope(trace, || f(tx))),
+        )
     }
 
     /// Runs `f` on a free `query_only` reader connection; it sees every write acknowledged

@@ -310,3 +310,36 @@ async fn streams_end_cleanly_on_shutdown() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn events_carry_the_request_trace() {
+    let s = TestServer::start().await;
+    let (a, _) = s.signup("trace@example.com").await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = TestServer::read(
+        s.http
+            .post(format!("{}/api/tasks", s.url))
+            .bearer_auth(&a)
+            .header("traceparent", parent)
+            .json(&json!({"title": "traced"}))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    create(&s, &a, "untraced one").await;
+    create(&s, &a, "untraced two").await;
+    let mut sse = Sse::open(&s, &a, Some("0")).await;
+    let events: Vec<Value> = sse.take(3).await.iter().map(SseMessage::json).collect();
+    let tp =
+        |e: &Value| e["traceparent"].as_str().expect("every event has a traceparent").to_owned();
+    let parts = |t: &str| t.split('-').map(str::to_owned).collect::<Vec<_>>();
+    let first = parts(&tp(&events[0]));
+    assert_eq!(first[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the caller's trace continues");
+    assert_ne!(first[2], "00f067aa0ba902b7", "under the server's own span");
+    // Requests without a traceparent each start their own trace.
+    let (two, three) = (parts(&tp(&events[1])), parts(&tp(&events[2])));
+    assert_ne!(two[1], three[1]);
+    assert_ne!(two[1], first[1]);
+}

@@ -1,0 +1,105 @@
+//! W3C trace context (`traceparent`) carried from a request through the events it causes and
+//! through the consumers that react to them (§5).
+//!
+//! The HTTP edge runs each request inside [`scope`] with a [`TraceContext`] continuing the
+//! caller's `traceparent` (or starting a trace); [`crate::task_events`] stamps the
+//! [`current`] context on every event it builds; the consumer runtime runs each handler in a
+//! child of the delivered event's context, so what a consumer writes stays in the same trace.
+//! The context is a tokio task-local; work handed to another thread (the SQLite writer)
+//! captures it with [`current`] and re-enters it with [`sync_scope`].
+
+use std::fmt;
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// One span's place in a trace: `00-{trace_id}-{span_id}-{flags}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+impl TraceContext {
+    /// A new trace (sampled), with a random trace and span id.
+    pub fn root() -> TraceContext {
+        TraceContext { trace_id: nonzero_u128(), span_id: nonzero_u64(), flags: 0x01 }
+    }
+
+    /// Parses a `traceparent` header value; `None` unless it is valid version-00 context
+    /// (lower-case hex, ids not all zero).
+    pub fn parse(value: &str) -> Option<TraceContext> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |p: &str, n: usize| {
+            p.len() == n && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if parts.next().is_some()
+            || version != "00"
+            || !lower_hex(trace, 32)
+            || !lower_hex(span, 16)
+            || !lower_hex(flags, 2)
+        {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(TraceContext { trace_id, span_id, flags })
+    }
+
+    /// A new span in the same trace, this one its parent.
+    pub fn child(&self) -> TraceContext {
+        TraceContext { span_id: nonzero_u64(), ..*self }
+    }
+
+    /// The trace id as 32 lower-case hex digits.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    loop {
+        let v: u128 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn nonzero_u64() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// The context of the running task (or of the enclosing [`sync_scope`]), if any.
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok()
+}
+
+/// Runs `fut` with `ctx` as the current context.
+pub async fn scope<F: Future>(ctx: TraceContext, fut: F) -> F::Output {
+    CURRENT.scope(ctx, fut).await
+}
+
+/// Runs `f` with `ctx` (when there is one) as the current context, on any thread.
+pub fn sync_scope<R>(ctx: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+    match ctx {
+        Some(ctx) => CURRENT.sync_scope(ctx, f),
+        None => f(),
+    }
+}
