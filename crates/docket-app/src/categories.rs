@@ -46,6 +46,6 @@ impl App {
 
     #[tracing::instrument(name = "delete_category", skip_all, fields(user.id = %user.id, category.id = %id))]
     pub async fn delete_category(&self, user: &User, id: CategoryId) -> Result<(), AppError> {
-        Ok(self.store.delete_category(user.id, id).await?)
+        Ok(self.store.delete_category(user.id, id, self.now()).await?)
     }
 }

@@ -200,7 +200,7 @@ impl App {
         id: TaskId,
         if_match: Option<i64>,
     ) -> Result<Task, AppError> {
-        Ok(self.store.delete_task(user.id, id, if_match).await?)
+        Ok(self.store.delete_task(user.id, id, if_match, self.now()).await?)
     }
 
     #[tracing::instrument(name = "complete_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]

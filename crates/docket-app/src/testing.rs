@@ -312,6 +312,7 @@ impl Store for MemoryStore {
         user: UserId,
         id: TaskId,
         expected_version: Option<i64>,
+        now: Timestamp,
     ) -> Result<Task, StoreError> {
         let mut st = self.state()?;
         let Some(pos) = st.tasks.iter().position(|t| t.id == id && t.user_id == user) else {
@@ -322,7 +323,7 @@ impl Store for MemoryStore {
             return Err(StoreError::VersionMismatch { current });
         }
         let task = st.tasks.remove(pos);
-        st.append(TaskChange::Deleted(&task), Timestamp::now());
+        st.append(TaskChange::Deleted(&task), now);
         Ok(task)
     }
 
@@ -448,7 +449,12 @@ impl Store for MemoryStore {
         Ok(c)
     }
 
-    async fn delete_category(&self, user: UserId, id: CategoryId) -> Result<(), StoreError> {
+    async fn delete_category(
+        &self,
+        user: UserId,
+        id: CategoryId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut st = self.state()?;
         let before = st.categories.len();
         st.categories.retain(|c| !(c.id == id && c.user_id == user));
@@ -466,7 +472,7 @@ impl Store for MemoryStore {
             if let Some(t) = st.tasks.iter_mut().find(|t| t.id == before.id) {
                 t.category = None;
             }
-            st.append(TaskChange::Updated { before, after: &after }, Timestamp::now());
+            st.append(TaskChange::Updated { before, after: &after }, now);
         }
         Ok(())
     }

@@ -686,9 +686,12 @@ pub async fn check_tasks_scoped_by_user(store: &dyn Store) {
         store.update_task(b.id, t.id, patch, Some(1), at(1)).await,
         "conditional update, other user",
     );
-    expect_not_found(store.delete_task(b.id, t.id, None).await, "delete another user's task");
     expect_not_found(
-        store.delete_task(b.id, t.id, Some(1)).await,
+        store.delete_task(b.id, t.id, None, at(9 * MIN)).await,
+        "delete another user's task",
+    );
+    expect_not_found(
+        store.delete_task(b.id, t.id, Some(1), at(9 * MIN)).await,
         "conditional delete, other user",
     );
     expect_not_found(store.get_task(a.id, TaskId::new()).await, "get an unknown task");
@@ -696,7 +699,10 @@ pub async fn check_tasks_scoped_by_user(store: &dyn Store) {
         store.update_task(a.id, TaskId::new(), TaskPatch::default(), None, at(1)).await,
         "update an unknown task",
     );
-    expect_not_found(store.delete_task(a.id, TaskId::new(), None).await, "delete an unknown task");
+    expect_not_found(
+        store.delete_task(a.id, TaskId::new(), None, at(9 * MIN)).await,
+        "delete an unknown task",
+    );
     assert_eq!(store.get_task(a.id, t.id).await.expect("owner still sees it"), t, "unchanged");
     let q = TaskQuery { text: Some(search("private")), ..all() };
     assert!(store.list_tasks(b.id, &q, at(0)).await.expect("list").items.is_empty());
@@ -828,14 +834,17 @@ pub async fn check_version_mismatch_changes_nothing(store: &dyn Store) {
         vec![],
         "nor created a category"
     );
-    expect_mismatch(store.delete_task(a.id, t.id, Some(1)).await, 2, "stale delete");
+    expect_mismatch(store.delete_task(a.id, t.id, Some(1), at(9 * MIN)).await, 2, "stale delete");
     assert_eq!(store.get_task(a.id, t.id).await.expect("still there"), v2);
     expect_mismatch(
         store.update_task(a.id, t.id, TaskPatch::default(), Some(3), at(2 * MIN)).await,
         2,
         "a future version is a mismatch too",
     );
-    assert_eq!(store.delete_task(a.id, t.id, Some(2)).await.expect("current version"), v2);
+    assert_eq!(
+        store.delete_task(a.id, t.id, Some(2), at(9 * MIN)).await.expect("current version"),
+        v2
+    );
 }
 
 /// Delete returns the task as it was; afterwards it is gone from get, list, search and tags.
@@ -846,9 +855,9 @@ pub async fn check_delete_task(store: &dyn Store) {
     new.category = Some(CategoryRef::Name(cat_name("Bin")));
     let t = store.create_task(a.id, new, at(0)).await.expect("create_task");
     let keep = store.create_task(a.id, task("Keep me"), at(1)).await.expect("create_task");
-    assert_eq!(store.delete_task(a.id, t.id, None).await.expect("delete"), t);
+    assert_eq!(store.delete_task(a.id, t.id, None, at(9 * MIN)).await.expect("delete"), t);
     expect_not_found(store.get_task(a.id, t.id).await, "get a deleted task");
-    expect_not_found(store.delete_task(a.id, t.id, None).await, "delete twice");
+    expect_not_found(store.delete_task(a.id, t.id, None, at(9 * MIN)).await, "delete twice");
     assert_eq!(
         ids(&store.list_tasks(a.id, &all(), at(0)).await.expect("list").items),
         vec![keep.id]
@@ -966,14 +975,17 @@ pub async fn check_delete_category_clears_tasks(store: &dyn Store) {
     let t3 = store.create_task(a.id, task("without"), at(3)).await.expect("create_task");
     assert_eq!(t1.category, Some(c.clone()));
 
-    expect_not_found(store.delete_category(b.id, c.id).await, "delete another user's category");
+    expect_not_found(
+        store.delete_category(b.id, c.id, at(9 * MIN)).await,
+        "delete another user's category",
+    );
     assert_eq!(
         store.get_task(a.id, t1.id).await.expect("get").category,
         Some(c.clone()),
         "untouched"
     );
 
-    store.delete_category(a.id, c.id).await.expect("delete_category");
+    store.delete_category(a.id, c.id, at(9 * MIN)).await.expect("delete_category");
     for t in [&t1, &t2] {
         let now = store.get_task(a.id, t.id).await.expect("task kept");
         assert_eq!(
@@ -986,7 +998,10 @@ pub async fn check_delete_category_clears_tasks(store: &dyn Store) {
     let q = TaskQuery { category: Some(CategoryRef::Id(c.id)), ..all() };
     assert!(store.list_tasks(a.id, &q, at(0)).await.expect("list").items.is_empty());
     expect_not_found(store.get_category(a.id, c.id).await, "get a deleted category");
-    expect_not_found(store.delete_category(a.id, c.id).await, "delete a deleted category");
+    expect_not_found(
+        store.delete_category(a.id, c.id, at(9 * MIN)).await,
+        "delete a deleted category",
+    );
     assert_eq!(store.list_categories(a.id).await.expect("list"), vec![]);
 }
 
@@ -1037,11 +1052,14 @@ pub async fn check_categories_crud(store: &dyn Store) {
         store.update_category(b.id, work.id, patch).await,
         "update another user's category",
     );
-    expect_not_found(store.delete_category(b.id, work.id).await, "delete another user's category");
+    expect_not_found(
+        store.delete_category(b.id, work.id, at(9 * MIN)).await,
+        "delete another user's category",
+    );
     expect_not_found(store.get_category(a.id, CategoryId::new()).await, "get an unknown category");
     assert_eq!(store.get_category(a.id, work.id).await.expect("get"), office, "untouched by b");
 
-    store.delete_category(a.id, home.id).await.expect("delete");
+    store.delete_category(a.id, home.id, at(9 * MIN)).await.expect("delete");
     expect_not_found(store.get_category(a.id, home.id).await, "get a deleted category");
     assert_eq!(store.list_categories(a.id).await.expect("list"), vec![errands, office]);
 }
@@ -1454,7 +1472,7 @@ pub async fn check_list_tags_counts(store: &dyn Store) {
         store.list_tags(b.id).await.expect("list_tags"),
         vec![tc("home", 1), tc("theirs", 1)]
     );
-    store.delete_task(a.id, made[0].id, None).await.expect("delete");
+    store.delete_task(a.id, made[0].id, None, at(9 * MIN)).await.expect("delete");
     let p = TaskPatch { tags: Some(tags(&["shop"])), ..TaskPatch::default() };
     store.update_task(a.id, made[1].id, p, None, at(1)).await.expect("update");
     assert_eq!(
@@ -1541,7 +1559,8 @@ pub async fn check_outbox_task_writes_append_events(store: &dyn Store) {
     let reopen = TaskPatch { status: Some(Status::Pending), ..TaskPatch::default() };
     let reopened =
         store.update_task(u.id, created.id, reopen, None, at(3 * MIN)).await.expect("reopen");
-    let deleted = store.delete_task(u.id, created.id, None).await.expect("delete_task");
+    let deleted =
+        store.delete_task(u.id, created.id, None, at(9 * MIN)).await.expect("delete_task");
 
     let events = read_events(store, topics::TASK_EVENTS, start, 5).await;
     let types: Vec<&str> = events.iter().map(|(_, e)| e.ty.as_str()).collect();
@@ -1556,6 +1575,7 @@ pub async fn check_outbox_task_writes_append_events(store: &dyn Store) {
         ],
         "one event per write, in write order"
     );
+    assert_eq!(events[4].1.time, Some(at(9 * MIN)), "a delete's event is stamped with its `now`");
     let e = &events[0].1;
     expect_event(e, types::TASK_CREATED, &created);
     assert_eq!(e.time, Some(at(0)), "event time is the write's now");
@@ -1623,13 +1643,17 @@ pub async fn check_outbox_noop_and_failed_writes_append_nothing(store: &dyn Stor
         1,
         "update with a stale version",
     );
-    expect_mismatch(store.delete_task(u.id, t.id, Some(7)).await, 1, "delete with a stale version");
+    expect_mismatch(
+        store.delete_task(u.id, t.id, Some(7), at(9 * MIN)).await,
+        1,
+        "delete with a stale version",
+    );
     expect_not_found(
         store.update_task(other.id, t.id, renamed, None, at(MIN)).await,
         "update of another user's task",
     );
     expect_not_found(
-        store.delete_task(other.id, t.id, None).await,
+        store.delete_task(other.id, t.id, None, at(9 * MIN)).await,
         "delete of another user's task",
     );
     let mut bad = task("Bad");
@@ -1639,7 +1663,7 @@ pub async fn check_outbox_noop_and_failed_writes_append_nothing(store: &dyn Stor
         "create, unknown category",
     );
     expect_not_found(
-        store.delete_category(u.id, CategoryId::new()).await,
+        store.delete_category(u.id, CategoryId::new(), at(9 * MIN)).await,
         "delete of an unknown category",
     );
 
@@ -1671,7 +1695,7 @@ pub async fn check_outbox_delete_category_updates_tasks(store: &dyn Store) {
     store.create_task(u.id, task("Loose"), at(0)).await.expect("create_task");
     let start = read_events(store, topics::TASK_EVENTS, 0, 3).await.last().expect("created").0;
 
-    store.delete_category(u.id, cat.id).await.expect("delete_category");
+    store.delete_category(u.id, cat.id, at(9 * MIN)).await.expect("delete_category");
     let events = read_events(store, topics::TASK_EVENTS, start, 2).await;
     assert_eq!(events.len(), 2, "one event per cleared task");
     let mut seen: Vec<TaskId> = Vec::new();
@@ -1682,6 +1706,7 @@ pub async fn check_outbox_delete_category_updates_tasks(store: &dyn Store) {
             .expect("an event of a task that was in the category");
         let after = Task { category: None, ..before.clone() };
         expect_event(e, types::TASK_UPDATED, &after);
+        assert_eq!(e.time, Some(at(9 * MIN)), "stamped with the delete's `now`");
         let data = task_data(e);
         assert_eq!(
             data.task,

@@ -125,12 +125,13 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<i64>,
         now: Timestamp,
     ) -> Result<Task, StoreError>;
-    /// Deletes the task and returns it as it was.
+    /// Deletes the task and returns it as it was; its deleted event is stamped `now`.
     async fn delete_task(
         &self,
         user: UserId,
         id: TaskId,
         expected_version: Option<i64>,
+        now: Timestamp,
     ) -> Result<Task, StoreError>;
     async fn list_tasks(
         &self,
@@ -158,7 +159,13 @@ pub trait Store: Send + Sync + 'static {
         id: CategoryId,
         patch: CategoryPatch,
     ) -> Result<Category, StoreError>;
-    async fn delete_category(&self, user: UserId, id: CategoryId) -> Result<(), StoreError>;
+    /// Deletes the category; its tasks lose it, each with an updated event stamped `now`.
+    async fn delete_category(
+        &self,
+        user: UserId,
+        id: CategoryId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     // --- outbox
 

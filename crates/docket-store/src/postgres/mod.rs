@@ -711,6 +711,7 @@ impl Store for PostgresStore {
         user: UserId,
         id: TaskId,
         expected_version: Option<i64>,
+        now: Timestamp,
     ) -> Result<Task, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let task = fetch_task_for_update(&mut tx, user, id).await?;
@@ -720,8 +721,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        // The contract passes no `now` to deletes; the event's time is the store's clock.
-        let now = truncate_micros(Timestamp::now());
+        let now = truncate_micros(now);
         append_outbox(&mut tx, &task_events(TaskChange::Deleted(&task), now, &self.source), now)
             .await?;
         tx.commit().await.map_err(unavailable)?;
@@ -832,7 +832,12 @@ impl Store for PostgresStore {
         row.as_ref().map(codec::category).transpose()?.ok_or(StoreError::NotFound("category"))
     }
 
-    async fn delete_category(&self, user: UserId, id: CategoryId) -> Result<(), StoreError> {
+    async fn delete_category(
+        &self,
+        user: UserId,
+        id: CategoryId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // Locking the row first makes concurrent writes that reference it (their foreign-key
         // check takes a share lock on it) wait for this delete, so none can slip in between
@@ -869,7 +874,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let now = truncate_micros(Timestamp::now());
+        let now = truncate_micros(now);
         for before in &cleared {
             let after = Task { category: None, ..before.clone() };
             let change = TaskChange::Updated { before, after: &after };

@@ -149,7 +149,7 @@ async fn a_version_mismatch_changes_nothing() {
     assert!(matches!(err, StoreError::VersionMismatch { current: 1 }), "{err:?}");
     // Not even the category the patch named was created.
     assert!(store.list_categories(user.id).await.expect("list").is_empty());
-    let err = store.delete_task(user.id, task.id, Some(2)).await.unwrap_err();
+    let err = store.delete_task(user.id, task.id, Some(2), Timestamp::now()).await.unwrap_err();
     assert!(matches!(err, StoreError::VersionMismatch { current: 1 }), "{err:?}");
     assert_eq!(store.get_task(user.id, task.id).await.expect("still there"), task);
     store.drop_schema().await.expect("drop");
@@ -355,7 +355,7 @@ async fn outbox_read_stops_below_an_open_transaction() {
     super::append_outbox(&mut aborted, &events, at(3)).await.expect("append");
     aborted.rollback().await.expect("rollback");
     let after = all.last().expect("events").0;
-    store.delete_task(user.id, late.id, None).await.expect("delete_task");
+    store.delete_task(user.id, late.id, None, Timestamp::now()).await.expect("delete_task");
     let mut next = Vec::new();
     for _ in 0..50 {
         next = store.read_outbox(after, topics::TASK_EVENTS, 100).await.expect("read_outbox");

@@ -765,9 +765,9 @@ impl Store for SqliteStore {
         user: UserId,
         id: TaskId,
         expected_version: Option<i64>,
+        now: Timestamp,
     ) -> Result<Task, StoreError> {
-        // The contract passes no `now` to deletes; the event's time is the store's clock.
-        let now = truncate(Timestamp::now());
+        let now = truncate(now);
         let source = Arc::clone(&self.source);
         self.write(move |tx| {
             let (seq, task) = load_task(tx, user, id)?;
@@ -885,8 +885,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_category(&self, user: UserId, id: CategoryId) -> Result<(), StoreError> {
-        let now = truncate(Timestamp::now());
+    async fn delete_category(
+        &self,
+        user: UserId,
+        id: CategoryId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let now = truncate(now);
         let source = Arc::clone(&self.source);
         self.write(move |tx| {
             // The tasks it clears, read first for their events (the writer is alone, so no

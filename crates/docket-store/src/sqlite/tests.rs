@@ -416,7 +416,7 @@ async fn full_text_index_follows_every_write_of_a_batch() {
         ..TaskPatch::default()
     };
     let mut update_x = store.update_task(user, x.id, retitle, None, now());
-    let mut delete_y = store.delete_task(user, y.id, None);
+    let mut delete_y = store.delete_task(user, y.id, None, Timestamp::now());
     let mut create_w = store.create_task(user, task("walrus watching"), now());
     // The trait's futures queue their request on first poll.
     assert!(futures::poll!(&mut update_x).is_pending());
