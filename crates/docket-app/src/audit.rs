@@ -104,9 +104,14 @@ impl crate::App {
         limit: usize,
     ) -> Result<docket_store::AuditPage, crate::AppError> {
         let page = self.store.task_history(user.id, id, after, limit).await?;
-        if page.items.is_empty() && after.is_none() {
-            // No entry yet (or ever): the task must exist and be the caller's.
-            self.store.get_task(user.id, id).await?;
+        if page.items.is_empty() {
+            // Nothing (more) to show: still a 404 unless the task is the caller's, living
+            // (maybe with no entry yet) or deleted (its history is the caller's).
+            let has_history = after.is_some()
+                && !self.store.task_history(user.id, id, None, 1).await?.items.is_empty();
+            if !has_history {
+                self.store.get_task(user.id, id).await?;
+            }
         }
         Ok(page)
     }

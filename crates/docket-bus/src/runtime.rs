@@ -262,7 +262,8 @@ async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
 
 /// Runs `config`'s consumer on `bus` until `shutdown` becomes `true` (or its sender goes):
 /// the event being handled is finished and settled, acknowledgements are committed, then it
-/// returns. Errors of the bus are logged and retried; only failing to subscribe returns one.
+/// returns. Errors of the bus are logged and retried (an unavailable bus at start too); only a
+/// subscription the bus refuses (`Invalid`, `Misuse`) returns an error.
 pub async fn run_consumer(
     bus: Arc<dyn EventBus>,
     processor: Arc<dyn Processor>,
@@ -270,7 +271,20 @@ pub async fn run_consumer(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), BusError> {
     let options = SubscribeOptions { max_attempts: config.max_attempts, batch: config.batch };
-    let mut sub = bus.subscribe(&config.name, &config.topic, options).await?;
+    // A bus that is down at start (the database restarting) is waited for, like one that
+    // fails later; only a subscription the bus refuses outright is returned as an error.
+    let mut sub = loop {
+        match bus.subscribe(&config.name, &config.topic, options.clone()).await {
+            Ok(sub) => break sub,
+            Err(e @ BusError::Unavailable { .. }) => {
+                tracing::warn!(consumer = %config.name, error = %e, "consumer cannot subscribe yet; retrying");
+                if pause(BUS_RETRY, &mut shutdown).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let name = config.name.clone();
     let delivered =
         metrics::counter!("docket_consumer_delivered_total", "consumer" => name.clone());

@@ -453,3 +453,75 @@ mod postgres {
         store.drop_schema().await.expect("drop the test schema");
     }
 }
+
+/// A bus that is unavailable for its first `failures` subscribe calls.
+struct DownAtStart {
+    inner: Arc<dyn EventBus>,
+    failures: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl EventBus for DownAtStart {
+    fn backend(&self) -> &'static str {
+        "down-at-start"
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+    ) -> Result<(), docket_bus::BusError> {
+        self.inner.publish(topic, events).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn docket_bus::Subscription>, docket_bus::BusError> {
+        {
+            let mut left = self.failures.lock().expect("lock");
+            if *left > 0 {
+                *left -= 1;
+                return Err(docket_bus::BusError::Unavailable {
+                    backend: "down-at-start",
+                    message: "database restarting".to_owned(),
+                });
+            }
+        }
+        self.inner.subscribe(group, topic, options).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_down_at_start_is_waited_for() {
+    let rig = rig().await;
+    let flaky: Arc<dyn EventBus> =
+        Arc::new(DownAtStart { inner: Arc::clone(&rig.bus), failures: Mutex::new(2) });
+    let (done, mut rx) = mpsc::unbounded_channel();
+    let probe = Arc::new(Probe { calls: Mutex::default(), done });
+    let processor: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
+        Arc::clone(&rig.store),
+        handler(HashMap::new(), Arc::clone(&probe)),
+    ));
+    let (halt, shutdown) = watch::channel(false);
+    let task = tokio::spawn(run_consumer(flaky, processor, config("t-late", false), shutdown));
+    rig.bus.publish("t-late", vec![event("u1", 1)]).await.expect("publish");
+    assert_eq!(committed(&rig.store, &mut rx, 1).await, vec![1]);
+    stop(halt, task).await;
+
+    // A subscription the bus refuses outright is an error, not a retry loop.
+    let processor: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
+        Arc::clone(&rig.store),
+        handler(HashMap::new(), Arc::clone(&probe)),
+    ));
+    let (_halt, shutdown) = watch::channel(false);
+    let refused = tokio::time::timeout(
+        PATIENCE,
+        run_consumer(Arc::clone(&rig.bus), processor, ConsumerConfig::new("", "t-late"), shutdown),
+    )
+    .await
+    .expect("returns at once");
+    assert!(matches!(refused, Err(docket_bus::BusError::Invalid(_))), "{refused:?}");
+}

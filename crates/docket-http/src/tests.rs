@@ -739,6 +739,7 @@ const ROUTES: &[&str] = &[
     "post /api/{user_id}/tasks/{id}/complete",
     "patch /api/{user_id}/tasks/{id}/complete",
     "post /api/{user_id}/tasks/{id}/reopen",
+    "get /api/{user_id}/tasks/{id}/history",
     "get /api/tags",
     "get /api/categories",
     "post /api/categories",

@@ -80,6 +80,7 @@ fn task_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(tasks::complete_task, tasks::toggle_task))
         .routes(routes!(tasks::reopen_task))
+        .routes(routes!(audit::task_history))
 }
 
 /// Every route with its documentation.
@@ -91,7 +92,6 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::list_tokens, auth::create_token))
         .routes(routes!(auth::delete_token))
         .merge(task_routes())
-        .routes(routes!(audit::task_history))
         .routes(routes!(audit::activity))
         .routes(routes!(stream::stream))
         .routes(routes!(stream::websocket))

@@ -35,7 +35,7 @@ async fn poll_items(s: &TestServer, path: &str, token: &str, n: usize) -> Vec<Va
 
 async fn history_lists_every_change(db: Db) {
     let s = TestServer::start_on(db, Vec::new()).await;
-    let (alice, _) = s.signup("audit-alice@example.com").await;
+    let (alice, alice_id) = s.signup("audit-alice@example.com").await;
     let (bob, _) = s.signup("audit-bob@example.com").await;
 
     let r = s.post("/api/tasks", &alice, json!({"title": "Audit me"})).await;
@@ -98,6 +98,19 @@ async fn history_lists_every_change(db: Db) {
     let r = s.get(&format!("/api/tasks/{id}/history"), &bob).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    // With a cursor too: a foreign task's history is not an empty page.
+    let r = s.get(&format!("/api/tasks/{id}/history?cursor=1"), &bob).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    // The caller's own deleted task, past its last entry: an empty page, not a 404.
+    let r = s.get(&format!("/api/tasks/{id}/history?cursor=9223372036854775000"), &alice).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"], json!([]));
+    // The seeds' path form serves the same history, and only to its owner.
+    let r = s.get(&format!("/api/{alice_id}/tasks/{id}/history"), &alice).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"], json!(history));
+    let r = s.get(&format!("/api/{alice_id}/tasks/{id}/history"), &bob).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
 
     let r = s.get("/api/activity?cursor=nope", &alice).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
