@@ -3,8 +3,8 @@
 //!
 //! The binary calls [`router`] and [`openapi`] only. Handlers convert wire input into domain
 //! values, call one use case and convert the result back; business rules live in docket-app.
-//! Later issues add recurrence, reminders, streams, the web UI and MCP; none of their routes
-//! exist here yet.
+//! Real-time streams (`/api/stream`, `/api/ws`) are served from the app's hub. Later issues
+//! add recurrence, reminders, the web UI and MCP; none of their routes exist here yet.
 
 mod dto;
 mod extract;
