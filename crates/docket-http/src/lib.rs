@@ -45,6 +45,9 @@ pub struct HttpConfig {
     /// Take the client address from the first `X-Forwarded-For` hop (only behind a proxy that
     /// sets it; default false: the peer address).
     pub trust_forwarded_for: bool,
+    /// Serve the API (default true). Without it only the operations routes are served
+    /// (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`): a worker replica's probes.
+    pub serve_api: bool,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +57,7 @@ impl Default for HttpConfig {
             login_attempts: 10,
             login_window: Duration::from_secs(60),
             trust_forwarded_for: false,
+            serve_api: true,
         }
     }
 }
@@ -71,7 +75,8 @@ pub(crate) struct AppState {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so logins are rate-limited per peer.
 pub fn router(app: Arc<App>, config: HttpConfig) -> axum::Router {
     observe::prometheus();
-    let (router, spec) = routes::api().split_for_parts();
+    let routes = if config.serve_api { routes::api() } else { routes::ops_only() };
+    let (router, spec) = routes.split_for_parts();
     let spec = routes::finish(spec);
     let openapi_json = spec.to_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot serialise the OpenAPI document");

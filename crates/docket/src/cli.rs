@@ -65,6 +65,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a `serve` process runs (§1 scale-out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP API and real-time streams.
+    Api,
+    /// The event consumers (the audit log).
+    Worker,
+    /// The timer scheduler (reminders and recurrence arrive with it; nothing runs yet).
+    Scheduler,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
@@ -93,6 +104,16 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "DOCKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// What this process runs, comma-separated. A process without `api` serves only
+    /// `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+    #[arg(
+        long,
+        env = "DOCKET_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "api,worker,scheduler"
+    )]
+    pub roles: Vec<Role>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +252,9 @@ pub struct BenchArgs {
     /// Database of the server the benchmark starts (default: a fresh SQLite file).
     #[arg(long)]
     pub database: Option<String>,
+    /// Events the embedded bus phase publishes and delivers in this process (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    pub bus_events: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,

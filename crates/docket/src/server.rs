@@ -25,7 +25,7 @@ use docket_http::HttpConfig;
 use docket_store::Store;
 use tokio::sync::watch;
 
-use crate::cli::ServeArgs;
+use crate::cli::{Role, ServeArgs};
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -33,6 +33,10 @@ pub struct Application {
     router: axum::Router,
     addr: SocketAddr,
     consumers: Consumers,
+    /// Serve the API and run the real-time hub (role `api`).
+    api: bool,
+    /// Run the consumers (role `worker`).
+    worker: bool,
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
@@ -55,15 +59,24 @@ impl Application {
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
         auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
         auth.jwks_url = args.jwks_url.clone();
-        let app = Arc::new(App::new(store, auth).with_hub(consumers.hub.clone()));
-        let http =
-            HttpConfig { trust_forwarded_for: args.trust_forwarded_for, ..HttpConfig::default() };
+        let api = args.roles.contains(&Role::Api);
+        let worker = args.roles.contains(&Role::Worker);
+        let mut app = App::new(store, auth);
+        if api {
+            app = app.with_hub(consumers.hub.clone());
+        }
+        let app = Arc::new(app);
+        let http = HttpConfig {
+            trust_forwarded_for: args.trust_forwarded_for,
+            serve_api: api,
+            ..HttpConfig::default()
+        };
         let router = docket_http::router(app, http);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Application { listener, router, addr, consumers })
+        Ok(Application { listener, router, addr, consumers, api, worker })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -76,7 +89,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let Consumers { bus, audit, hub, wake } = self.consumers;
+        let worker = self.worker;
         let consumer = tokio::spawn(async move {
+            if !worker {
+                return;
+            }
             if let Err(e) = run_consumer(bus, audit, docket_app::audit::config(), stopped).await {
                 tracing::error!(error = %e, consumer = docket_app::audit::CONSUMER, "consumer cannot subscribe");
             }
@@ -84,7 +101,7 @@ impl Application {
         // Streams never end by themselves: the hub closes them as soon as shutdown begins,
         // so the graceful drain below only waits for ordinary requests.
         let (stop_streams, streams_stopped) = watch::channel(false);
-        let realtime = tokio::spawn(hub.run(Some(wake), streams_stopped));
+        let realtime = self.api.then(|| tokio::spawn(hub.run(Some(wake), streams_stopped)));
         let shutdown = async move {
             shutdown.await;
             let _ = stop_streams.send(true);
@@ -96,7 +113,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed");
-        realtime.abort();
+        if let Some(realtime) = realtime {
+            realtime.abort();
+        }
         // Sending fails only when the consumer already returned.
         let _ = stop.send(true);
         if tokio::time::timeout(CONSUMER_STOP, consumer).await.is_err() {
@@ -170,7 +189,7 @@ pub fn redact(url: &str) -> String {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Application::build(&args).await?;
     let addr = app.local_addr();
-    tracing::info!(%addr, database = %redact(&args.db.database), "docket started");
+    tracing::info!(%addr, database = %redact(&args.db.database), roles = ?args.roles, "docket started");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "docket listening on http://{addr}")?;

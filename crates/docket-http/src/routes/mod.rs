@@ -105,6 +105,16 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api", api)
         .nest(USER_PATH_PREFIX, task_routes())
+        .merge(ops_routes())
+}
+
+/// Only the operations routes, for a process that does not serve the API (a worker).
+pub(crate) fn ops_only() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops_routes())
+}
+
+fn ops_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -19,6 +19,8 @@ use tokio::io::AsyncBufReadExt as _;
 pub enum Db {
     Sqlite,
     Postgres(String),
+    /// A database URL used as is: a second server on another's database.
+    Shared(String),
 }
 
 /// The PostgreSQL URL tests should use, `None` (with a printed reason) when not configured.
@@ -91,6 +93,7 @@ impl TestServer {
         let database = match db {
             Db::Sqlite => format!("sqlite://{}", dir.path().join("docket.db").display()),
             Db::Postgres(base) => fresh_postgres_database(&base).await,
+            Db::Shared(url) => url,
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
