@@ -5,7 +5,11 @@
 //! figures are those of a real deployment on this machine, client included. Phases:
 //! 1. durable `POST /api/tasks` at `--connections` for `--seconds`;
 //! 2. seeding `--list-tasks` tasks for a second user (reported as well);
-//! 3. `GET /api/tasks` (50 items, filter + sort) at `--connections` for `--seconds`.
+//! 3. `GET /api/tasks` (50 items, filter + sort) at `--connections` for `--seconds`;
+//! 4. the embedded bus in this process, on its own fresh SQLite database (the server is
+//!    stopped first when it is our child): `--bus-events` task events published durably in
+//!    batches of 500, then drained by one consumer group with `next` + `ack`, as the audit
+//!    consumer reads the outbox (without the audit's own write, so this is the bus's ceiling).
 //!
 //! Also reported: the server's idle RSS after start and its peak RSS (only when it is a
 //! child of the benchmark, read from /proc).
@@ -21,7 +25,19 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
+use docket_bus::embedded::EmbeddedBus;
+use docket_bus::{EventBus as _, SubscribeOptions};
+use docket_core::{Description, DisplayName, Email, NewTask, NewUser, Tags, Title};
+use docket_store::Store as _;
+use docket_store::sqlite::SqliteStore;
+
 use crate::cli::BenchArgs;
+
+/// Events per `publish` call in the bus phase.
+const BUS_BATCH: usize = 500;
+
+/// The topic the bus phase publishes to, apart from the store's own `task-events`.
+const BUS_TOPIC: &str = "bench-events";
 
 /// The figures of one measured phase.
 #[derive(Debug, serde::Serialize)]
@@ -208,6 +224,122 @@ fn summarize(name: &str, hist: &Histogram<u64>, errors: u64, elapsed: Duration) 
     }
 }
 
+/// A phase counted in events: `latency` holds one sample (µs) per call, which for publish is
+/// a whole batch.
+fn summarize_events(
+    name: &str,
+    latency: &Histogram<u64>,
+    events: u64,
+    elapsed: Duration,
+) -> PhaseResult {
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let seconds = elapsed.as_secs_f64();
+    PhaseResult {
+        name: name.to_owned(),
+        requests: events,
+        errors: 0,
+        seconds,
+        per_second: events as f64 / seconds,
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+        max_ms: latency.max() as f64 / 1000.0,
+    }
+}
+
+/// A latency for the table: microsecond resolution below a millisecond (bus deliveries).
+fn millis(ms: f64) -> String {
+    if ms < 1.0 { format!("{ms:.3}") } else { format!("{ms:.2}") }
+}
+
+fn record(hist: &mut Histogram<u64>, since: Instant) {
+    let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let _ = hist.record(micros.max(1));
+}
+
+/// Phase 4: publishes `events` copies of a real task event to the embedded bus on a fresh
+/// SQLite database, then times one consumer group taking them all with `next` + `ack`.
+/// Returns the publish and the delivery figures.
+async fn bus_phase(events: usize) -> anyhow::Result<(PhaseResult, PhaseResult)> {
+    let dir = tempfile::tempdir().context("cannot make a temp directory")?;
+    let path = dir.path().join("bus.db");
+    let path = path.to_str().ok_or_else(|| anyhow!("temp path {path:?} is not UTF-8"))?;
+    let store =
+        Arc::new(SqliteStore::open(path).await.context("cannot open the bus benchmark database")?);
+    // The published events are copies of one the store made for a task write, so they have
+    // the size and shape of the outbox's real rows.
+    let now = jiff::Timestamp::now();
+    let parsed = |what: &str, e: &dyn std::fmt::Display| anyhow!("bench {what}: {e}");
+    let user = NewUser {
+        email: Some(Email::parse("bench-bus@example.com").map_err(|e| parsed("email", &e))?),
+        name: DisplayName::parse("bench").map_err(|e| parsed("name", &e))?,
+        timezone: None,
+        password_hash: None,
+        external_subject: None,
+    };
+    let user = store.create_user(user, now).await.context("cannot create the bench user")?;
+    let task = NewTask {
+        description: Description::parse("some words to index for full-text search")
+            .map_err(|e| parsed("description", &e))?,
+        tags: Tags::parse(&["work"]).map_err(|e| parsed("tags", &e))?,
+        ..NewTask::new(Title::parse("benchmark task").map_err(|e| parsed("title", &e))?)
+    };
+    store.create_task(user.id, task, now).await.context("cannot create the bench task")?;
+    let (_, template) = store
+        .read_outbox(0, "task-events", 1)
+        .await
+        .context("cannot read the outbox")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the task write appended no event"))?;
+    let bus = EmbeddedBus::sqlite(store.clone());
+
+    let new_hist =
+        || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut hist = new_hist();
+    let mut elapsed = Duration::ZERO;
+    let mut published = 0;
+    while published < events {
+        let n = BUS_BATCH.min(events - published);
+        let batch: Vec<_> = (0..n)
+            .map(|_| {
+                let mut e = template.clone();
+                e.id = uuid::Uuid::now_v7().to_string();
+                e.sequence = None;
+                e
+            })
+            .collect();
+        let t0 = Instant::now();
+        bus.publish(BUS_TOPIC, batch).await.context("publish failed")?;
+        record(&mut hist, t0);
+        elapsed += t0.elapsed();
+        published += n;
+    }
+    let publish =
+        summarize_events("bus publish (events; latency per 500)", &hist, events as u64, elapsed);
+
+    let mut sub = bus
+        .subscribe("bench", BUS_TOPIC, SubscribeOptions::default())
+        .await
+        .context("subscribe failed")?;
+    let mut hist = new_hist();
+    let start = Instant::now();
+    for _ in 0..events {
+        let t0 = Instant::now();
+        let d = sub.next().await.context("next failed")?;
+        sub.ack(&d).await.context("ack failed")?;
+        record(&mut hist, t0);
+    }
+    sub.close().await.context("closing the subscription failed")?;
+    let deliver = summarize_events(
+        "bus delivery (events; next + ack)",
+        &hist,
+        events as u64,
+        start.elapsed(),
+    );
+    Ok((publish, deliver))
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.seconds == 0 {
         bail!("--connections and --seconds must be at least 1");
@@ -230,10 +362,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let writer = signup(&http, &base, &format!("bench-create-{stamp}@example.com")).await?;
     let reader = signup(&http, &base, &format!("bench-list-{stamp}@example.com")).await?;
     let duration = Duration::from_secs(args.seconds);
+    let phases = if args.bus_events > 0 { 4 } else { 3 };
     let mut results = Vec::new();
 
     eprintln!(
-        "phase 1/3: durable POST /api/tasks, {} connections, {} s",
+        "phase 1/{phases}: durable POST /api/tasks, {} connections, {} s",
         args.connections, args.seconds
     );
     let (h, c, t) = {
@@ -246,7 +379,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     results.push(summarize("create (POST /api/tasks)", &h, c, t));
 
-    eprintln!("phase 2/3: seeding {} tasks for the list user", args.list_tasks);
+    eprintln!("phase 2/{phases}: seeding {} tasks for the list user", args.list_tasks);
     let (h, c, t) = {
         let http = http.clone();
         let base = base.clone();
@@ -259,7 +392,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results.push(summarize("seed (POST /api/tasks)", &h, c, t));
 
     eprintln!(
-        "phase 3/3: GET /api/tasks (limit 50, filter + sort), {} connections, {} s",
+        "phase 3/{phases}: GET /api/tasks (limit 50, filter + sort), {} connections, {} s",
         args.connections, args.seconds
     );
     let queries = [
@@ -279,6 +412,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results.push(summarize("list (GET /api/tasks, 50 items)", &h, c, t));
 
     let peak = pid.and_then(rss_mib);
+    let failed: u64 = results.iter().map(|r| r.errors).sum();
+    // The server is idle now, but stopping it keeps it off the cores the bus phase measures.
+    drop(server);
+
+    if args.bus_events > 0 {
+        eprintln!(
+            "phase 4/4: embedded bus on a fresh SQLite database, {} events (publish, then next + ack)",
+            args.bus_events
+        );
+        let (publish, deliver) = bus_phase(args.bus_events).await?;
+        results.push(publish);
+        results.push(deliver);
+    }
     if args.json {
         let out = json!({
             "url": base,
@@ -300,14 +446,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 r.requests.to_string(),
                 r.errors.to_string(),
                 format!("{:.0}", r.per_second),
-                format!("{:.2}", r.p50_ms),
-                format!("{:.2}", r.p95_ms),
-                format!("{:.2}", r.p99_ms),
-                format!("{:.2}", r.max_ms),
+                millis(r.p50_ms),
+                millis(r.p95_ms),
+                millis(r.p99_ms),
+                millis(r.max_ms),
             ]);
         }
         println!("docket bench against {base} ({} connections)", args.connections);
         println!("{table}");
+        if args.bus_events > 0 {
+            println!(
+                "bus rows count events, not requests: publish latency is per {BUS_BATCH}-event call, delivery latency per next + ack"
+            );
+        }
         if let Some(idle) = idle_rss {
             println!("server idle RSS after start: {idle:.1} MiB");
         }
@@ -315,8 +466,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("server RSS after the run: {rss:.1} MiB (peak {hwm:.1} MiB)");
         }
     }
-    let failed: u64 = results.iter().map(|r| r.errors).sum();
-    drop(server);
     if failed > 0 {
         bail!("{failed} requests failed during the benchmark");
     }
