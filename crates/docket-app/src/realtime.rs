@@ -179,15 +179,14 @@ impl Hub {
                 // Marked seen before the read: an append committed after it wakes the wait.
                 w.borrow_and_update();
             }
-            let position = self.lock().position;
             let mut idle = self.inner.config.fallback_poll;
-            match self.inner.store.read_outbox(position, TOPIC, self.inner.config.page).await {
-                Ok(batch) if !batch.is_empty() => {
+            match self.step().await {
+                Ok(Step::Skipped) => failures = 0,
+                Ok(Step::Delivered(n)) if n > 0 => {
                     failures = 0;
-                    self.fan_out(&batch);
                     continue;
                 }
-                Ok(_) => failures = 0,
+                Ok(Step::Delivered(_)) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     idle = Duration::from_millis(100 << failures.min(5));
@@ -211,6 +210,26 @@ impl Hub {
             }
         }
         self.close();
+    }
+
+    /// One move along the log: with no subscriber at all, a jump to the head without reading
+    /// (nobody would receive those events, and a subscriber that registers later replays what
+    /// it wants from the log); otherwise the next batch after the hub's position, fanned out.
+    async fn step(&self) -> Result<Step, StoreError> {
+        if self.lock().subscribers.is_empty() {
+            let head = self.inner.store.outbox_head(TOPIC).await?;
+            let mut st = self.lock();
+            // Checked again under the lock: a subscriber that registered since the check has
+            // a position at or below the old one and must get the events in between.
+            if st.subscribers.is_empty() {
+                st.position = st.position.max(head);
+                return Ok(Step::Skipped);
+            }
+        }
+        let position = self.lock().position;
+        let batch = self.inner.store.read_outbox(position, TOPIC, self.inner.config.page).await?;
+        self.fan_out(&batch);
+        Ok(Step::Delivered(batch.len()))
     }
 
     /// Delivers a batch read after the hub's position to the subscribers of each event's key.
@@ -306,6 +325,14 @@ impl Hub {
         }
         Ok(sub)
     }
+}
+
+/// What one [`Hub::step`] did.
+enum Step {
+    /// No subscribers: moved to the head without reading.
+    Skipped,
+    /// Read and fanned out this many events.
+    Delivered(usize),
 }
 
 /// One client's view of its user's events; dropping it unsubscribes.
