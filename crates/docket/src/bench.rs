@@ -6,7 +6,10 @@
 //! 1. durable `POST /api/tasks` at `--connections` for `--seconds`;
 //! 2. seeding `--list-tasks` tasks for a second user (reported as well);
 //! 3. `GET /api/tasks` (50 items, filter + sort) at `--connections` for `--seconds`;
-//! 4. the embedded bus in this process, on its own fresh SQLite database (the server is
+//! 4. end-to-end event latency: `--event-writes` creates, 4 at a time, by a user whose
+//!    `/api/stream` is open; per write, from its acknowledgement (response received) to its
+//!    event on the stream (0 when the event came first);
+//! 5. the embedded bus in this process, on its own fresh SQLite database (the server is
 //!    stopped first when it is our child): `--bus-events` task events published durably in
 //!    batches of 500, then drained by one consumer group with `next` + `ack`, as the audit
 //!    consumer reads the outbox (without the audit's own write, so this is the bus's ceiling).
@@ -257,7 +260,98 @@ fn record(hist: &mut Histogram<u64>, since: Instant) {
     let _ = hist.record(micros.max(1));
 }
 
-/// Phase 4: publishes `events` copies of a real task event to the embedded bus on a fresh
+/// Writers in the event latency phase.
+const EVENT_WRITERS: usize = 4;
+
+/// Phase 4: per create, the time from its acknowledgement to its event on the user's SSE
+/// stream (zero when the event arrived before the response was read).
+async fn event_latency_phase(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    writes: usize,
+) -> anyhow::Result<PhaseResult> {
+    let mut stream = http
+        .get(format!("{base}/api/stream"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(24 * 3600))
+        .send()
+        .await
+        .context("cannot open /api/stream")?
+        .error_for_status()
+        .context("/api/stream refused")?;
+    // The reader notes when each task's event arrives.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let reader = tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            let at = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                for line in frame.lines() {
+                    let Some(data) = line.strip_prefix("data:") else { continue };
+                    let subject = serde_json::from_str::<Value>(data.trim())
+                        .ok()
+                        .and_then(|e| e["subject"].as_str().map(str::to_owned));
+                    if let Some(subject) = subject
+                        && seen_tx.send((subject, at)).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let start = Instant::now();
+    let mut writers = Vec::new();
+    for w in 0..EVENT_WRITERS {
+        let (http, base, token) = (http.clone(), base.to_owned(), token.to_owned());
+        let n = writes / EVENT_WRITERS + usize::from(w < writes % EVENT_WRITERS);
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::with_capacity(n);
+            for i in 0..n {
+                let resp = http
+                    .post(format!("{base}/api/tasks"))
+                    .bearer_auth(&token)
+                    .json(&task_body(i as u64))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let at = Instant::now();
+                let body: Value = resp.json().await?;
+                let id = body["id"].as_str().ok_or_else(|| anyhow!("no id in {body}"))?;
+                acked.push((id.to_owned(), at));
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    let mut acked = std::collections::HashMap::new();
+    for w in writers {
+        acked.extend(w.await.context("a writer panicked")??);
+    }
+    let elapsed = start.elapsed();
+
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut pending = acked.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while pending > 0 {
+        let Ok(Some((id, at))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await else {
+            reader.abort();
+            bail!("{pending} of {writes} events did not reach /api/stream within 60 s");
+        };
+        if let Some(ack) = acked.remove(&id) {
+            let micros = at.saturating_duration_since(ack).as_micros();
+            let _ = hist.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+            pending -= 1;
+        }
+    }
+    reader.abort();
+    Ok(summarize_events("event latency (ack → /api/stream)", &hist, writes as u64, elapsed))
+}
+
+/// Phase 5: publishes `events` copies of a real task event to the embedded bus on a fresh
 /// SQLite database, then times one consumer group taking them all with `next` + `ack`.
 /// Returns the publish and the delivery figures.
 async fn bus_phase(events: usize) -> anyhow::Result<(PhaseResult, PhaseResult)> {
@@ -362,7 +456,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let writer = signup(&http, &base, &format!("bench-create-{stamp}@example.com")).await?;
     let reader = signup(&http, &base, &format!("bench-list-{stamp}@example.com")).await?;
     let duration = Duration::from_secs(args.seconds);
-    let phases = if args.bus_events > 0 { 4 } else { 3 };
+    let phases = 3 + usize::from(args.event_writes > 0) + usize::from(args.bus_events > 0);
     let mut results = Vec::new();
 
     eprintln!(
@@ -411,6 +505,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     results.push(summarize("list (GET /api/tasks, 50 items)", &h, c, t));
 
+    if args.event_writes > 0 {
+        eprintln!(
+            "phase 4/{phases}: event latency, {} writes acknowledged → on /api/stream",
+            args.event_writes
+        );
+        let watcher = signup(&http, &base, &format!("bench-stream-{stamp}@example.com")).await?;
+        results.push(event_latency_phase(&http, &base, &watcher, args.event_writes).await?);
+    }
+
     let peak = pid.and_then(rss_mib);
     let failed: u64 = results.iter().map(|r| r.errors).sum();
     // The server is idle now, but stopping it keeps it off the cores the bus phase measures.
@@ -418,7 +521,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     if args.bus_events > 0 {
         eprintln!(
-            "phase 4/4: embedded bus on a fresh SQLite database, {} events (publish, then next + ack)",
+            "phase {phases}/{phases}: embedded bus on a fresh SQLite database, {} events (publish, then next + ack)",
             args.bus_events
         );
         let (publish, deliver) = bus_phase(args.bus_events).await?;

@@ -255,6 +255,10 @@ pub struct BenchArgs {
     /// Events the embedded bus phase publishes and delivers in this process (0 skips it).
     #[arg(long, default_value_t = 50_000)]
     pub bus_events: usize,
+    /// Task writes whose end-to-end event latency (acknowledged → on `/api/stream`) is
+    /// measured, 4 at a time (0 skips the phase).
+    #[arg(long, default_value_t = 2_000)]
+    pub event_writes: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,

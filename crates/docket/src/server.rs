@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use docket_app::realtime::{Hub, HubConfig};
 use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
@@ -106,13 +107,18 @@ impl Application {
             shutdown.await;
             let _ = stop_streams.send(true);
         };
-        let served = axum::serve(
-            self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed");
+        // Small writes (stream events, short responses) go out at once: Nagle's algorithm
+        // would hold them for the peer's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let served =
+            axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("server failed");
         if let Some(realtime) = realtime {
             realtime.abort();
         }

@@ -134,3 +134,38 @@ async fn admin_and_client_commands() {
     .await
     .expect("cli steps");
 }
+
+/// `docket bench` runs every phase end to end (tiny sizes: this checks it works, not how fast).
+#[test]
+fn bench_runs_every_phase() {
+    let o = docket(
+        &[
+            "bench",
+            "--connections",
+            "4",
+            "--seconds",
+            "1",
+            "--list-tasks",
+            "100",
+            "--event-writes",
+            "40",
+            "--bus-events",
+            "1000",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "bench failed: {}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).expect("JSON report");
+    let phases = report["phases"].as_array().expect("phases");
+    let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(phases.len(), 6, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("event latency")), "{names:?}");
+    for p in phases {
+        assert_eq!(p["errors"], 0, "{p}");
+        assert!(p["requests"].as_u64() > Some(0), "{p}");
+        assert!(p["per_second"].as_f64() > Some(0.0), "{p}");
+    }
+    let latency = phases.iter().find(|p| p["name"].as_str().unwrap_or("").starts_with("event"));
+    assert_eq!(latency.expect("event phase")["requests"], 40);
+}
