@@ -1,7 +1,8 @@
 //! An in-memory [`Store`] for the tests of this crate and of the HTTP edge (feature
 //! `test-support`). It follows the contract closely enough for use-case and router tests
 //! (scoping, versions, no-op writes, category resolution, filters, keyset paging, outbox
-//! events) but is no adapter: no durability, linear scans, and a constant search rank. Never use it to serve.
+//! events, reminders without the task write rules) but is no adapter: no durability, linear
+//! scans, and a constant search rank. Never use it to serve.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use docket_core::{
     Category, CategoryId, CategoryPatch, CategoryRef, Color, Cursor, CursorKey, NewCategory,
-    NewTask, NewUser, Order, Page, SortField, StatusFilter, Task, TaskId, TaskPatch, TaskQuery,
-    Timestamp, TokenId, User, UserId,
+    NewReminder, NewTask, NewUser, Order, Page, Reminder, ReminderId, ReminderStatus, SortField,
+    StatusFilter, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, OutboxEvent, TaskChange, sequence_string, task_events, topics};
 use docket_store::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo, UserRecord};
@@ -22,6 +23,7 @@ struct State {
     tokens: Vec<(TokenInfo, String)>,
     tasks: Vec<Task>,
     categories: Vec<Category>,
+    reminders: Vec<Reminder>,
     /// `(position, topic, event)`; positions start at 1.
     outbox: Vec<(i64, &'static str, CloudEvent)>,
 }
@@ -502,6 +504,121 @@ impl Store for MemoryStore {
         let st = self.state()?;
         let log = topics::log_topic(topic);
         Ok(st.outbox.iter().rev().find(|(_, t, _)| *t == log).map_or(0, |(seq, _, _)| *seq))
+    }
+
+    async fn create_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        new: NewReminder,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let mut st = self.state()?;
+        let task = st
+            .tasks
+            .iter()
+            .find(|t| t.id == task && t.user_id == user)
+            .cloned()
+            .ok_or(StoreError::NotFound("task"))?;
+        let user_zone =
+            st.users.iter().find(|(u, _)| u.id == user).and_then(|(u, _)| u.timezone.clone());
+        let zone = task.timezone.clone().or(user_zone);
+        let reminder = Reminder {
+            id: ReminderId::new(),
+            task_id: task.id,
+            user_id: user,
+            fire_at: new.trigger.fire_at(task.due_date, zone.as_ref()),
+            trigger: new.trigger,
+            channels: new.channels,
+            status: match task.status {
+                docket_core::Status::Pending => ReminderStatus::Pending,
+                docket_core::Status::Completed => ReminderStatus::Canceled,
+            },
+            fired_at: None,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+        };
+        st.reminders.push(reminder.clone());
+        Ok(reminder)
+    }
+
+    async fn list_reminders(
+        &self,
+        user: UserId,
+        task: TaskId,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let st = self.state()?;
+        if !st.tasks.iter().any(|t| t.id == task && t.user_id == user) {
+            return Err(StoreError::NotFound("task"));
+        }
+        Ok(st.reminders.iter().filter(|r| r.task_id == task).cloned().collect())
+    }
+
+    async fn get_reminder(&self, user: UserId, id: ReminderId) -> Result<Reminder, StoreError> {
+        let st = self.state()?;
+        st.reminders
+            .iter()
+            .find(|r| r.id == id && r.user_id == user)
+            .cloned()
+            .ok_or(StoreError::NotFound("reminder"))
+    }
+
+    async fn delete_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        id: ReminderId,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state()?;
+        if !st.tasks.iter().any(|t| t.id == task && t.user_id == user) {
+            return Err(StoreError::NotFound("task"));
+        }
+        let before = st.reminders.len();
+        st.reminders.retain(|r| !(r.id == id && r.task_id == task));
+        if st.reminders.len() == before { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
+    }
+
+    async fn fire_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let mut st = self.state()?;
+        let mut fired = Vec::new();
+        let mut due: Vec<usize> = (0..st.reminders.len())
+            .filter(|&i| {
+                let r = &st.reminders[i];
+                r.status == ReminderStatus::Pending && r.fire_at.is_some_and(|t| t <= now)
+            })
+            .collect();
+        due.sort_by_key(|&i| (st.reminders[i].fire_at, st.reminders[i].id));
+        for i in due.into_iter().take(limit) {
+            let r = &mut st.reminders[i];
+            r.status = ReminderStatus::Fired;
+            r.fired_at = Some(now);
+            r.attempts += 1;
+            let r = r.clone();
+            let task = st.tasks.iter().find(|t| t.id == r.task_id).cloned();
+            if let Some(task) = task {
+                let OutboxEvent { topic, event } =
+                    docket_events::reminder_triggered(&r, &task, now, "/docket/scheduler");
+                let seq = st.outbox.len() as i64 + 1;
+                st.outbox.push((seq, topic, event));
+            }
+            fired.push(r);
+        }
+        Ok(fired)
+    }
+
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let st = self.state()?;
+        Ok(st
+            .reminders
+            .iter()
+            .filter(|r| r.status == ReminderStatus::Pending)
+            .filter_map(|r| r.fire_at)
+            .min())
     }
 
     async fn read_outbox_for(

@@ -65,3 +65,7 @@ id_type!(
     /// A personal access token.
     TokenId
 );
+id_type!(
+    /// A reminder.
+    ReminderId
+);

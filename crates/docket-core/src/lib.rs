@@ -10,15 +10,19 @@ pub mod category;
 pub mod error;
 pub mod ids;
 pub mod query;
+pub mod reminder;
 pub mod task;
 pub mod time;
 pub mod user;
 
 pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CategoryId, TaskId, TokenId, UserId};
+pub use ids::{CategoryId, ReminderId, TaskId, TokenId, UserId};
 pub use query::{
     Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
+};
+pub use reminder::{
+    Channel, Channels, NewReminder, Offset, OffsetError, Reminder, ReminderStatus, Trigger,
 };
 pub use task::{
     CategoryRef, Description, NewTask, Priority, Status, Tag, Tags, Task, TaskPatch, Title,

@@ -9,6 +9,7 @@
 
 mod envelope;
 mod payload;
+mod reminder;
 mod task;
 pub mod topics;
 pub mod trace;
@@ -19,4 +20,5 @@ mod tests;
 
 pub use envelope::{CloudEvent, EnvelopeError, JSON_CONTENT_TYPE, SPEC_VERSION, sequence_string};
 pub use payload::{CategoryV1, FieldChange, TaskDeletedV1, TaskEventDataV1, TaskV1};
+pub use reminder::{ReminderTriggeredV1, ReminderV1, reminder_triggered, trigger_json};
 pub use task::{OutboxEvent, TaskChange, source, task_events};

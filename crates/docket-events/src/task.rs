@@ -109,7 +109,7 @@ pub fn task_events(change: TaskChange<'_>, now: Timestamp, source: &str) -> Vec<
 }
 
 /// A UUIDv7 whose time part is `now`.
-fn event_id(now: Timestamp) -> uuid::Uuid {
+pub(crate) fn event_id(now: Timestamp) -> uuid::Uuid {
     let secs = u64::try_from(now.as_second()).unwrap_or(0);
     let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
     uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))

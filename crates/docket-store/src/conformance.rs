@@ -22,10 +22,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use docket_core::{
-    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, Cursor, Description,
-    DisplayName, Email, Limit, NewCategory, NewTask, NewUser, Order, Page, Priority, SearchText,
-    SortField, Status, StatusFilter, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title,
-    TokenId, User, UserId, Zone,
+    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Channel, Channels, Color,
+    Cursor, Description, DisplayName, Email, Limit, NewCategory, NewReminder, NewTask, NewUser,
+    Offset, Order, Page, Priority, Reminder, ReminderId, ReminderStatus, SearchText, SortField,
+    Status, StatusFilter, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title, TokenId,
+    Trigger, User, UserId, Zone,
 };
 use docket_events::{
     CategoryV1, CloudEvent, TaskDeletedV1, TaskEventDataV1, TaskV1, topics, types,
@@ -110,6 +111,11 @@ macro_rules! store_conformance {
             check_outbox_partition_keys,
             check_outbox_read_for_key,
             check_outbox_concurrent_readers_miss_nothing,
+            check_reminders_scoped_to_the_owner,
+            check_reminders_follow_due_date_and_status,
+            check_reminders_fire_once_with_their_event,
+            check_reminders_fire_exactly_once_under_concurrency,
+            check_reminders_go_with_their_task,
             check_audit_append_idempotent,
             check_audit_scoped_by_user,
             check_audit_paging_without_skips,
@@ -131,7 +137,8 @@ macro_rules! store_conformance {
 
 const SEC: i64 = 1_000_000;
 const MIN: i64 = 60 * SEC;
-const DAY: i64 = 24 * 60 * MIN;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
 /// 2026-11-18T…Z with a non-zero microsecond part, so precision loss shows.
 const BASE: i64 = 1_795_000_000_123_456;
 
@@ -2190,4 +2197,198 @@ pub async fn check_audit_paging_without_skips(store: &dyn Store) {
     }
     let page = store.activity(u.id, None, all.len()).await.expect("activity");
     assert_eq!(page.next_cursor, None, "no cursor when nothing follows");
+}
+
+// --- reminders
+
+fn at_trigger(offset: i64) -> NewReminder {
+    NewReminder { trigger: Trigger::At(at(offset)), channels: Channels::default() }
+}
+
+fn before_due(iso: &str) -> NewReminder {
+    NewReminder {
+        trigger: Trigger::BeforeDue(Offset::parse(iso).expect("valid offset")),
+        channels: Channels::parse(&["email", "in_app"]).expect("channels"),
+    }
+}
+
+fn due_task(t: &str, due: i64) -> NewTask {
+    NewTask { due_date: Some(at(due)), ..task(t) }
+}
+
+fn patch_status(status: Status) -> TaskPatch {
+    TaskPatch { status: Some(status), ..TaskPatch::default() }
+}
+
+/// Reminders are created, listed, read and deleted only through their owner's task.
+pub async fn check_reminders_scoped_to_the_owner(store: &dyn Store) {
+    let a = user(store, "remind-a").await;
+    let b = user(store, "remind-b").await;
+    let t = store.create_task(a.id, due_task("Dentist", DAY), at(0)).await.expect("create");
+    let abs = store.create_reminder(a.id, t.id, at_trigger(HOUR), at(1)).await.expect("absolute");
+    let rel =
+        store.create_reminder(a.id, t.id, before_due("PT15M"), at(2)).await.expect("relative");
+    assert_eq!(abs.status, ReminderStatus::Pending);
+    assert_eq!(abs.fire_at, Some(at(HOUR)));
+    assert_eq!(rel.fire_at, Some(at(DAY - 15 * MIN)), "15 minutes before the due date");
+    assert_eq!(rel.channels.as_slice(), [Channel::InApp, Channel::Email]);
+    assert_eq!(
+        store.list_reminders(a.id, t.id).await.expect("list"),
+        vec![abs.clone(), rel.clone()],
+        "oldest first, read back as written"
+    );
+    assert_eq!(store.get_reminder(a.id, rel.id).await.expect("get"), rel);
+
+    expect_not_found(store.list_reminders(b.id, t.id).await, "list another user's reminders");
+    expect_not_found(store.get_reminder(b.id, rel.id).await, "get another user's reminder");
+    expect_not_found(
+        store.create_reminder(b.id, t.id, at_trigger(HOUR), at(3)).await,
+        "remind on another user's task",
+    );
+    expect_not_found(store.delete_reminder(b.id, t.id, abs.id).await, "delete another's reminder");
+    expect_not_found(
+        store.create_reminder(a.id, TaskId::new(), at_trigger(HOUR), at(3)).await,
+        "remind on an unknown task",
+    );
+
+    store.delete_reminder(a.id, t.id, abs.id).await.expect("delete");
+    assert_eq!(store.list_reminders(a.id, t.id).await.expect("list"), vec![rel]);
+    expect_not_found(store.delete_reminder(a.id, t.id, abs.id).await, "delete twice");
+
+    // A reminder of a task without a due date has no fire time until it gets one.
+    let undated = store.create_task(a.id, task("Someday"), at(0)).await.expect("create");
+    let r = store.create_reminder(a.id, undated.id, before_due("P1D"), at(4)).await.expect("r");
+    assert_eq!(r.fire_at, None);
+}
+
+/// Relative reminders follow the due date; completing cancels, reopening re-arms what is
+/// still in the future.
+pub async fn check_reminders_follow_due_date_and_status(store: &dyn Store) {
+    let u = user(store, "remind-follow").await;
+    let t = store.create_task(u.id, due_task("Report", 10 * DAY), at(0)).await.expect("create");
+    let rel = store.create_reminder(u.id, t.id, before_due("P1D"), at(1)).await.expect("rel");
+    let abs = store.create_reminder(u.id, t.id, at_trigger(2 * DAY), at(1)).await.expect("abs");
+    let early = store.create_reminder(u.id, t.id, at_trigger(HOUR), at(1)).await.expect("early");
+    let find = |list: &[Reminder], id| list.iter().find(|r| r.id == id).cloned().expect("listed");
+
+    let moved = TaskPatch { due_date: Some(Some(at(20 * DAY))), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, moved, None, at(2)).await.expect("move the due date");
+    let list = store.list_reminders(u.id, t.id).await.expect("list");
+    assert_eq!(find(&list, rel.id).fire_at, Some(at(19 * DAY)), "follows the due date");
+    assert_eq!(find(&list, abs.id).fire_at, Some(at(2 * DAY)), "an absolute one stays");
+
+    let cleared = TaskPatch { due_date: Some(None), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, cleared, None, at(3)).await.expect("clear the due date");
+    let list = store.list_reminders(u.id, t.id).await.expect("list");
+    assert_eq!(find(&list, rel.id).fire_at, None, "no due date, no fire time");
+    let back = TaskPatch { due_date: Some(Some(at(10 * DAY))), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, back, None, at(4)).await.expect("due again");
+
+    store
+        .update_task(u.id, t.id, patch_status(Status::Completed), None, at(5))
+        .await
+        .expect("done");
+    let list = store.list_reminders(u.id, t.id).await.expect("list");
+    assert!(list.iter().all(|r| r.status == ReminderStatus::Canceled), "{list:?}");
+    assert_eq!(store.fire_due_reminders(at(30 * DAY), 100).await.expect("fire"), vec![]);
+
+    // Reopened at 1.5 days: `early` (1 h) is past and stays canceled; the others re-arm.
+    let now = at(DAY + 12 * HOUR);
+    store.update_task(u.id, t.id, patch_status(Status::Pending), None, now).await.expect("reopen");
+    let list = store.list_reminders(u.id, t.id).await.expect("list");
+    assert_eq!(find(&list, early.id).status, ReminderStatus::Canceled);
+    assert_eq!(find(&list, abs.id).status, ReminderStatus::Pending);
+    assert_eq!(find(&list, rel.id).status, ReminderStatus::Pending);
+    assert_eq!(find(&list, rel.id).fire_at, Some(at(9 * DAY)));
+
+    // A reminder added to a completed task waits, canceled, for a reopen.
+    store
+        .update_task(u.id, t.id, patch_status(Status::Completed), None, at(DAY * 2))
+        .await
+        .expect("done");
+    let late =
+        store.create_reminder(u.id, t.id, at_trigger(5 * DAY), at(DAY * 2)).await.expect("late");
+    assert_eq!(late.status, ReminderStatus::Canceled);
+}
+
+/// A due reminder fires once, earliest first, with its `reminder.triggered` event; the next
+/// deadline is the earliest pending one.
+pub async fn check_reminders_fire_once_with_their_event(store: &dyn Store) {
+    let u = user(store, "remind-fire").await;
+    let t = store.create_task(u.id, due_task("Call", 10 * DAY), at(0)).await.expect("create");
+    let start = store.outbox_head(topics::REMINDERS).await.expect("head");
+    let second = store.create_reminder(u.id, t.id, at_trigger(2 * HOUR), at(1)).await.expect("r");
+    let first = store.create_reminder(u.id, t.id, at_trigger(HOUR), at(1)).await.expect("r");
+    let later = store.create_reminder(u.id, t.id, at_trigger(DAY), at(1)).await.expect("r");
+    assert_eq!(store.next_reminder_at().await.expect("next"), Some(at(HOUR)));
+    assert_eq!(
+        store.fire_due_reminders(at(HOUR - 1), 10).await.expect("fire"),
+        vec![],
+        "never early"
+    );
+
+    let now = at(3 * HOUR);
+    let fired = store.fire_due_reminders(now, 10).await.expect("fire");
+    let ids: Vec<ReminderId> = fired.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [first.id, second.id], "the due ones, earliest first");
+    for r in &fired {
+        assert_eq!(r.status, ReminderStatus::Fired);
+        assert_eq!(r.fired_at, Some(now));
+        assert_eq!(r.attempts, 1);
+    }
+    assert_eq!(store.fire_due_reminders(now, 10).await.expect("again"), vec![], "fired once");
+    assert_eq!(store.next_reminder_at().await.expect("next"), Some(at(DAY)));
+    let listed = store.list_reminders(u.id, t.id).await.expect("list");
+    assert_eq!(listed.iter().filter(|r| r.status == ReminderStatus::Fired).count(), 2);
+    assert!(listed.iter().any(|r| r.id == later.id && r.status == ReminderStatus::Pending));
+
+    let events = read_events(store, topics::REMINDERS, start, 2).await;
+    assert_eq!(events.len(), 2, "one event per firing");
+    for ((_, e), r) in events.iter().zip(&fired) {
+        assert_eq!(e.ty, types::REMINDER_TRIGGERED);
+        assert_eq!(e.subject.as_deref(), Some(t.id.to_string().as_str()));
+        assert_eq!(e.partitionkey.as_deref(), Some(u.id.to_string().as_str()));
+        let data = e.data.as_ref().expect("data");
+        assert_eq!(data["reminder"]["id"], r.id.to_string());
+        assert_eq!(data["reminder"]["status"], "fired");
+        assert_eq!(data["task"]["id"], t.id.to_string());
+    }
+}
+
+/// Concurrent firing callers share the due reminders without firing any twice.
+pub async fn check_reminders_fire_exactly_once_under_concurrency(store: &dyn Store) {
+    const N: usize = 60;
+    let u = user(store, "remind-race").await;
+    let t = store.create_task(u.id, task("Many"), at(0)).await.expect("create");
+    let mut want = HashSet::new();
+    for i in 0..N {
+        let r = store.create_reminder(u.id, t.id, at_trigger(i as i64), at(0)).await.expect("r");
+        want.insert(r.id);
+    }
+    let now = at(HOUR);
+    let racers = (0..4).map(|_| async {
+        let mut mine = Vec::new();
+        loop {
+            let fired = store.fire_due_reminders(now, 7).await.expect("fire");
+            if fired.is_empty() {
+                return mine;
+            }
+            mine.extend(fired.into_iter().map(|r| r.id));
+        }
+    });
+    let all: Vec<ReminderId> = join_all(racers).await.into_iter().flatten().collect();
+    let unique: HashSet<ReminderId> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "no reminder fired twice");
+    assert_eq!(unique, want, "every due reminder fired");
+}
+
+/// Deleting a task deletes its reminders: they are gone and never fire.
+pub async fn check_reminders_go_with_their_task(store: &dyn Store) {
+    let u = user(store, "remind-delete").await;
+    let t = store.create_task(u.id, task("Gone"), at(0)).await.expect("create");
+    let r = store.create_reminder(u.id, t.id, at_trigger(HOUR), at(0)).await.expect("r");
+    store.delete_task(u.id, t.id, None, at(1)).await.expect("delete the task");
+    expect_not_found(store.get_reminder(u.id, r.id).await, "a deleted task's reminder");
+    expect_not_found(store.list_reminders(u.id, t.id).await, "a deleted task's reminders");
+    assert_eq!(store.fire_due_reminders(at(DAY), 100).await.expect("fire"), vec![]);
 }

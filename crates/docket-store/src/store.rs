@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use docket_core::{
-    Category, CategoryId, CategoryPatch, NewCategory, NewTask, NewUser, Page, Task, TaskId,
-    TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, NewCategory, NewReminder, NewTask, NewUser, Page,
+    Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::CloudEvent;
 
@@ -192,6 +192,41 @@ pub trait Store: Send + Sync + 'static {
         until: i64,
         limit: usize,
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError>;
+
+    // --- reminders (rules in `crate::reminders`)
+
+    /// Creates a reminder of the user's task `task` (`NotFound` when it is not theirs);
+    /// `fire_at` follows from the trigger and the task's due date; pending, or canceled while
+    /// the task is completed.
+    async fn create_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        new: NewReminder,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError>;
+    /// The reminders of the user's task, oldest first (`NotFound` when it is not theirs).
+    async fn list_reminders(&self, user: UserId, task: TaskId)
+    -> Result<Vec<Reminder>, StoreError>;
+    /// The user's reminder `id`.
+    async fn get_reminder(&self, user: UserId, id: ReminderId) -> Result<Reminder, StoreError>;
+    /// Deletes reminder `id` of the user's task `task`.
+    async fn delete_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        id: ReminderId,
+    ) -> Result<(), StoreError>;
+    /// Fires up to `limit` reminders due at `now` (earliest first): each MUST move from
+    /// pending to fired and append its `reminder.triggered` event in one transaction, and MUST
+    /// be returned by exactly one call however many callers (processes) race.
+    async fn fire_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Reminder>, StoreError>;
+    /// The earliest fire time of a pending reminder.
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
     // --- audit log
 

@@ -27,13 +27,13 @@ const TIMESTAMPTZ_OID: Oid = Oid(1184);
 
 /// A `timestamptz` value in PostgreSQL's own binary representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct PgInstant(i64);
+pub(crate) struct PgInstant(i64);
 
 impl PgInstant {
     pub(super) const INFINITY: PgInstant = PgInstant(i64::MAX);
     pub(super) const NEG_INFINITY: PgInstant = PgInstant(i64::MIN);
 
-    pub(super) fn new(ts: Timestamp) -> PgInstant {
+    pub(crate) fn new(ts: Timestamp) -> PgInstant {
         // Every jiff timestamp (years -9999..=9999) fits: at most ~3.2e17 µs from either epoch.
         PgInstant(ts.as_microsecond() - PG_EPOCH_OFFSET_MICROS)
     }

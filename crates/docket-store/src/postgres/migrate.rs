@@ -53,6 +53,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "outbox_by_key",
         sql: include_str!("../../migrations/postgres/0006_outbox_by_key.sql"),
     },
+    Migration {
+        version: 7,
+        name: "reminders",
+        sql: include_str!("../../migrations/postgres/0007_reminders.sql"),
+    },
 ];
 
 /// First key of the advisory lock (`hashtext('docket_schema_migrations')` is not a constant

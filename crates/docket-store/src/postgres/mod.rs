@@ -14,6 +14,7 @@ mod codec;
 mod list;
 mod migrate;
 mod outbox;
+pub(crate) mod reminders;
 #[cfg(test)]
 mod tests;
 
@@ -25,8 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use docket_core::time::truncate_micros;
 use docket_core::{
-    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, NewCategory, NewTask,
-    NewUser, Page, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, NewCategory,
+    NewReminder, NewTask, NewUser, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery,
+    Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use sqlx::error::ErrorKind;
@@ -696,6 +698,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| task_error(e, category_id))?;
+            reminders::on_task_updated(&mut tx, &before, &task, now).await?;
             if let Some(change) = TaskChange::update(&before, &task) {
                 append_outbox(&mut tx, &task_events(change, now, &self.source), now).await?;
             }
@@ -906,6 +909,74 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
         outbox::read_for(&self.pool, topic, key, after_seq, until, limit).await
+    }
+
+    async fn create_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        new: NewReminder,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let now = truncate_micros(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let task = fetch_task_for_update(&mut tx, user, task).await?;
+        let reminder = reminders::insert(&mut tx, &task, new, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(reminder)
+    }
+
+    async fn list_reminders(
+        &self,
+        user: UserId,
+        task: TaskId,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let owned: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = $1 AND user_id = $2")
+                .bind(task.0)
+                .bind(user.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound("task"));
+        }
+        reminders::for_task(&mut conn, task).await
+    }
+
+    async fn get_reminder(&self, user: UserId, id: ReminderId) -> Result<Reminder, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        reminders::get(&mut conn, user, id).await
+    }
+
+    async fn delete_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        id: ReminderId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        fetch_task_for_update(&mut tx, user, task).await?;
+        reminders::delete(&mut tx, task, id).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn fire_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let now = truncate_micros(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let fired = reminders::claim_due(&mut tx, now, limit, &self.source).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(fired)
+    }
+
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        reminders::next_fire_at(&mut conn).await
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {

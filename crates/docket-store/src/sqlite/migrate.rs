@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox_by_key",
         sql: include_str!("../../migrations/sqlite/0006_outbox_by_key.sql"),
     },
+    Migration {
+        version: 7,
+        name: "reminders",
+        sql: include_str!("../../migrations/sqlite/0007_reminders.sql"),
+    },
 ];
 
 /// Applies the migrations `conn` has not seen yet; returns how many it applied.

@@ -12,7 +12,7 @@
 //! `:memory:` databases, since its several connections would each see a different one.
 
 mod checkpoint;
-mod codec;
+pub(crate) mod codec;
 mod list;
 mod migrate;
 mod outbox;
@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docket_core::{
-    Category, CategoryId, CategoryPatch, CategoryRef, Color, NewCategory, NewTask, NewUser, Page,
-    Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, CategoryRef, Color, NewCategory, NewReminder, NewTask,
+    NewUser, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId,
+    User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use self::checkpoint::Checkpointer;
 use self::codec::{
@@ -45,6 +46,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use crate::StoreError;
 use crate::audit::{self, AuditEntry, AuditPage};
+use crate::reminders::sqlite as reminders;
 use crate::store::{Store, TagCount, TokenInfo, UserRecord};
 
 pub use self::outbox::append_outbox;
@@ -751,6 +753,7 @@ impl Store for SqliteStore {
             let before = task.clone();
             if patch.apply(&mut task, category, now) {
                 update_task_row(tx, seq, &before, &task)?;
+                reminders::on_task_updated(tx, &before, &task, now)?;
                 if let Some(change) = TaskChange::update(&before, &task) {
                     append_outbox(tx, &task_events(change, now, &source), now)?;
                 }
@@ -941,6 +944,72 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
         let (topic, key) = (topic.to_owned(), key.to_owned());
         self.read(move |conn| outbox::read_for(conn, &topic, &key, after_seq, until, limit)).await
+    }
+
+    async fn create_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        new: NewReminder,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| {
+            let (_, task) = load_task(tx, user, task)?;
+            reminders::insert(tx, &task, new, now)
+        })
+        .await
+    }
+
+    async fn list_reminders(
+        &self,
+        user: UserId,
+        task: TaskId,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        self.read(move |conn| {
+            let owned: Option<i64> = conn
+                .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1 AND user_id = ?2")
+                .db()?
+                .query_row(params![task.0.as_bytes(), user.0.as_bytes()], |r| r.get(0))
+                .optional()
+                .db()?;
+            if owned.is_none() {
+                return Err(StoreError::NotFound("task"));
+            }
+            reminders::for_task(conn, task)
+        })
+        .await
+    }
+
+    async fn get_reminder(&self, user: UserId, id: ReminderId) -> Result<Reminder, StoreError> {
+        self.read(move |conn| reminders::get(conn, user, id)).await
+    }
+
+    async fn delete_reminder(
+        &self,
+        user: UserId,
+        task: TaskId,
+        id: ReminderId,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            load_task(tx, user, task)?;
+            reminders::delete(tx, task, id)
+        })
+        .await
+    }
+
+    async fn fire_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let now = truncate(now);
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| reminders::claim_due(tx, now, limit, &source)).await
+    }
+
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(reminders::next_fire_at).await
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {

@@ -1,0 +1,91 @@
+//! The `com.todo.reminder.triggered` event (§5), on the `reminders` topic: what the notifier
+//! consumes. Built by the store in the transaction that claims the reminder, so a reminder
+//! fires (and is announced) exactly once.
+
+use docket_core::{Reminder, ReminderStatus, Task, Trigger};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
+use crate::payload::TaskV1;
+use crate::task::OutboxEvent;
+use crate::{topics, types};
+
+/// A reminder on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderV1 {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    /// `{"at": instant}` or `{"before_due": "PT15M"}`.
+    pub trigger: serde_json::Value,
+    /// `in_app`, `email`, `webhook`.
+    pub channels: Vec<String>,
+    /// `pending`, `fired`, `canceled` or `failed`.
+    pub status: String,
+    pub fire_at: Option<Timestamp>,
+    pub fired_at: Option<Timestamp>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// The trigger as JSON: `{"at": "…Z"}` or `{"before_due": "PT15M"}`.
+pub fn trigger_json(trigger: &Trigger) -> serde_json::Value {
+    match trigger {
+        Trigger::At(t) => serde_json::json!({ "at": t.to_string() }),
+        Trigger::BeforeDue(o) => serde_json::json!({ "before_due": o.to_iso() }),
+    }
+}
+
+impl From<&Reminder> for ReminderV1 {
+    fn from(r: &Reminder) -> ReminderV1 {
+        ReminderV1 {
+            id: r.id.0,
+            task_id: r.task_id.0,
+            user_id: r.user_id.0,
+            trigger: trigger_json(&r.trigger),
+            channels: r.channels.as_slice().iter().map(|c| c.as_str().to_owned()).collect(),
+            status: r.status.as_str().to_owned(),
+            fire_at: r.fire_at,
+            fired_at: r.fired_at,
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The data of a `reminder.triggered` event: the reminder as fired and its task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderTriggeredV1 {
+    pub reminder: ReminderV1,
+    pub task: TaskV1,
+}
+
+/// The event announcing that `reminder` (now fired) of `task` fired at `now`.
+pub fn reminder_triggered(
+    reminder: &Reminder,
+    task: &Task,
+    now: Timestamp,
+    source: &str,
+) -> OutboxEvent {
+    debug_assert_eq!(reminder.status, ReminderStatus::Fired);
+    let data = ReminderTriggeredV1 { reminder: reminder.into(), task: task.into() };
+    let event = CloudEvent {
+        specversion: SPEC_VERSION.to_owned(),
+        id: crate::task::event_id(now).to_string(),
+        source: source.to_owned(),
+        ty: types::REMINDER_TRIGGERED.to_owned(),
+        subject: Some(task.id.to_string()),
+        time: Some(now),
+        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
+        partitionkey: Some(task.user_id.to_string()),
+        sequence: None,
+        traceparent: crate::trace::current().map(|t| t.to_string()),
+        extensions: Default::default(),
+        data: Some(serde_json::to_value(data).expect("payload types always serialize")),
+    };
+    OutboxEvent { topic: topics::REMINDERS, event }
+}

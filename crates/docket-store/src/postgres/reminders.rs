@@ -1,0 +1,253 @@
+//! Reminders on PostgreSQL: functions run inside the caller's transaction (the task write
+//! rules, the claim) or on a pooled connection. The rules are in `crate::reminders`.
+
+use docket_core::{
+    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Status, Task, TaskId, Timestamp,
+    UserId, Zone,
+};
+use docket_events::reminder_triggered;
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnection, PgRow};
+
+use super::codec::{self, PgInstant};
+use super::{append_outbox, task_select, unavailable};
+use crate::StoreError;
+use crate::reminders::{effective_zone, trigger_columns, trigger_from_columns};
+
+const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
+                       fired_at, attempts, last_error, created_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::unavailable(super::BACKEND, format!("stored {what} is not valid"))
+}
+
+fn from_row(row: &PgRow) -> Result<Reminder, StoreError> {
+    let get_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(unavailable);
+    let before_due = get_text("before_due")?;
+    let trigger =
+        trigger_from_columns(codec::opt_instant(row, "trigger_at")?, before_due.as_deref())
+            .ok_or_else(|| corrupt("reminder trigger"))?;
+    let channels = get_text("channels")?.unwrap_or_default();
+    let channels = Channels::parse(&channels.split(',').collect::<Vec<_>>())
+        .map_err(|_| corrupt("reminder channels"))?;
+    let status = get_text("status")?.unwrap_or_default();
+    Ok(Reminder {
+        id: ReminderId(row.try_get("id").map_err(unavailable)?),
+        task_id: TaskId(row.try_get("task_id").map_err(unavailable)?),
+        user_id: UserId(row.try_get("user_id").map_err(unavailable)?),
+        trigger,
+        channels,
+        status: ReminderStatus::from_db(&status).ok_or_else(|| corrupt("reminder status"))?,
+        fire_at: codec::opt_instant(row, "fire_at")?,
+        fired_at: codec::opt_instant(row, "fired_at")?,
+        attempts: row.try_get("attempts").map_err(unavailable)?,
+        last_error: get_text("last_error")?,
+        created_at: codec::instant(row, "created_at")?,
+    })
+}
+
+fn pg(ts: Option<Timestamp>) -> Option<PgInstant> {
+    ts.map(PgInstant::new)
+}
+
+async fn user_zone(conn: &mut PgConnection, user: UserId) -> Result<Option<Zone>, StoreError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT timezone FROM users WHERE id = $1")
+        .bind(user.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .flatten();
+    Ok(name.and_then(|n| Zone::parse(&n).ok()))
+}
+
+/// Creates a reminder of `task` (already loaded and locked, the caller's): pending, or
+/// canceled when the task is completed (reopening re-arms it).
+pub async fn insert(
+    conn: &mut PgConnection,
+    task: &Task,
+    new: NewReminder,
+    now: Timestamp,
+) -> Result<Reminder, StoreError> {
+    let zone = effective_zone(task, user_zone(conn, task.user_id).await?);
+    let fire_at = new.trigger.fire_at(task.due_date, zone.as_ref());
+    let status = match task.status {
+        Status::Pending => ReminderStatus::Pending,
+        Status::Completed => ReminderStatus::Canceled,
+    };
+    let reminder = Reminder {
+        id: ReminderId::new(),
+        task_id: task.id,
+        user_id: task.user_id,
+        trigger: new.trigger,
+        channels: new.channels,
+        status,
+        fire_at,
+        fired_at: None,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+    };
+    let (at, before_due) = trigger_columns(&reminder.trigger);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO reminders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL, $9)"
+    )))
+    .bind(reminder.id.0)
+    .bind(reminder.task_id.0)
+    .bind(reminder.user_id.0)
+    .bind(pg(at))
+    .bind(before_due)
+    .bind(reminder.channels.to_csv())
+    .bind(reminder.status.as_str())
+    .bind(pg(reminder.fire_at))
+    .bind(PgInstant::new(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(reminder)
+}
+
+/// The reminders of `task`, oldest first.
+pub async fn for_task(conn: &mut PgConnection, task: TaskId) -> Result<Vec<Reminder>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM reminders WHERE task_id = $1 ORDER BY created_at, id"
+    )))
+    .bind(task.0)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The reminder `id` of `user`.
+pub async fn get(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: ReminderId,
+) -> Result<Reminder, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM reminders WHERE id = $1 AND user_id = $2"
+    )))
+    .bind(id.0)
+    .bind(user.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    row.as_ref().map(from_row).transpose()?.ok_or(StoreError::NotFound("reminder"))
+}
+
+/// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
+pub async fn delete(
+    conn: &mut PgConnection,
+    task: TaskId,
+    id: ReminderId,
+) -> Result<(), StoreError> {
+    let done = sqlx::query("DELETE FROM reminders WHERE id = $1 AND task_id = $2")
+        .bind(id.0)
+        .bind(task.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if done.rows_affected() == 0 { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
+}
+
+/// Applies the task write rules (module doc of `crate::reminders`) for `before → after`.
+pub async fn on_task_updated(
+    conn: &mut PgConnection,
+    before: &Task,
+    after: &Task,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if before.due_date != after.due_date || before.timezone != after.timezone {
+        let zone = effective_zone(after, user_zone(conn, after.user_id).await?);
+        let relative: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT id, before_due FROM reminders
+             WHERE task_id = $1 AND before_due IS NOT NULL AND status IN ('pending', 'canceled')",
+        )
+        .bind(after.id.0)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        for (rid, offset) in relative {
+            let trigger = trigger_from_columns(None, Some(&offset))
+                .ok_or_else(|| corrupt("reminder trigger"))?;
+            let fire_at = trigger.fire_at(after.due_date, zone.as_ref());
+            sqlx::query("UPDATE reminders SET fire_at = $2 WHERE id = $1")
+                .bind(rid)
+                .bind(pg(fire_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    let rearm_after = match (before.status, after.status) {
+        (Status::Pending, Status::Completed) => None,
+        (Status::Completed, Status::Pending) => Some(now),
+        _ => return Ok(()),
+    };
+    let query = match rearm_after {
+        None => sqlx::query(
+            "UPDATE reminders SET status = 'canceled' WHERE task_id = $1 AND status = 'pending'",
+        )
+        .bind(after.id.0),
+        Some(now) => sqlx::query(
+            "UPDATE reminders SET status = 'pending'
+             WHERE task_id = $1 AND status = 'canceled' AND fire_at > $2",
+        )
+        .bind(after.id.0)
+        .bind(PgInstant::new(now)),
+    };
+    query.execute(&mut *conn).await.map_err(unavailable)?;
+    Ok(())
+}
+
+/// Claims up to `limit` due reminders (`fire_at <= now`, earliest first; rows another
+/// scheduler holds are skipped), marks them fired and appends their events, in the caller's
+/// transaction; returns them as fired.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    limit: usize,
+    source: &str,
+) -> Result<Vec<Reminder>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH due AS (
+             SELECT id FROM reminders
+             WHERE status = 'pending' AND fire_at IS NOT NULL AND fire_at <= $1
+             ORDER BY fire_at, id LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE reminders r SET status = 'fired', fired_at = $1, attempts = r.attempts + 1
+         FROM due WHERE r.id = due.id
+         RETURNING {}",
+        COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+    )))
+    .bind(PgInstant::new(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let mut fired: Vec<Reminder> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    fired.sort_by_key(|r| (r.fire_at, r.id));
+    for r in &fired {
+        let task = sqlx::query(concat!(task_select!(), " WHERE t.id = $1"))
+            .bind(r.task_id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let task =
+            task.as_ref().map(codec::task).transpose()?.ok_or(StoreError::NotFound("task"))?;
+        append_outbox(&mut *conn, &[reminder_triggered(r, &task, now, source)], now).await?;
+    }
+    Ok(fired)
+}
+
+/// The earliest `fire_at` of a pending reminder, if any.
+pub async fn next_fire_at(conn: &mut PgConnection) -> Result<Option<Timestamp>, StoreError> {
+    let row = sqlx::query(
+        "SELECT min(fire_at) AS next FROM reminders WHERE status = 'pending' AND fire_at IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    codec::opt_instant(&row, "next")
+}

@@ -1,0 +1,268 @@
+//! Reminders on SQLite: functions run inside a `SqliteStore::write` closure (the task write
+//! rules, the claim) or on a reader connection.
+
+use docket_core::{
+    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Status, Task, TaskId, Timestamp,
+    UserId, Zone,
+};
+use docket_events::reminder_triggered;
+use rusqlite::{Connection, Row, Transaction, params};
+
+use super::{effective_zone, trigger_columns, trigger_from_columns};
+use crate::StoreError;
+use crate::sqlite::append_outbox;
+use crate::sqlite::codec::{
+    DbResult as _, TASK_COLUMNS, TASK_FROM, corrupt, micros, task_from_row,
+};
+
+const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
+                       fired_at, attempts, last_error, created_at";
+
+fn instant(v: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    v.map(|v| Timestamp::from_microsecond(v).map_err(|_| corrupt("instant"))).transpose()
+}
+
+fn uuid(row: &Row<'_>, i: usize) -> Result<uuid::Uuid, StoreError> {
+    let bytes: Vec<u8> = row.get(i).db()?;
+    uuid::Uuid::from_slice(&bytes).map_err(|_| corrupt("id"))
+}
+
+fn from_row(row: &Row<'_>) -> Result<Reminder, StoreError> {
+    let before_due: Option<String> = row.get(4).db()?;
+    let trigger = trigger_from_columns(instant(row.get(3).db()?)?, before_due.as_deref())
+        .ok_or_else(|| corrupt("reminder trigger"))?;
+    let channels: String = row.get(5).db()?;
+    let channels = Channels::parse(&channels.split(',').collect::<Vec<_>>())
+        .map_err(|_| corrupt("reminder channels"))?;
+    let status: String = row.get(6).db()?;
+    Ok(Reminder {
+        id: ReminderId(uuid(row, 0)?),
+        task_id: TaskId(uuid(row, 1)?),
+        user_id: UserId(uuid(row, 2)?),
+        trigger,
+        channels,
+        status: ReminderStatus::from_db(&status).ok_or_else(|| corrupt("reminder status"))?,
+        fire_at: instant(row.get(7).db()?)?,
+        fired_at: instant(row.get(8).db()?)?,
+        attempts: row.get(9).db()?,
+        last_error: row.get(10).db()?,
+        created_at: instant(Some(row.get(11).db()?))?.ok_or_else(|| corrupt("instant"))?,
+    })
+}
+
+fn user_zone(conn: &Connection, user: UserId) -> Result<Option<Zone>, StoreError> {
+    let name: Option<String> = conn
+        .prepare_cached("SELECT timezone FROM users WHERE id = ?1")
+        .db()?
+        .query_row([user.0.as_bytes()], |r| r.get(0))
+        .db()?;
+    Ok(name.and_then(|n| Zone::parse(&n).ok()))
+}
+
+/// Creates a reminder of `task` (already loaded, the caller's): pending, or canceled when the
+/// task is completed (reopening re-arms it).
+pub fn insert(
+    tx: &Transaction<'_>,
+    task: &Task,
+    new: NewReminder,
+    now: Timestamp,
+) -> Result<Reminder, StoreError> {
+    let zone = effective_zone(task, user_zone(tx, task.user_id)?);
+    let fire_at = new.trigger.fire_at(task.due_date, zone.as_ref());
+    let status = match task.status {
+        Status::Pending => ReminderStatus::Pending,
+        Status::Completed => ReminderStatus::Canceled,
+    };
+    let reminder = Reminder {
+        id: ReminderId::new(),
+        task_id: task.id,
+        user_id: task.user_id,
+        trigger: new.trigger,
+        channels: new.channels,
+        status,
+        fire_at,
+        fired_at: None,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+    };
+    let (at, before_due) = trigger_columns(&reminder.trigger);
+    tx.prepare_cached(&format!("INSERT INTO reminders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))
+        .db()?
+        .execute(params![
+            reminder.id.0.as_bytes(),
+            reminder.task_id.0.as_bytes(),
+            reminder.user_id.0.as_bytes(),
+            at.map(micros),
+            before_due,
+            reminder.channels.to_csv(),
+            reminder.status.as_str(),
+            reminder.fire_at.map(micros),
+            Option::<i64>::None,
+            0,
+            Option::<String>::None,
+            micros(now),
+        ])
+        .db()?;
+    Ok(reminder)
+}
+
+/// The reminders of `task`, oldest first.
+pub fn for_task(conn: &Connection, task: TaskId) -> Result<Vec<Reminder>, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM reminders WHERE task_id = ?1 ORDER BY created_at, id"
+        ))
+        .db()?;
+    let mut rows = st.query([task.0.as_bytes()]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The reminder `id` of `user`.
+pub fn get(conn: &Connection, user: UserId, id: ReminderId) -> Result<Reminder, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM reminders WHERE id = ?1 AND user_id = ?2"))
+        .db()?;
+    let mut rows = st.query(params![id.0.as_bytes(), user.0.as_bytes()]).db()?;
+    match rows.next().db()? {
+        Some(row) => from_row(row),
+        None => Err(StoreError::NotFound("reminder")),
+    }
+}
+
+/// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
+pub fn delete(tx: &Transaction<'_>, task: TaskId, id: ReminderId) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached("DELETE FROM reminders WHERE id = ?1 AND task_id = ?2")
+        .db()?
+        .execute(params![id.0.as_bytes(), task.0.as_bytes()])
+        .db()?;
+    if n == 0 { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
+}
+
+/// Applies the task write rules (module doc of `reminders`) for `before → after`.
+pub fn on_task_updated(
+    tx: &Transaction<'_>,
+    before: &Task,
+    after: &Task,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let id = after.id.0.as_bytes();
+    if before.due_date != after.due_date || before.timezone != after.timezone {
+        let zone = effective_zone(after, user_zone(tx, after.user_id)?);
+        let relative: Vec<(Vec<u8>, String)> = {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT id, before_due FROM reminders
+                     WHERE task_id = ?1 AND before_due IS NOT NULL
+                       AND status IN ('pending', 'canceled')",
+                )
+                .db()?;
+            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
+            rows.collect::<Result<_, _>>().db()?
+        };
+        let mut update =
+            tx.prepare_cached("UPDATE reminders SET fire_at = ?2 WHERE id = ?1").db()?;
+        for (rid, offset) in relative {
+            let trigger = trigger_from_columns(None, Some(&offset))
+                .ok_or_else(|| corrupt("reminder trigger"))?;
+            let fire_at = trigger.fire_at(after.due_date, zone.as_ref());
+            update.execute(params![rid, fire_at.map(micros)]).db()?;
+        }
+    }
+    match (before.status, after.status) {
+        (Status::Pending, Status::Completed) => {
+            tx.prepare_cached(
+                "UPDATE reminders SET status = 'canceled' WHERE task_id = ?1 AND status = 'pending'",
+            )
+            .db()?
+            .execute([id])
+            .db()?;
+        }
+        (Status::Completed, Status::Pending) => {
+            tx.prepare_cached(
+                "UPDATE reminders SET status = 'pending'
+                 WHERE task_id = ?1 AND status = 'canceled' AND fire_at > ?2",
+            )
+            .db()?
+            .execute(params![id, micros(now)])
+            .db()?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` due reminders (`fire_at <= now`, earliest first), marks them fired
+/// and appends their events; returns them as fired.
+pub fn claim_due(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    limit: usize,
+    source: &str,
+) -> Result<Vec<Reminder>, StoreError> {
+    let due: Vec<Reminder> = {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM reminders
+                 WHERE status = 'pending' AND fire_at IS NOT NULL AND fire_at <= ?1
+                 ORDER BY fire_at, id LIMIT ?2"
+            ))
+            .db()?;
+        let mut rows =
+            st.query(params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)]).db()?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().db()? {
+            out.push(from_row(row)?);
+        }
+        out
+    };
+    let mut fired = Vec::with_capacity(due.len());
+    for mut r in due {
+        let n = tx
+            .prepare_cached(
+                "UPDATE reminders SET status = 'fired', fired_at = ?2, attempts = attempts + 1
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .db()?
+            .execute(params![r.id.0.as_bytes(), micros(now)])
+            .db()?;
+        if n == 0 {
+            continue;
+        }
+        r.status = ReminderStatus::Fired;
+        r.fired_at = Some(now);
+        r.attempts += 1;
+        let task = task_by_id(tx, r.task_id)?;
+        append_outbox(tx, &[reminder_triggered(&r, &task, now, source)], now)?;
+        fired.push(r);
+    }
+    Ok(fired)
+}
+
+fn task_by_id(conn: &Connection, id: TaskId) -> Result<Task, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM {TASK_FROM} WHERE t.id = ?1"))
+        .db()?;
+    let mut rows = st.query([id.0.as_bytes()]).db()?;
+    match rows.next().db()? {
+        Some(row) => Ok(task_from_row(row)?.1),
+        None => Err(StoreError::NotFound("task")),
+    }
+}
+
+/// The earliest `fire_at` of a pending reminder, if any.
+pub fn next_fire_at(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
+    let v: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(fire_at) FROM reminders WHERE status = 'pending' AND fire_at IS NOT NULL",
+        )
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()?;
+    instant(v)
+}
