@@ -15,6 +15,8 @@ mod categories;
 pub mod clock;
 pub mod error;
 pub mod realtime;
+mod reminders;
+pub mod scheduler;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -35,11 +37,19 @@ pub struct App {
     clock: Arc<dyn Clock>,
     auth: auth::Auth,
     hub: Option<realtime::Hub>,
+    /// Told when a reminder's fire time may have moved earlier; the scheduler waits on it.
+    scheduler_wake: Arc<tokio::sync::Notify>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, auth: AuthConfig) -> App {
-        App { store, clock: Arc::new(SystemClock), auth: auth::Auth::new(auth), hub: None }
+        App {
+            store,
+            clock: Arc::new(SystemClock),
+            auth: auth::Auth::new(auth),
+            hub: None,
+            scheduler_wake: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// Replaces the system clock (tests pin time with [`FixedClock`]).
@@ -66,6 +76,16 @@ impl App {
             .ok_or_else(|| AppError::Unavailable("real-time streams are not enabled".to_owned()))?;
         hub.subscribe(&user.id.to_string(), last_event_id)
             .map_err(|e| AppError::Unavailable(e.to_string()))
+    }
+
+    /// What wakes the scheduler ([`scheduler::run_scheduler`]) early.
+    pub fn scheduler_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.scheduler_wake)
+    }
+
+    /// The clock the use cases read.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
     }
 
     /// The store, for edges that report on it (`/readyz`).

@@ -177,7 +177,10 @@ impl App {
             timezone: zone.map(Some),
             status: changes.status,
         };
-        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+        let task = self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?;
+        // A due date (or reopen) may have moved a reminder earlier.
+        self.wake_scheduler();
+        Ok(task)
     }
 
     #[tracing::instrument(name = "replace_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
@@ -189,7 +192,10 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<Task, AppError> {
         let patch = TaskPatch::replace_with(input.into_new_task(user)?);
-        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+        let task = self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?;
+        // A due date (or reopen) may have moved a reminder earlier.
+        self.wake_scheduler();
+        Ok(task)
     }
 
     /// Deletes the task; returns it as it was.
@@ -264,7 +270,10 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<Task, AppError> {
         let patch = TaskPatch { status: Some(status), ..TaskPatch::default() };
-        Ok(self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?)
+        let task = self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?;
+        // A due date (or reopen) may have moved a reminder earlier.
+        self.wake_scheduler();
+        Ok(task)
     }
 
     pub async fn list_tasks(&self, user: &User, query: TaskQuery) -> Result<Page<Task>, AppError> {

@@ -219,6 +219,9 @@ impl FromRequestParts<AppState> for ClientIp {
 
 macro_rules! id_param {
     ($(#[$doc:meta])* $name:ident, $id:ty, $what:literal) => {
+        id_param!($(#[$doc])* $name, $id, $what, "id");
+    };
+    ($(#[$doc:meta])* $name:ident, $id:ty, $what:literal, $key:literal) => {
         $(#[$doc])*
         pub struct $name(pub $id);
 
@@ -231,7 +234,7 @@ macro_rules! id_param {
                     .map_err(|_| ApiError::App(AppError::NotFound($what)))?;
                 params
                     .iter()
-                    .find(|(k, _)| *k == "id")
+                    .find(|(k, _)| *k == $key)
                     .and_then(|(_, v)| v.parse::<$id>().ok())
                     .map($name)
                     .ok_or(ApiError::App(AppError::NotFound($what)))
@@ -257,4 +260,17 @@ id_param!(
     TokenIdParam,
     docket_core::TokenId,
     "token"
+);
+id_param!(
+    /// The `{id}` of a reminder path (404 when it is not an id).
+    ReminderIdParam,
+    docket_core::ReminderId,
+    "reminder"
+);
+id_param!(
+    /// The `{rid}` of a task's reminder path (404 when it is not an id).
+    TaskReminderIdParam,
+    docket_core::ReminderId,
+    "reminder",
+    "rid"
 );

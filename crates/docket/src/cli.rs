@@ -72,7 +72,7 @@ pub enum Role {
     Api,
     /// The event consumers (the audit log).
     Worker,
-    /// The timer scheduler (reminders and recurrence arrive with it; nothing runs yet).
+    /// The timer scheduler: fires due reminders.
     Scheduler,
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use docket_app::realtime::{Hub, HubConfig};
+use docket_app::scheduler::{SchedulerConfig, run_scheduler};
 use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
@@ -38,6 +39,9 @@ pub struct Application {
     api: bool,
     /// Run the consumers (role `worker`).
     worker: bool,
+    /// The app, for the scheduler (role `scheduler`).
+    app: Arc<App>,
+    scheduler: bool,
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
@@ -62,6 +66,7 @@ impl Application {
         auth.jwks_url = args.jwks_url.clone();
         let api = args.roles.contains(&Role::Api);
         let worker = args.roles.contains(&Role::Worker);
+        let scheduler = args.roles.contains(&Role::Scheduler);
         let mut app = App::new(store, auth);
         if api {
             app = app.with_hub(consumers.hub.clone());
@@ -72,12 +77,12 @@ impl Application {
             serve_api: api,
             ..HttpConfig::default()
         };
-        let router = docket_http::router(app, http);
+        let router = docket_http::router(Arc::clone(&app), http);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Application { listener, router, addr, consumers, api, worker })
+        Ok(Application { listener, router, addr, consumers, api, worker, app, scheduler })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -98,6 +103,16 @@ impl Application {
             if let Err(e) = run_consumer(bus, audit, docket_app::audit::config(), stopped).await {
                 tracing::error!(error = %e, consumer = docket_app::audit::CONSUMER, "consumer cannot subscribe");
             }
+        });
+        let scheduler = self.scheduler.then(|| {
+            let app = &self.app;
+            tokio::spawn(run_scheduler(
+                Arc::clone(app.store()),
+                app.clock(),
+                app.scheduler_wake(),
+                SchedulerConfig::default(),
+                stop.subscribe(),
+            ))
         });
         // Streams never end by themselves: the hub closes them as soon as shutdown begins,
         // so the graceful drain below only waits for ordinary requests.
@@ -126,6 +141,11 @@ impl Application {
         let _ = stop.send(true);
         if tokio::time::timeout(CONSUMER_STOP, consumer).await.is_err() {
             tracing::warn!("consumers did not stop in time");
+        }
+        if let Some(scheduler) = scheduler
+            && tokio::time::timeout(CONSUMER_STOP, scheduler).await.is_err()
+        {
+            tracing::warn!("the scheduler did not stop in time");
         }
         served
     }

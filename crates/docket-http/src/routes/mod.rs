@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod categories;
 pub mod ops;
+pub mod reminders;
 pub mod stream;
 pub mod tasks;
 
@@ -52,6 +53,7 @@ use crate::problem;
         (name = "tags", description = "tags"),
         (name = "categories", description = "categories"),
         (name = "audit", description = "the audit log: task history and activity"),
+        (name = "reminders", description = "reminders of tasks: when, where, snooze"),
         (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
     ),
@@ -93,6 +95,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::delete_token))
         .merge(task_routes())
         .routes(routes!(audit::activity))
+        .routes(routes!(reminders::list_reminders, reminders::create_reminder))
+        .routes(routes!(reminders::delete_reminder))
+        .routes(routes!(reminders::snooze_reminder))
         .routes(routes!(stream::stream))
         .routes(routes!(stream::websocket))
         .routes(routes!(tasks::list_tags))

@@ -1,0 +1,221 @@
+//! Reminders (§2.4, §3): `GET`/`POST /api/tasks/{id}/reminders`,
+//! `DELETE /api/tasks/{id}/reminders/{rid}`, `POST /api/reminders/{id}/snooze`.
+//!
+//! A trigger is `{"at": instant}` (an offset-less date-time is local time in the caller's
+//! zone) or `{"before_due": "PT15M"}` (ISO 8601, zero or more; days count in the task's zone).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use docket_core::{
+    Channels, FieldError, NewReminder, Offset, Reminder, Trigger, User, ValidationErrors, Zone,
+    parse_instant,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{Caller, JsonBody, ReminderIdParam, TaskIdParam, TaskReminderIdParam};
+use crate::problem::{
+    ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+    UnsupportedMediaType,
+};
+
+/// When a reminder fires: exactly one of `at` and `before_due`.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+pub struct TriggerBody {
+    /// An instant (RFC 3339), or a local date-time in your time zone.
+    pub at: Option<String>,
+    /// How long before the task's due date, as an ISO 8601 duration (`PT15M`, `P1D`, `PT0S`).
+    pub before_due: Option<String>,
+}
+
+/// A new reminder.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReminderBody {
+    pub trigger: Option<TriggerBody>,
+    /// Any of `in_app` (the default), `email`, `webhook`.
+    pub channels: Option<Vec<String>>,
+}
+
+/// A snooze.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SnoozeBody {
+    /// How long from now, as an ISO 8601 duration (`PT10M`).
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+}
+
+/// A reminder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReminderDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub task_id: String,
+    pub trigger: TriggerBody,
+    pub channels: Vec<String>,
+    /// `pending`, `fired`, `canceled` or `failed`.
+    pub status: String,
+    /// When it fires (RFC 3339); null for a relative reminder of a task without a due date.
+    pub fire_at: Option<String>,
+    pub fired_at: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&Reminder> for ReminderDto {
+    fn from(r: &Reminder) -> ReminderDto {
+        let trigger = match &r.trigger {
+            Trigger::At(at) => TriggerBody { at: Some(at.to_string()), before_due: None },
+            Trigger::BeforeDue(o) => TriggerBody { at: None, before_due: Some(o.to_iso()) },
+        };
+        ReminderDto {
+            id: r.id.to_string(),
+            task_id: r.task_id.to_string(),
+            trigger,
+            channels: r.channels.as_slice().iter().map(|c| c.as_str().to_owned()).collect(),
+            status: r.status.as_str().to_owned(),
+            fire_at: r.fire_at.map(|t| t.to_string()),
+            fired_at: r.fired_at.map(|t| t.to_string()),
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            created_at: r.created_at.to_string(),
+        }
+    }
+}
+
+fn parse_body(body: ReminderBody, user: &User) -> Result<NewReminder, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let zone = user.timezone.clone().unwrap_or_else(Zone::utc);
+    let trigger = match body.trigger {
+        None => {
+            errors.push(FieldError::custom("trigger", "required", "trigger is required"));
+            None
+        }
+        Some(TriggerBody { at: Some(at), before_due: None }) => {
+            errors.check("trigger.at", parse_instant(&at, &zone)).map(Trigger::At)
+        }
+        Some(TriggerBody { at: None, before_due: Some(d) }) => {
+            errors.check("trigger.before_due", Offset::parse(&d)).map(Trigger::BeforeDue)
+        }
+        Some(_) => {
+            errors.push(FieldError::custom(
+                "trigger",
+                "invalid",
+                "give exactly one of 'at' and 'before_due'",
+            ));
+            None
+        }
+    };
+    let channels = errors.check("channels", Channels::parse(&body.channels.unwrap_or_default()));
+    errors.clone().into_result()?;
+    match (trigger, channels) {
+        (Some(trigger), Some(channels)) => Ok(NewReminder { trigger, channels }),
+        _ => Err(errors),
+    }
+}
+
+/// The reminders of one of the caller's tasks, oldest first.
+#[utoipa::path(get, path = "/tasks/{id}/reminders", operation_id = "list_reminders", tag = "reminders",
+    params(("id" = String, Path, description = "task id")),
+    responses(
+        (status = 200, description = "the task's reminders", body = Vec<ReminderDto>),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_reminders(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    TaskIdParam(task): TaskIdParam,
+) -> Result<impl IntoResponse, ApiError> {
+    let items = st.app.list_reminders(&user, task).await?;
+    Ok(Json(items.iter().map(ReminderDto::from).collect::<Vec<_>>()))
+}
+
+/// Adds a reminder to one of the caller's tasks.
+#[utoipa::path(post, path = "/tasks/{id}/reminders", operation_id = "create_reminder", tag = "reminders",
+    params(("id" = String, Path, description = "task id")),
+    request_body = ReminderBody,
+    responses(
+        (status = 201, description = "the new reminder", body = ReminderDto),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_reminder(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    TaskIdParam(task): TaskIdParam,
+    JsonBody(body): JsonBody<ReminderBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = parse_body(body, &user)?;
+    let r = st.app.create_reminder(&user, task, new).await?;
+    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+}
+
+/// Deletes a reminder of one of the caller's tasks.
+#[utoipa::path(delete, path = "/tasks/{id}/reminders/{rid}", operation_id = "delete_reminder", tag = "reminders",
+    params(("id" = String, Path, description = "task id"), ("rid" = String, Path, description = "reminder id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete_reminder(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    TaskIdParam(task): TaskIdParam,
+    TaskReminderIdParam(id): TaskReminderIdParam,
+) -> Result<impl IntoResponse, ApiError> {
+    st.app.delete_reminder(&user, task, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Snoozes a reminder: a new pending reminder of the same task and channels, `for` from now.
+#[utoipa::path(post, path = "/reminders/{id}/snooze", operation_id = "snooze_reminder", tag = "reminders",
+    params(("id" = String, Path, description = "reminder id")),
+    request_body = SnoozeBody,
+    responses(
+        (status = 201, description = "the new reminder", body = ReminderDto),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn snooze_reminder(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    ReminderIdParam(id): ReminderIdParam,
+    JsonBody(body): JsonBody<SnoozeBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let by = match body.for_ {
+        Some(text) => Offset::parse(&text)
+            .map_err(|e| ValidationErrors::single(FieldError::new("for", &e)))?,
+        None => {
+            return Err(ValidationErrors::single(FieldError::custom(
+                "for",
+                "required",
+                "for is required (an ISO 8601 duration such as PT10M)",
+            ))
+            .into());
+        }
+    };
+    let r = st.app.snooze_reminder(&user, id, by).await?;
+    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+}
