@@ -1,9 +1,10 @@
 //! `docket serve`: opens the store, builds the app and the router, binds, and serves until
 //! SIGINT/SIGTERM, then drains in-flight requests.
 //!
-//! Beside HTTP it runs the audit consumer (`docket_app::audit`) on the embedded bus over the
-//! same database (SQLite or PostgreSQL); on shutdown, once HTTP has drained, a `watch`
-//! channel tells it to finish the event in hand and commit its acknowledgements. The
+//! Beside HTTP it runs, as `--roles` says, the audit consumer (`docket_app::audit`) on the
+//! embedded bus over the same database (SQLite or PostgreSQL) and the reminder scheduler
+//! (`docket_app::scheduler`); on shutdown, once HTTP has drained, a `watch` channel tells
+//! them to finish what is in hand and commit. The
 //! real-time hub (`docket_app::realtime`) tails the same log for `/api/stream` and `/api/ws`;
 //! it closes every stream as soon as shutdown begins, so the drain is not held open by them.
 //!
