@@ -486,11 +486,11 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
         let st = self.state()?;
-        let log = topics::log_topic(topic);
+        let log = topics::log_topics(topic);
         Ok(st
             .outbox
             .iter()
-            .filter(|(seq, t, _)| *seq > after_seq && *t == log)
+            .filter(|(seq, t, _)| *seq > after_seq && log.contains(t))
             .take(limit)
             .map(|(seq, _, e)| {
                 let mut e = e.clone();
@@ -502,8 +502,8 @@ impl Store for MemoryStore {
 
     async fn outbox_head(&self, topic: &str) -> Result<i64, StoreError> {
         let st = self.state()?;
-        let log = topics::log_topic(topic);
-        Ok(st.outbox.iter().rev().find(|(_, t, _)| *t == log).map_or(0, |(seq, _, _)| *seq))
+        let log = topics::log_topics(topic);
+        Ok(st.outbox.iter().rev().find(|(_, t, _)| log.contains(t)).map_or(0, |(seq, _, _)| *seq))
     }
 
     async fn create_reminder(

@@ -176,8 +176,11 @@ fn deleted() {
 #[test]
 fn topics_and_logs() {
     assert_eq!(topics::dlq(topics::REMINDERS), "reminders.dlq");
-    assert_eq!(topics::log_topic(topics::TASK_UPDATES), topics::TASK_EVENTS);
-    assert_eq!(topics::log_topic(topics::REMINDERS), topics::REMINDERS);
+    assert_eq!(
+        topics::log_topics(topics::TASK_UPDATES),
+        [topics::TASK_EVENTS, topics::TASK_UPDATES]
+    );
+    assert_eq!(topics::log_topics(topics::REMINDERS), [topics::REMINDERS, topics::REMINDERS]);
     assert_eq!(
         topics::published_to(topics::TASK_EVENTS),
         [topics::TASK_EVENTS, topics::TASK_UPDATES]

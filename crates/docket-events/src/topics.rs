@@ -6,9 +6,9 @@
 //! broker publishes each `task-events` row to both topics ([`published_to`]). A realtime
 //! consumer and the audit consumer still keep independent positions, because positions
 //! belong to consumers, not to rows. This halves the outbox writes of every task write (the
-//! create path targets ≥ 10,000 durable writes/s). Should `task-updates` ever carry events
-//! that `task-events` does not, those are appended under `task-updates` and [`log_topic`]
-//! grows into a list.
+//! create path targets ≥ 10,000 durable writes/s). Events only real-time clients see (a
+//! notification was created) are appended under `task-updates` itself, so the log of
+//! `task-updates` is the rows of both outbox topics ([`log_topics`]).
 
 /// All task lifecycle events (audit, recurrence).
 pub const TASK_EVENTS: &str = "task-events";
@@ -25,9 +25,10 @@ pub fn dlq(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
-/// The outbox topic whose rows make up the log of `topic`.
-pub fn log_topic(topic: &str) -> &str {
-    if topic == TASK_UPDATES { TASK_EVENTS } else { topic }
+/// The outbox topics whose rows make up the log of `topic`, as a pair (the same topic twice
+/// when there is one), for `topic IN (a, b)` queries.
+pub fn log_topics(topic: &str) -> [&str; 2] {
+    if topic == TASK_UPDATES { [TASK_EVENTS, TASK_UPDATES] } else { [topic, topic] }
 }
 
 /// The broker topics an outbox row of `topic` is published to by a relay.

@@ -74,7 +74,7 @@ pub struct TagCount {
 ///   (the tasks' rows and versions do not change); task events carry the category as it was
 ///   at the task's last write.
 /// * `read_outbox(after, topic, limit)` returns the events of `topic`'s log
-///   (`docket_events::topics::log_topic`) with position > `after`, in increasing position,
+///   (`docket_events::topics::log_topics`) with position > `after`, in increasing position,
 ///   at most `limit`, each with `sequence` set to its position. Positions only grow and may
 ///   have gaps. A reader that advances to the last position it read MUST NOT miss an event
 ///   that commits later: an event becomes readable only once no event at a lower position

@@ -127,13 +127,14 @@ pub(super) async fn read(
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT seq, payload FROM outbox WHERE topic = $1 AND seq > $2 AND seq <= $3 \
+        "SELECT seq, payload FROM outbox WHERE topic IN ($1, $5) AND seq > $2 AND seq <= $3 \
          ORDER BY seq LIMIT $4",
     )
-    .bind(topics::log_topic(topic))
+    .bind(topics::log_topics(topic)[0])
     .bind(after)
     .bind(upto)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(topics::log_topics(topic)[1])
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -155,14 +156,15 @@ pub(super) async fn read_for(
     }
     let rows = sqlx::query(
         "SELECT seq, payload FROM outbox \
-         WHERE partition_key = $1 AND topic = $2 AND seq > $3 AND seq <= $4 \
+         WHERE partition_key = $1 AND topic IN ($2, $6) AND seq > $3 AND seq <= $4 \
          ORDER BY seq LIMIT $5",
     )
     .bind(key)
-    .bind(topics::log_topic(topic))
+    .bind(topics::log_topics(topic)[0])
     .bind(after)
     .bind(until)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(topics::log_topics(topic)[1])
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -194,10 +196,13 @@ pub(super) async fn head(
     topic: &str,
 ) -> Result<i64, StoreError> {
     let upto = horizon(pool, settled).await?;
-    sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic = $1 AND seq <= $2")
-        .bind(topics::log_topic(topic))
-        .bind(upto)
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)
+    sqlx::query_scalar(
+        "SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN ($1, $3) AND seq <= $2",
+    )
+    .bind(topics::log_topics(topic)[0])
+    .bind(upto)
+    .bind(topics::log_topics(topic)[1])
+    .fetch_one(pool)
+    .await
+    .map_err(unavailable)
 }

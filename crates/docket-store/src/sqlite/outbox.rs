@@ -54,11 +54,12 @@ pub(super) fn read(
 ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
     let mut st = conn
         .prepare_cached(
-            "SELECT seq, payload FROM outbox WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, payload FROM outbox WHERE topic IN (?1, ?4) AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .db()?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = st.query(params![topics::log_topic(topic), after, limit]).db()?;
+    let [a, b] = topics::log_topics(topic);
+    let rows = st.query(params![a, after, limit, b]).db()?;
     decode_rows(rows)
 }
 
@@ -85,20 +86,21 @@ pub(super) fn read_for(
     let mut st = conn
         .prepare_cached(
             "SELECT seq, payload FROM outbox
-             WHERE partition_key = ?1 AND topic = ?2 AND seq > ?3 AND seq <= ?4
+             WHERE partition_key = ?1 AND topic IN (?2, ?6) AND seq > ?3 AND seq <= ?4
              ORDER BY seq LIMIT ?5",
         )
         .db()?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = st.query(params![key, topics::log_topic(topic), after, until, limit]).db()?;
+    let [a, b] = topics::log_topics(topic);
+    let rows = st.query(params![key, a, after, until, limit, b]).db()?;
     decode_rows(rows)
 }
 
 /// The highest position of `topic`'s log, 0 when it is empty.
 pub(super) fn head(conn: &Connection, topic: &str) -> Result<i64, StoreError> {
-    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic = ?1")
+    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN (?1, ?2)")
         .db()?
-        .query_row([topics::log_topic(topic)], |r| r.get(0))
+        .query_row(topics::log_topics(topic), |r| r.get(0))
         .db()
 }
 
