@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use docket_core::{
     Category, CategoryId, CategoryPatch, CategoryRef, Color, Cursor, CursorKey, NewCategory,
-    NewReminder, NewTask, NewUser, Order, Page, Reminder, ReminderId, ReminderStatus, SortField,
-    StatusFilter, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    NewReminder, NewTask, NewUser, Notification, NotificationId, Order, Page, Reminder, ReminderId,
+    ReminderStatus, SortField, StatusFilter, Task, TaskId, TaskPatch, TaskQuery, Timestamp,
+    TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, OutboxEvent, TaskChange, sequence_string, task_events, topics};
 use docket_store::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo, UserRecord};
@@ -24,6 +25,8 @@ struct State {
     tasks: Vec<Task>,
     categories: Vec<Category>,
     reminders: Vec<Reminder>,
+    /// `(notification, source event id)`.
+    notifications: Vec<(Notification, String)>,
     /// `(position, topic, event)`; positions start at 1.
     outbox: Vec<(i64, &'static str, CloudEvent)>,
 }
@@ -619,6 +622,74 @@ impl Store for MemoryStore {
             .filter(|r| r.status == ReminderStatus::Pending)
             .filter_map(|r| r.fire_at)
             .min())
+    }
+
+    async fn append_notification(
+        &self,
+        n: Notification,
+        source_event: String,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.state()?;
+        if st.notifications.iter().any(|(_, e)| *e == source_event) {
+            return Ok(false);
+        }
+        let OutboxEvent { topic, event } =
+            docket_events::notification_created(&n, n.created_at, "/docket/worker");
+        let seq = st.outbox.len() as i64 + 1;
+        st.outbox.push((seq, topic, event));
+        st.notifications.push((n, source_event));
+        Ok(true)
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let st = self.state()?;
+        let mut out: Vec<Notification> = st
+            .notifications
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.user_id == user && (!unread_only || n.read_at.is_none()))
+            .cloned()
+            .collect();
+        out.sort_by_key(|n| std::cmp::Reverse((n.created_at, n.id)));
+        out.truncate(limit.min(docket_store::notifications::MAX_LIST));
+        Ok(out)
+    }
+
+    async fn mark_notification_read(
+        &self,
+        user: UserId,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> Result<Notification, StoreError> {
+        let mut st = self.state()?;
+        let (n, _) = st
+            .notifications
+            .iter_mut()
+            .find(|(n, _)| n.id == id && n.user_id == user)
+            .ok_or(StoreError::NotFound("notification"))?;
+        n.read_at = n.read_at.or(Some(now));
+        Ok(n.clone())
+    }
+
+    async fn mark_all_notifications_read(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.state()?;
+        let mut count = 0;
+        for (n, _) in st.notifications.iter_mut() {
+            if n.user_id == user && n.read_at.is_none() {
+                n.read_at = Some(now);
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     async fn read_outbox_for(

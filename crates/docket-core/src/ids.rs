@@ -69,3 +69,7 @@ id_type!(
     /// A reminder.
     ReminderId
 );
+id_type!(
+    /// An in-app notification.
+    NotificationId
+);

@@ -9,7 +9,9 @@
 pub mod category;
 pub mod error;
 pub mod ids;
+pub mod notification;
 pub mod query;
+pub mod recurrence;
 pub mod reminder;
 pub mod task;
 pub mod time;
@@ -17,9 +19,14 @@ pub mod user;
 
 pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CategoryId, ReminderId, TaskId, TokenId, UserId};
+pub use ids::{CategoryId, NotificationId, ReminderId, TaskId, TokenId, UserId};
+pub use notification::Notification;
 pub use query::{
     Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
+};
+pub use recurrence::{
+    Anchor, CronExpr, Mode, Occurrence, Pattern, Preset, PreviewCount, Recurrence, RecurrenceSpec,
+    Rule, parse_local_start,
 };
 pub use reminder::{
     Channel, Channels, NewReminder, Offset, OffsetError, Reminder, ReminderStatus, Trigger,

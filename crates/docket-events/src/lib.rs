@@ -20,5 +20,8 @@ mod tests;
 
 pub use envelope::{CloudEvent, EnvelopeError, JSON_CONTENT_TYPE, SPEC_VERSION, sequence_string};
 pub use payload::{CategoryV1, FieldChange, TaskDeletedV1, TaskEventDataV1, TaskV1};
-pub use reminder::{ReminderTriggeredV1, ReminderV1, reminder_triggered, trigger_json};
+pub use reminder::{
+    NotificationV1, ReminderTriggeredV1, ReminderV1, notification_created, reminder_triggered,
+    trigger_json,
+};
 pub use task::{OutboxEvent, TaskChange, source, task_events};

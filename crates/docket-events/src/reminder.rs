@@ -1,8 +1,9 @@
 //! The `com.todo.reminder.triggered` event (§5), on the `reminders` topic: what the notifier
-//! consumes. Built by the store in the transaction that claims the reminder, so a reminder
+//! consumes; and the `com.todo.notification.created` event the notifier appends for the
+//! real-time stream. Built by the store in the transaction that claims the reminder, so a reminder
 //! fires (and is announced) exactly once.
 
-use docket_core::{Reminder, ReminderStatus, Task, Trigger};
+use docket_core::{Notification, Reminder, ReminderStatus, Task, Trigger};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -88,4 +89,52 @@ pub fn reminder_triggered(
         data: Some(serde_json::to_value(data).expect("payload types always serialize")),
     };
     OutboxEvent { topic: topics::REMINDERS, event }
+}
+
+/// A notification on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationV1 {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub task_id: Option<Uuid>,
+    pub reminder_id: Option<Uuid>,
+    pub title: String,
+    pub body: String,
+    pub created_at: Timestamp,
+    pub read_at: Option<Timestamp>,
+}
+
+impl From<&Notification> for NotificationV1 {
+    fn from(n: &Notification) -> NotificationV1 {
+        NotificationV1 {
+            id: n.id.0,
+            user_id: n.user_id.0,
+            task_id: n.task_id.map(|t| t.0),
+            reminder_id: n.reminder_id.map(|r| r.0),
+            title: n.title.clone(),
+            body: n.body.clone(),
+            created_at: n.created_at,
+            read_at: n.read_at,
+        }
+    }
+}
+
+/// The `com.todo.notification.created` event of `n`, on `task-updates`: real-time clients
+/// (the web UI raises a browser notification) are its audience.
+pub fn notification_created(n: &Notification, now: Timestamp, source: &str) -> OutboxEvent {
+    let event = CloudEvent {
+        specversion: SPEC_VERSION.to_owned(),
+        id: crate::task::event_id(now).to_string(),
+        source: source.to_owned(),
+        ty: types::NOTIFICATION_CREATED.to_owned(),
+        subject: Some(n.id.to_string()),
+        time: Some(now),
+        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
+        partitionkey: Some(n.user_id.to_string()),
+        sequence: None,
+        traceparent: crate::trace::current().map(|t| t.to_string()),
+        extensions: Default::default(),
+        data: Some(serde_json::json!({ "notification": NotificationV1::from(n) })),
+    };
+    OutboxEvent { topic: topics::TASK_UPDATES, event }
 }

@@ -268,6 +268,12 @@ id_param!(
     "reminder"
 );
 id_param!(
+    /// The `{id}` of a notification path (404 when it is not an id).
+    NotificationIdParam,
+    docket_core::NotificationId,
+    "notification"
+);
+id_param!(
     /// The `{rid}` of a task's reminder path (404 when it is not an id).
     TaskReminderIdParam,
     docket_core::ReminderId,

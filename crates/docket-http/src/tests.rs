@@ -732,6 +732,9 @@ const ROUTES: &[&str] = &[
     "post /api/tasks/{id}/reminders",
     "delete /api/tasks/{id}/reminders/{rid}",
     "post /api/reminders/{id}/snooze",
+    "get /api/notifications",
+    "post /api/notifications/{id}/read",
+    "post /api/notifications/read-all",
     "get /api/stream",
     "get /api/ws",
     "get /api/{user_id}/tasks",
@@ -745,6 +748,7 @@ const ROUTES: &[&str] = &[
     "post /api/{user_id}/tasks/{id}/reopen",
     "get /api/{user_id}/tasks/{id}/history",
     "get /api/tags",
+    "post /api/recurrence/preview",
     "get /api/categories",
     "post /api/categories",
     "get /api/categories/{id}",
@@ -757,7 +761,8 @@ const ROUTES: &[&str] = &[
 ];
 
 /// Operations that act on a path alone and read no body.
-const BODYLESS: &[&str] = &["complete_task", "reopen_task", "toggle_task"];
+const BODYLESS: &[&str] =
+    &["complete_task", "reopen_task", "toggle_task", "read_notification", "read_all_notifications"];
 
 #[tokio::test]
 async fn openapi_documents_exactly_the_served_routes() {

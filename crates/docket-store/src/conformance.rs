@@ -24,9 +24,9 @@ use std::sync::Arc;
 use docket_core::{
     Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Channel, Channels, Color,
     Cursor, Description, DisplayName, Email, Limit, NewCategory, NewReminder, NewTask, NewUser,
-    Offset, Order, Page, Priority, Reminder, ReminderId, ReminderStatus, SearchText, SortField,
-    Status, StatusFilter, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title, TokenId,
-    Trigger, User, UserId, Zone,
+    Notification, NotificationId, Offset, Order, Page, Priority, Reminder, ReminderId,
+    ReminderStatus, SearchText, SortField, Status, StatusFilter, Tags, Task, TaskId, TaskPatch,
+    TaskQuery, Timestamp, Title, TokenId, Trigger, User, UserId, Zone,
 };
 use docket_events::{
     CategoryV1, CloudEvent, TaskDeletedV1, TaskEventDataV1, TaskV1, topics, types,
@@ -116,6 +116,8 @@ macro_rules! store_conformance {
             check_reminders_fire_once_with_their_event,
             check_reminders_fire_exactly_once_under_concurrency,
             check_reminders_go_with_their_task,
+            check_notifications_append_once_with_their_event,
+            check_notifications_scoped_newest_first_and_read,
             check_audit_append_idempotent,
             check_audit_scoped_by_user,
             check_audit_paging_without_skips,
@@ -2391,4 +2393,77 @@ pub async fn check_reminders_go_with_their_task(store: &dyn Store) {
     expect_not_found(store.get_reminder(u.id, r.id).await, "a deleted task's reminder");
     expect_not_found(store.list_reminders(u.id, t.id).await, "a deleted task's reminders");
     assert_eq!(store.fire_due_reminders(at(DAY), 100).await.expect("fire"), vec![]);
+}
+
+// --- notifications
+
+fn notification(user: UserId, title: &str, created: i64) -> Notification {
+    Notification {
+        id: NotificationId::new(),
+        user_id: user,
+        task_id: Some(TaskId::new()),
+        reminder_id: None,
+        title: title.to_owned(),
+        body: format!("{title} is due"),
+        created_at: at(created),
+        read_at: None,
+    }
+}
+
+/// A notification is appended once per causing event, with its `notification.created`
+/// event on the `task-updates` log.
+pub async fn check_notifications_append_once_with_their_event(store: &dyn Store) {
+    let u = user(store, "notify-once").await;
+    let start = store.outbox_head(topics::TASK_UPDATES).await.expect("head");
+    let n = notification(u.id, "Dentist", 10);
+    assert!(store.append_notification(n.clone(), "evt-1".to_owned()).await.expect("append"));
+    let again = notification(u.id, "Dentist", 11);
+    assert!(!store.append_notification(again, "evt-1".to_owned()).await.expect("again"));
+    assert_eq!(store.list_notifications(u.id, false, 50).await.expect("list"), vec![n.clone()]);
+    let events = read_events(store, topics::TASK_UPDATES, start, 1).await;
+    assert_eq!(events.len(), 1, "one event for one notification");
+    let e = &events[0].1;
+    assert_eq!(e.ty, types::NOTIFICATION_CREATED);
+    assert_eq!(e.subject.as_deref(), Some(n.id.to_string().as_str()));
+    assert_eq!(e.partitionkey.as_deref(), Some(u.id.to_string().as_str()));
+    assert_eq!(e.data.as_ref().expect("data")["notification"]["title"], "Dentist");
+    // Not on task-events: the audit and recurrence consumers never see it.
+    let task_events = store.read_outbox(start, topics::TASK_EVENTS, 100).await.expect("read");
+    assert!(task_events.iter().all(|(_, e)| e.ty != types::NOTIFICATION_CREATED));
+}
+
+/// Lists are the owner's, newest first; marking read is scoped, idempotent, and read-all
+/// marks only what is unread.
+pub async fn check_notifications_scoped_newest_first_and_read(store: &dyn Store) {
+    let a = user(store, "notify-a").await;
+    let b = user(store, "notify-b").await;
+    let mut mine = Vec::new();
+    for i in 1..=3 {
+        let n = notification(a.id, &format!("n{i}"), i * SEC);
+        store.append_notification(n.clone(), format!("a-{i}-{}", n.id)).await.expect("append");
+        mine.push(n);
+    }
+    let theirs = notification(b.id, "other", SEC);
+    store.append_notification(theirs.clone(), format!("b-{}", theirs.id)).await.expect("append");
+
+    let ids = |l: &[Notification]| l.iter().map(|n| n.id).collect::<Vec<_>>();
+    let list = store.list_notifications(a.id, false, 50).await.expect("list");
+    assert_eq!(ids(&list), [mine[2].id, mine[1].id, mine[0].id], "newest first, only mine");
+    assert_eq!(ids(&store.list_notifications(b.id, false, 50).await.expect("list")), [theirs.id]);
+    assert_eq!(store.list_notifications(a.id, false, 2).await.expect("list").len(), 2);
+
+    expect_not_found(
+        store.mark_notification_read(b.id, mine[1].id, at(HOUR)).await,
+        "mark another user's notification",
+    );
+    let read = store.mark_notification_read(a.id, mine[1].id, at(HOUR)).await.expect("read");
+    assert_eq!(read.read_at, Some(at(HOUR)));
+    let again = store.mark_notification_read(a.id, mine[1].id, at(DAY)).await.expect("again");
+    assert_eq!(again.read_at, Some(at(HOUR)), "the first read time stays");
+    let unread = store.list_notifications(a.id, true, 50).await.expect("unread");
+    assert_eq!(ids(&unread), [mine[2].id, mine[0].id]);
+
+    assert_eq!(store.mark_all_notifications_read(a.id, at(DAY)).await.expect("all"), 2);
+    assert!(store.list_notifications(a.id, true, 50).await.expect("unread").is_empty());
+    assert_eq!(store.list_notifications(b.id, true, 50).await.expect("b").len(), 1, "b untouched");
 }

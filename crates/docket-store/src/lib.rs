@@ -6,6 +6,7 @@
 //!
 //! [`state::StateStore`] is the key-value state contract (§4), implemented by both stores.
 //! [`audit`] holds the audit log (§2.5), appended by the audit consumer.
+//! [`notifications`] holds in-app notifications, appended by the notifier consumer.
 //! [`reminders`] holds the reminder rows, the rules task writes apply to them, and the
 //! scheduler's claim.
 //! [`bus`] holds the tables the embedded event bus keeps beside the outbox (consumer
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod bus;
 pub mod error;
+pub mod notifications;
 pub mod postgres;
 pub mod reminders;
 pub mod sqlite;

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use docket_core::{
-    Category, CategoryId, CategoryPatch, NewCategory, NewReminder, NewTask, NewUser, Page,
-    Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, NewCategory, NewReminder, NewTask, NewUser, Notification,
+    NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp,
+    TokenId, User, UserId,
 };
 use docket_events::CloudEvent;
 
@@ -227,6 +228,38 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Reminder>, StoreError>;
     /// The earliest fire time of a pending reminder.
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    // --- notifications (rules in `crate::notifications`)
+
+    /// Appends `n`, caused by event `source_event`, with its `notification.created` event, in
+    /// its own transaction, unless that event already made one; true when it was new.
+    /// Consumers append inside their own transaction instead (`notifications::sqlite::append`,
+    /// `postgres::notifications::append`).
+    async fn append_notification(
+        &self,
+        n: Notification,
+        source_event: String,
+    ) -> Result<bool, StoreError>;
+    /// The user's notifications, newest first (at most `notifications::MAX_LIST`).
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Marks the user's notification read (idempotent) and returns it.
+    async fn mark_notification_read(
+        &self,
+        user: UserId,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> Result<Notification, StoreError>;
+    /// Marks all the user's unread notifications read; returns how many.
+    async fn mark_all_notifications_read(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     // --- audit log
 

@@ -50,6 +50,7 @@ pub struct Application {
 struct Consumers {
     bus: Arc<dyn EventBus>,
     audit: Arc<dyn Processor>,
+    notifier: Arc<dyn Processor>,
     hub: Hub,
     wake: watch::Receiver<u64>,
 }
@@ -95,15 +96,26 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let Consumers { bus, audit, hub, wake } = self.consumers;
+        let Consumers { bus, audit, notifier, hub, wake } = self.consumers;
         let worker = self.worker;
         let consumer = tokio::spawn(async move {
             if !worker {
                 return;
             }
-            if let Err(e) = run_consumer(bus, audit, docket_app::audit::config(), stopped).await {
-                tracing::error!(error = %e, consumer = docket_app::audit::CONSUMER, "consumer cannot subscribe");
-            }
+            let runs = [
+                (audit, docket_app::audit::config()),
+                (notifier, docket_app::notifier::config()),
+            ]
+            .map(|(processor, config)| {
+                let (bus, stopped) = (Arc::clone(&bus), stopped.clone());
+                async move {
+                    let name = config.name.clone();
+                    if let Err(e) = run_consumer(bus, processor, config, stopped).await {
+                        tracing::error!(error = %e, consumer = %name, "consumer cannot subscribe");
+                    }
+                }
+            });
+            futures::future::join_all(runs).await;
         });
         let scheduler = self.scheduler.then(|| {
             let app = &self.app;
@@ -164,9 +176,13 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         let bus: Arc<dyn EventBus> = Arc::new(embedded);
         let audit: Arc<dyn Processor> =
             Arc::new(SqliteProcessor::new(Arc::clone(&store), docket_app::audit::sqlite_handler()));
+        let notifier: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
+            Arc::clone(&store),
+            docket_app::notifier::sqlite_handler(),
+        ));
         let store: Arc<dyn Store> = store;
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, hub, wake }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
@@ -175,9 +191,11 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         let bus: Arc<dyn EventBus> = Arc::new(embedded);
         let audit: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
+        let notifier: Arc<dyn Processor> =
+            Arc::new(PgProcessor::new(store.clone(), docket_app::notifier::pg_handler()));
         let store: Arc<dyn Store> = Arc::new(store);
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, hub, wake }))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }

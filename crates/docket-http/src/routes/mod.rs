@@ -8,7 +8,9 @@
 pub mod audit;
 pub mod auth;
 pub mod categories;
+pub mod notifications;
 pub mod ops;
+pub mod recurrence;
 pub mod reminders;
 pub mod stream;
 pub mod tasks;
@@ -52,7 +54,9 @@ use crate::problem;
         (name = "tasks", description = "tasks"),
         (name = "tags", description = "tags"),
         (name = "categories", description = "categories"),
+        (name = "recurrence", description = "recurrence rules: preview their occurrences"),
         (name = "audit", description = "the audit log: task history and activity"),
+        (name = "notifications", description = "in-app notifications: list, mark read"),
         (name = "reminders", description = "reminders of tasks: when, where, snooze"),
         (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
@@ -98,9 +102,13 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(reminders::list_reminders, reminders::create_reminder))
         .routes(routes!(reminders::delete_reminder))
         .routes(routes!(reminders::snooze_reminder))
+        .routes(routes!(notifications::list_notifications))
+        .routes(routes!(notifications::read_notification))
+        .routes(routes!(notifications::read_all_notifications))
         .routes(routes!(stream::stream))
         .routes(routes!(stream::websocket))
         .routes(routes!(tasks::list_tags))
+        .routes(routes!(recurrence::preview))
         .routes(routes!(categories::list_categories, categories::create_category))
         .routes(routes!(
             categories::get_category,

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use docket_core::{
-    Channels, FieldError, NewReminder, Offset, Reminder, Trigger, User, ValidationErrors, Zone,
-    parse_instant,
+    Channel, Channels, FieldError, NewReminder, Offset, Reminder, Trigger, User, ValidationErrors,
+    Zone, parse_instant,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -35,7 +35,7 @@ pub struct TriggerBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReminderBody {
     pub trigger: Option<TriggerBody>,
-    /// Any of `in_app` (the default), `email`, `webhook`.
+    /// `in_app` (the default); `email` and `webhook` are refused until they are delivered.
     pub channels: Option<Vec<String>>,
 }
 
@@ -110,7 +110,19 @@ fn parse_body(body: ReminderBody, user: &User) -> Result<NewReminder, Validation
             None
         }
     };
-    let channels = errors.check("channels", Channels::parse(&body.channels.unwrap_or_default()));
+    let channels =
+        errors.check("channels", Channels::parse(&body.channels.unwrap_or_default())).filter(|c| {
+            // Refused rather than accepted and never delivered.
+            let undeliverable = c.as_slice().iter().any(|c| *c != Channel::InApp);
+            if undeliverable {
+                errors.push(FieldError::custom(
+                    "channels",
+                    "unavailable",
+                    "email and webhook delivery are not available yet; use in_app",
+                ));
+            }
+            !undeliverable
+        });
     errors.clone().into_result()?;
     match (trigger, channels) {
         (Some(trigger), Some(channels)) => Ok(NewReminder { trigger, channels }),

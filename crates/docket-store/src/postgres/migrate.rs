@@ -58,6 +58,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "reminders",
         sql: include_str!("../../migrations/postgres/0007_reminders.sql"),
     },
+    Migration {
+        version: 8,
+        name: "notifications",
+        sql: include_str!("../../migrations/postgres/0008_notifications.sql"),
+    },
 ];
 
 /// First key of the advisory lock (`hashtext('docket_schema_migrations')` is not a constant

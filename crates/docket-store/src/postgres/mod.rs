@@ -13,6 +13,7 @@
 mod codec;
 mod list;
 mod migrate;
+pub mod notifications;
 mod outbox;
 pub(crate) mod reminders;
 #[cfg(test)]
@@ -27,8 +28,8 @@ use async_trait::async_trait;
 use docket_core::time::truncate_micros;
 use docket_core::{
     Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, NewCategory,
-    NewReminder, NewTask, NewUser, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery,
-    Timestamp, TokenId, User, UserId,
+    NewReminder, NewTask, NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task,
+    TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use sqlx::error::ErrorKind;
@@ -977,6 +978,46 @@ impl Store for PostgresStore {
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         reminders::next_fire_at(&mut conn).await
+    }
+
+    async fn append_notification(
+        &self,
+        n: Notification,
+        source_event: String,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let added = notifications::append(&mut tx, &n, &source_event, &self.source).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        notifications::list(&mut conn, user, unread_only, limit).await
+    }
+
+    async fn mark_notification_read(
+        &self,
+        user: UserId,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> Result<Notification, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        notifications::mark_read(&mut conn, user, id, truncate_micros(now)).await
+    }
+
+    async fn mark_all_notifications_read(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        notifications::mark_all_read(&mut conn, user, truncate_micros(now)).await
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {

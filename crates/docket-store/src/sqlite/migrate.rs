@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reminders",
         sql: include_str!("../../migrations/sqlite/0007_reminders.sql"),
     },
+    Migration {
+        version: 8,
+        name: "notifications",
+        sql: include_str!("../../migrations/sqlite/0008_notifications.sql"),
+    },
 ];
 
 /// Applies the migrations `conn` has not seen yet; returns how many it applied.

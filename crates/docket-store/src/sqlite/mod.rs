@@ -30,8 +30,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docket_core::{
     Category, CategoryId, CategoryPatch, CategoryRef, Color, NewCategory, NewReminder, NewTask,
-    NewUser, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp, TokenId,
-    User, UserId,
+    NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch,
+    TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
@@ -46,6 +46,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use crate::StoreError;
 use crate::audit::{self, AuditEntry, AuditPage};
+use crate::notifications::sqlite as notifications;
 use crate::reminders::sqlite as reminders;
 use crate::store::{Store, TagCount, TokenInfo, UserRecord};
 
@@ -1010,6 +1011,43 @@ impl Store for SqliteStore {
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
         self.read(reminders::next_fire_at).await
+    }
+
+    async fn append_notification(
+        &self,
+        n: Notification,
+        source_event: String,
+    ) -> Result<bool, StoreError> {
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| notifications::append(tx, &n, &source_event, &source)).await
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.read(move |conn| notifications::list(conn, user, unread_only, limit)).await
+    }
+
+    async fn mark_notification_read(
+        &self,
+        user: UserId,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> Result<Notification, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| notifications::mark_read(tx, user, id, now)).await
+    }
+
+    async fn mark_all_notifications_read(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| notifications::mark_all_read(tx, user, now)).await
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError> {

@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod lists;
 mod ops;
+mod recurrence;
 mod reminders;
 mod roles;
 mod stream;

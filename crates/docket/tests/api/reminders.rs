@@ -57,14 +57,10 @@ async fn reminder_routes_and_validation() {
     assert_eq!(r.body["channels"], json!(["in_app"]));
     let relative = r.body["id"].as_str().expect("id").to_owned();
     let r = s
-        .post(
-            &path,
-            &a,
-            json!({"trigger": {"at": "2030-04-30T18:00:00Z"}, "channels": ["email", "in_app"]}),
-        )
+        .post(&path, &a, json!({"trigger": {"at": "2030-04-30T18:00:00Z"}, "channels": ["in_app"]}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.body["channels"], json!(["in_app", "email"]));
+    assert_eq!(r.body["channels"], json!(["in_app"]));
     let absolute = r.body["id"].as_str().expect("id").to_owned();
     let list = s.get(&path, &a).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -86,6 +82,8 @@ async fn reminder_routes_and_validation() {
         (json!({"trigger": {"before_due": "-PT5M"}}), "trigger.before_due"),
         (json!({"trigger": {"at": "next tuesday"}}), "trigger.at"),
         (json!({"trigger": {"at": "2030-01-01T00:00:00Z"}, "channels": ["sms"]}), "channels"),
+        (json!({"trigger": {"at": "2030-01-01T00:00:00Z"}, "channels": ["email"]}), "channels"),
+        (json!({"trigger": {"at": "2030-01-01T00:00:00Z"}, "channels": ["webhook"]}), "channels"),
     ] {
         let r = s.post(&path, &a, body.clone()).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.text);
@@ -104,7 +102,7 @@ async fn reminder_routes_and_validation() {
     // Snooze: a new pending reminder ten minutes from now, same channels.
     let r = s.post(&format!("/api/reminders/{absolute}/snooze"), &a, json!({"for": "PT10M"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.body["channels"], json!(["in_app", "email"]));
+    assert_eq!(r.body["channels"], json!(["in_app"]));
     let fire_at: jiff::Timestamp =
         r.body["fire_at"].as_str().expect("fire_at").parse().expect("instant");
     let ahead = fire_at.duration_since(jiff::Timestamp::now()).as_secs();
@@ -201,4 +199,53 @@ async fn two_schedulers_on_postgres_fire_each_reminder_once() {
     .expect("count events");
     assert_eq!((events, distinct), (100, 100), "one triggered event per reminder");
     drop((one, two));
+}
+
+#[tokio::test]
+async fn a_fired_reminder_becomes_a_notification_on_the_stream() {
+    let s = TestServer::start().await;
+    let (a, _) = s.signup("notify-a@example.com").await;
+    let (b, _) = s.signup("notify-b@example.com").await;
+    let t = task(&s, &a, json!({"title": "Water the plants"})).await;
+    let mut stream = crate::stream::Sse::open(&s, &a, None).await;
+    let at = instant_in(Duration::from_millis(300));
+    let r = s.post(&format!("/api/tasks/{t}/reminders"), &a, json!({"trigger": {"at": at}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let reminder = r.body["id"].as_str().expect("id").to_owned();
+
+    // The stream carries the notification (it is a user's own task-updates event).
+    let pushed = loop {
+        let m = stream.next().await.expect("the stream stays open");
+        if m.event.as_deref() == Some("com.todo.notification.created") {
+            break m.json();
+        }
+    };
+    let pushed = &pushed["data"]["notification"];
+    assert_eq!(pushed["title"], "Water the plants");
+    assert_eq!(pushed["reminder_id"], reminder.as_str());
+
+    let r = s.get("/api/notifications?unread=true", &a).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let list = r.body.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["id"], pushed["id"]);
+    assert_eq!(list[0]["task_id"], t.as_str());
+    assert_eq!(list[0]["read_at"], Value::Null);
+    let id = list[0]["id"].as_str().expect("id").to_owned();
+
+    // Another user sees none and cannot mark it.
+    assert_eq!(s.get("/api/notifications", &b).await.body, json!([]));
+    let r = s.post(&format!("/api/notifications/{id}/read"), &b, json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+    let r = s.post(&format!("/api/notifications/{id}/read"), &a, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["read_at"].is_string());
+    assert_eq!(s.get("/api/notifications?unread=true", &a).await.body, json!([]));
+    assert_eq!(s.get("/api/notifications", &a).await.body.as_array().map(Vec::len), Some(1));
+    let r = s.post("/api/notifications/read-all", &a, json!({})).await;
+    assert_eq!(r.body["marked"], 0, "{}", r.text);
+    let r = s.get("/api/notifications?unread=maybe", &a).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&r), ["unread"]);
 }

@@ -16,26 +16,26 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// One SSE message.
 #[derive(Debug, Clone)]
-struct SseMessage {
-    id: Option<String>,
-    event: Option<String>,
-    data: String,
+pub(crate) struct SseMessage {
+    pub(crate) id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) data: String,
 }
 
 impl SseMessage {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.data).expect("SSE data is JSON")
     }
 }
 
 /// A reader of one open `text/event-stream` response.
-struct Sse {
+pub(crate) struct Sse {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl Sse {
-    async fn open(s: &TestServer, token: &str, last_event_id: Option<&str>) -> Sse {
+    pub(crate) async fn open(s: &TestServer, token: &str, last_event_id: Option<&str>) -> Sse {
         let mut req = s.http.get(format!("{}/api/stream", s.url)).bearer_auth(token);
         // The stream is endless: no whole-request timeout, only per-message waits below.
         req = req.timeout(Duration::from_secs(3600));
@@ -50,7 +50,7 @@ impl Sse {
     }
 
     /// The next message with data, `None` when the stream ended.
-    async fn next(&mut self) -> Option<SseMessage> {
+    pub(crate) async fn next(&mut self) -> Option<SseMessage> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let frame: String = self.buf.drain(..end + 2).collect();
