@@ -102,7 +102,7 @@ async fn start_server(database: Option<&str>) -> anyhow::Result<(ChildServer, St
 }
 
 /// Resident set size (`VmRSS`) and peak (`VmHWM`) of a process, in MiB.
-fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+pub(crate) fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -438,6 +438,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.seconds == 0 {
         bail!("--connections and --seconds must be at least 1");
     }
+    // First, so this process's peak RSS is the reminder phase's own.
+    let reminders = if args.reminders > 0 {
+        eprintln!(
+            "phase 0: {} pending reminders, due at {}/s, fired by the scheduler in this process",
+            args.reminders, args.reminder_rate
+        );
+        Some(crate::bench_reminders::run(args.reminders, args.reminder_rate).await?)
+    } else {
+        None
+    };
     let (server, base) = match &args.url {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
@@ -536,6 +546,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "idle_rss_mib": idle_rss,
             "rss_mib": peak.map(|p| p.0),
             "peak_rss_mib": peak.map(|p| p.1),
+            "reminders": reminders,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -560,6 +571,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.bus_events > 0 {
             println!(
                 "bus rows count events, not requests: publish latency is per {BUS_BATCH}-event call, delivery latency per next + ack"
+            );
+        }
+        if let Some(r) = &reminders {
+            println!(
+                "reminders: {} seeded in {:.1} s; restart to ready {:.1} ms; fired {:.0}/s; \
+                 lateness p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS {}",
+                r.reminders,
+                r.seed_seconds,
+                r.restart_to_ready_ms,
+                r.fired_per_second,
+                r.lateness_p50_ms,
+                r.lateness_p95_ms,
+                r.lateness_p99_ms,
+                r.lateness_max_ms,
+                r.peak_rss_mib.map_or("n/a".to_owned(), |m| format!("{m:.1} MiB")),
             );
         }
         if let Some(idle) = idle_rss {

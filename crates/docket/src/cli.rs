@@ -259,6 +259,12 @@ pub struct BenchArgs {
     /// measured, 4 at a time (0 skips the phase).
     #[arg(long, default_value_t = 2_000)]
     pub event_writes: usize,
+    /// Pending reminders the scheduler phase seeds and fires in this process (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub reminders: usize,
+    /// How many of them come due per second.
+    #[arg(long, default_value_t = 20_000)]
+    pub reminder_rate: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,

@@ -5,6 +5,7 @@
 
 mod admin;
 mod bench;
+mod bench_reminders;
 mod cli;
 mod client;
 mod secret;

@@ -151,6 +151,10 @@ fn bench_runs_every_phase() {
             "40",
             "--bus-events",
             "1000",
+            "--reminders",
+            "2000",
+            "--reminder-rate",
+            "2000",
             "--json",
         ],
         &[],
@@ -166,6 +170,10 @@ fn bench_runs_every_phase() {
         assert!(p["requests"].as_u64() > Some(0), "{p}");
         assert!(p["per_second"].as_f64() > Some(0.0), "{p}");
     }
+    let reminders = &report["reminders"];
+    assert_eq!(reminders["reminders"], 2000, "{reminders}");
+    assert!(reminders["restart_to_ready_ms"].as_f64() > Some(0.0), "{reminders}");
+    assert!(reminders["lateness_p99_ms"].as_f64().is_some(), "{reminders}");
     let latency = phases.iter().find(|p| p["name"].as_str().unwrap_or("").starts_with("event"));
     assert_eq!(latency.expect("event phase")["requests"], 40);
 }
