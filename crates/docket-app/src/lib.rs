@@ -19,6 +19,7 @@ pub mod realtime;
 mod recurrence;
 mod reminders;
 pub mod scheduler;
+mod series;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -9,8 +9,9 @@
 
 use docket_core::time::InstantError;
 use docket_core::{
-    CategoryRef, Description, FieldError, NewTask, Page, Priority, Status, Tags, Task, TaskId,
-    TaskPatch, TaskQuery, Timestamp, Title, User, ValidationErrors, Zone, parse_instant,
+    CategoryRef, Description, FieldError, NewSeries, NewTask, Page, Priority, Recurrence,
+    RecurrenceSpec, Status, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title, User,
+    ValidationErrors, Zone, parse_instant,
 };
 use docket_store::TagCount;
 
@@ -55,6 +56,9 @@ pub struct TaskInput {
     /// `None`: the user's zone, else UTC.
     pub timezone: Option<Zone>,
     pub status: Status,
+    /// The wire's recurrence in object form (§2.3), parsed here once the zone is known;
+    /// ignored by a replace (PUT).
+    pub recurrence: Option<RecurrenceSpec>,
 }
 
 impl TaskInput {
@@ -68,6 +72,7 @@ impl TaskInput {
             due_date: None,
             timezone: None,
             status: Status::Pending,
+            recurrence: None,
         }
     }
 }
@@ -121,15 +126,41 @@ impl TaskInput {
     }
 }
 
+/// The series a recurring task starts: the recurrence parsed in the task's zone, first due at
+/// the task's due date (local time in the recurrence's zone), else now.
+fn new_series(spec: &RecurrenceSpec, new: &NewTask, now: Timestamp) -> Result<NewSeries, AppError> {
+    let zone = new.timezone.clone().unwrap_or_else(Zone::utc);
+    let recurrence = Recurrence::parse(spec, &zone)?;
+    let start = new.due_date.unwrap_or(now).to_zoned(recurrence.zone().tz().clone()).datetime();
+    NewSeries::starting(recurrence, start).ok_or_else(|| {
+        AppError::Validation(ValidationErrors::single(FieldError::custom(
+            "recurrence",
+            "never_matches",
+            "the recurrence has no occurrence from the task's due date on",
+        )))
+    })
+}
+
 /// How many times a toggle without `If-Match` retries when a concurrent write moved the task
 /// between its read and its write.
 const TOGGLE_ATTEMPTS: usize = 3;
 
 impl App {
     #[tracing::instrument(name = "create_task", skip_all, fields(user.id = %user.id, task.id), err(level = "debug"))]
-    pub async fn create_task(&self, user: &User, input: TaskInput) -> Result<Task, AppError> {
+    pub async fn create_task(&self, user: &User, mut input: TaskInput) -> Result<Task, AppError> {
+        let spec = input.recurrence.take();
         let new = input.into_new_task(user)?;
-        let task = self.store.create_task(user.id, new, self.clock.now()).await?;
+        let now = self.clock.now();
+        let task = match spec {
+            None => self.store.create_task(user.id, new, now).await?,
+            Some(spec) => {
+                let series = new_series(&spec, &new, now)?;
+                let task = self.store.create_recurring_task(user.id, new, series, now).await?;
+                // Its reminders, if any come later, and fixed-mode series need the scheduler.
+                self.wake_scheduler();
+                task
+            }
+        };
         tracing::Span::current().record("task.id", tracing::field::display(task.id));
         Ok(task)
     }

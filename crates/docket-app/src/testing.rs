@@ -1,7 +1,7 @@
 //! An in-memory [`Store`] for the tests of this crate and of the HTTP edge (feature
 //! `test-support`). It follows the contract closely enough for use-case and router tests
 //! (scoping, versions, no-op writes, category resolution, filters, keyset paging, outbox
-//! events, reminders without the task write rules) but is no adapter: no durability, linear
+//! events, reminders without the task write rules, series without instances made after the first) but is no adapter: no durability, linear
 //! scans, and a constant search rank. Never use it to serve.
 
 use std::sync::Mutex;
@@ -25,6 +25,7 @@ struct State {
     tasks: Vec<Task>,
     categories: Vec<Category>,
     reminders: Vec<Reminder>,
+    series: Vec<docket_core::Series>,
     /// `(notification, source event id)`.
     notifications: Vec<(Notification, String)>,
     /// `(position, topic, event)`; positions start at 1.
@@ -254,6 +255,104 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         Ok(st.users.iter().find(|(u, _)| u.id == info.user_id).map(|(u, _)| u.clone()))
+    }
+
+    async fn create_recurring_task(
+        &self,
+        user: UserId,
+        mut new: NewTask,
+        series: docket_core::NewSeries,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let mut st = self.state()?;
+        let category = match &new.category {
+            Some(c) => Some(resolve_category(&mut st, user, c, now)?),
+            None => None,
+        };
+        new.due_date = Some(series.first.at);
+        let first = series.first;
+        let s = series.into_series(
+            docket_core::SeriesId::new(),
+            user,
+            new.title.clone(),
+            new.description.clone(),
+            new.priority,
+            category.clone(),
+            new.tags.clone(),
+            now,
+        );
+        let mut task = new.into_task(TaskId::new(), user, category, now);
+        task.series = Some(docket_core::SeriesLink {
+            series_id: s.id,
+            instance_date: first.local.date(),
+            recurrence: s.recurrence.to_spec(),
+        });
+        st.series.push(s);
+        st.tasks.push(task.clone());
+        st.append(TaskChange::Created(&task), now);
+        Ok(task)
+    }
+
+    async fn list_series(&self, user: UserId) -> Result<Vec<docket_core::Series>, StoreError> {
+        Ok(self.state()?.series.iter().filter(|s| s.user_id == user).cloned().collect())
+    }
+
+    async fn get_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<docket_core::Series, StoreError> {
+        let st = self.state()?;
+        st.series
+            .iter()
+            .find(|s| s.id == id && s.user_id == user)
+            .cloned()
+            .ok_or(StoreError::NotFound("series"))
+    }
+
+    async fn set_series_active(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<docket_core::Series, StoreError> {
+        let mut st = self.state()?;
+        let s = st
+            .series
+            .iter_mut()
+            .find(|s| s.id == id && s.user_id == user)
+            .ok_or(StoreError::NotFound("series"))?;
+        if s.active != active {
+            s.active = active;
+            s.updated_at = now;
+        }
+        Ok(s.clone())
+    }
+
+    async fn delete_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state()?;
+        let before = st.series.len();
+        st.series.retain(|s| !(s.id == id && s.user_id == user));
+        if st.series.len() == before { Err(StoreError::NotFound("series")) } else { Ok(()) }
+    }
+
+    async fn spawn_due_instances(
+        &self,
+        _now: Timestamp,
+        _limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let _st = self.state()?;
+        Ok(Vec::new())
+    }
+
+    async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let _st = self.state()?;
+        Ok(None)
     }
 
     async fn create_task(

@@ -73,3 +73,7 @@ id_type!(
     /// An in-app notification.
     NotificationId
 );
+id_type!(
+    /// A recurring series (§2.3).
+    SeriesId
+);

@@ -13,13 +13,14 @@ pub mod notification;
 pub mod query;
 pub mod recurrence;
 pub mod reminder;
+pub mod series;
 pub mod task;
 pub mod time;
 pub mod user;
 
 pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CategoryId, NotificationId, ReminderId, TaskId, TokenId, UserId};
+pub use ids::{CategoryId, NotificationId, ReminderId, SeriesId, TaskId, TokenId, UserId};
 pub use notification::Notification;
 pub use query::{
     Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
@@ -31,6 +32,7 @@ pub use recurrence::{
 pub use reminder::{
     Channel, Channels, NewReminder, Offset, OffsetError, Reminder, ReminderStatus, Trigger,
 };
+pub use series::{NewSeries, Series, SeriesLink};
 pub use task::{
     CategoryRef, Description, NewTask, Priority, Status, Tag, Tags, Task, TaskPatch, Title,
 };

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use crate::category::{Category, CategoryName};
 use crate::error::Invalid;
 use crate::ids::{CategoryId, TaskId, UserId};
+use crate::series::SeriesLink;
 use crate::time::{Timestamp, Zone};
 
 fn has_control(s: &str) -> bool {
@@ -344,6 +345,8 @@ pub struct Task {
     pub tags: Tags,
     pub due_date: Option<Timestamp>,
     pub timezone: Option<Zone>,
+    /// The series this task is an instance of (§2.3).
+    pub series: Option<SeriesLink>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
@@ -403,6 +406,7 @@ impl NewTask {
             tags: self.tags,
             due_date: self.due_date,
             timezone: self.timezone,
+            series: None,
             created_at: now,
             updated_at: now,
             version: 1,

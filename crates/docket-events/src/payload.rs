@@ -38,6 +38,12 @@ pub struct TaskV1 {
     pub due_date: Option<Timestamp>,
     /// IANA time zone name.
     pub timezone: Option<String>,
+    /// The recurring series this task is an instance of (added within v1: optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<Uuid>,
+    /// Which occurrence of the series (`YYYY-MM-DD`, local to the series' zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_date: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
@@ -67,6 +73,8 @@ impl From<&Task> for TaskV1 {
             tags: t.tags.iter().map(|tag| tag.as_str().to_owned()).collect(),
             due_date: t.due_date,
             timezone: t.timezone.as_ref().map(|z| z.name().to_owned()),
+            series_id: t.series.as_ref().map(|s| s.series_id.0),
+            instance_date: t.series.as_ref().map(|s| s.instance_date.to_string()),
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,

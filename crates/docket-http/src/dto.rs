@@ -9,8 +9,8 @@
 use docket_app::{CreatedToken, InstantInput, Session, TaskChanges, TaskInput};
 use docket_core::{
     Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, Description,
-    DisplayName, Email, FieldError, NewCategory, Password, Priority, Status, Tags, Task, Timestamp,
-    Title, User, ValidationErrors, Zone,
+    DisplayName, Email, FieldError, NewCategory, Password, Priority, RecurrenceSpec, Status, Tags,
+    Task, Timestamp, Title, User, ValidationErrors, Zone,
 };
 use docket_store::{TagCount, TokenInfo};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -342,12 +342,61 @@ pub struct TaskDto {
     #[schema(format = DateTime)]
     pub due_date: Option<String>,
     pub timezone: Option<String>,
+    /// The recurrence of the task's series, in object form; `null` for a one-off task.
+    pub recurrence: Option<RecurrenceDto>,
+    /// The recurring series this task is an instance of.
+    #[schema(format = Uuid)]
+    pub series_id: Option<String>,
+    /// Which occurrence of the series this is (`YYYY-MM-DD`); unique per series.
+    #[schema(format = Date)]
+    pub instance_date: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
     /// Bumped on every change; the `ETag` is `"<version>"`.
     pub version: i64,
+}
+
+/// A recurrence in object form (§2.3): exactly one of `preset` (with `interval`), `rule` or
+/// `cron`, and the series it belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecurrenceDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    /// `after_completion` or `fixed`.
+    pub mode: Option<String>,
+    /// `schedule` or `completion`.
+    pub anchor: Option<String>,
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    pub count: Option<i64>,
+    #[schema(format = Uuid)]
+    pub series_id: String,
+}
+
+impl RecurrenceDto {
+    pub fn new(spec: &RecurrenceSpec, series_id: String) -> RecurrenceDto {
+        RecurrenceDto {
+            preset: spec.preset.clone(),
+            interval: spec.interval,
+            rule: spec.rule.clone(),
+            cron: spec.cron.clone(),
+            timezone: spec.timezone.clone(),
+            mode: spec.mode.clone(),
+            anchor: spec.anchor.clone(),
+            until: spec.until.clone(),
+            count: spec.count,
+            series_id,
+        }
+    }
 }
 
 impl From<&Task> for TaskDto {
@@ -368,6 +417,12 @@ impl From<&Task> for TaskDto {
             tags: t.tags.iter().map(|t| t.as_str().to_owned()).collect(),
             due_date: t.due_date.map(instant),
             timezone: t.timezone.as_ref().map(|z| z.name().to_owned()),
+            recurrence: t
+                .series
+                .as_ref()
+                .map(|l| RecurrenceDto::new(&l.recurrence, l.series_id.to_string())),
+            series_id: t.series.as_ref().map(|l| l.series_id.to_string()),
+            instance_date: t.series.as_ref().map(|l| l.instance_date.to_string()),
             created_at: instant(t.created_at),
             updated_at: instant(t.updated_at),
             version: t.version,
@@ -415,6 +470,58 @@ pub struct TaskBody {
     pub due_date: Option<String>,
     /// IANA zone; default the user's zone, else UTC.
     pub timezone: Option<String>,
+    /// Makes the task the first instance of a recurring series (POST only): a preset name
+    /// (`"weekly"`) or an object with exactly one of `preset` (+ `interval`), `rule` or
+    /// `cron`, plus optional `timezone`, `mode`, `anchor`, `until`, `count` (§2.3).
+    #[schema(value_type = Option<Object>)]
+    pub recurrence: Option<serde_json::Value>,
+    /// Alias of `recurrence` (the seeds' clients): a preset name or RRULE text.
+    pub recurring_rule: Option<String>,
+    /// Alias of `recurrence.until`.
+    pub recurring_end_date: Option<String>,
+}
+
+/// The recurrence of a create body in object form, from `recurrence` (a preset name or an
+/// object) or the flat `recurring_rule` / `recurring_end_date` aliases.
+fn parse_recurrence(errors: &mut ValidationErrors, b: &TaskBody) -> Option<RecurrenceSpec> {
+    match (&b.recurrence, &b.recurring_rule) {
+        (Some(serde_json::Value::Null) | None, None) => None,
+        (Some(serde_json::Value::String(name)), _) => {
+            Some(RecurrenceSpec { preset: Some(name.clone()), ..RecurrenceSpec::default() })
+        }
+        (Some(v @ serde_json::Value::Object(_)), _) => {
+            match serde_json::from_value::<RecurrenceSpec>(v.clone()) {
+                Ok(spec) => Some(spec),
+                Err(e) => {
+                    errors.push(FieldError::custom(
+                        "recurrence",
+                        "invalid_type",
+                        format!("recurrence is not a recurrence object ({e})"),
+                    ));
+                    None
+                }
+            }
+        }
+        (Some(serde_json::Value::Null) | None, Some(rule)) => {
+            let upper = rule.trim().to_ascii_uppercase();
+            let mut spec =
+                RecurrenceSpec { until: b.recurring_end_date.clone(), ..RecurrenceSpec::default() };
+            if upper.starts_with("RRULE:") || upper.contains("FREQ=") {
+                spec.rule = Some(rule.clone());
+            } else {
+                spec.preset = Some(rule.clone());
+            }
+            Some(spec)
+        }
+        (Some(_), _) => {
+            errors.push(FieldError::custom(
+                "recurrence",
+                "invalid_type",
+                "recurrence must be a preset name (\"weekly\") or an object such as {\"preset\": \"daily\"}",
+            ));
+            None
+        }
+    }
 }
 
 /// Changes to a task: absent fields stay, `null` clears `description`, `category_id`,
@@ -527,6 +634,7 @@ impl TryFrom<TaskBody> for TaskInput {
         let due_date =
             b.due_date.as_deref().and_then(|d| errors.check("due_date", InstantInput::parse(d)));
         let timezone = b.timezone.as_deref().and_then(|z| errors.check("timezone", Zone::parse(z)));
+        let recurrence = parse_recurrence(&mut errors, &b);
         errors.clone().into_result()?;
         let title = title.ok_or(errors)?;
         Ok(TaskInput {
@@ -538,6 +646,7 @@ impl TryFrom<TaskBody> for TaskInput {
             due_date,
             timezone,
             status: status.unwrap_or_default(),
+            recurrence,
         })
     }
 }

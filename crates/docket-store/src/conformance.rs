@@ -121,6 +121,8 @@ macro_rules! store_conformance {
             check_audit_append_idempotent,
             check_audit_scoped_by_user,
             check_audit_paging_without_skips,
+            check_series_created_with_first_instance_scoped_pause_resume_delete,
+            check_series_fixed_instance_made_once,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -2466,4 +2468,90 @@ pub async fn check_notifications_scoped_newest_first_and_read(store: &dyn Store)
     assert_eq!(store.mark_all_notifications_read(a.id, at(DAY)).await.expect("all"), 2);
     assert!(store.list_notifications(a.id, true, 50).await.expect("unread").is_empty());
     assert_eq!(store.list_notifications(b.id, true, 50).await.expect("b").len(), 1, "b untouched");
+}
+
+// --- series
+
+fn daily_series(start_offset: i64, mode: docket_core::Mode) -> docket_core::NewSeries {
+    let recurrence = docket_core::Recurrence::new(
+        docket_core::Pattern::Preset { preset: docket_core::Preset::Daily, interval: 1 },
+        zone("Europe/Berlin"),
+    )
+    .with_mode(mode);
+    let start = at(start_offset).to_zoned(zone("Europe/Berlin").tz().clone()).datetime();
+    docket_core::NewSeries::starting(recurrence, start).expect("daily matches")
+}
+
+/// Creating a recurring task makes its series and the task as the first instance; series
+/// are scoped by user; pause, resume and delete (instances stay).
+pub async fn check_series_created_with_first_instance_scoped_pause_resume_delete(
+    store: &dyn Store,
+) {
+    let a = user(store, "series-a").await;
+    let b = user(store, "series-b").await;
+    let new = NewTask { tags: tags(&["gym"]), ..task("Stretch") };
+    let series = daily_series(DAY, docket_core::Mode::AfterCompletion);
+    let first_at = docket_core::time::truncate_micros(series.first.at);
+    let t = store.create_recurring_task(a.id, new, series, at(0)).await.expect("create");
+    let link = t.series.clone().expect("the task is an instance");
+    assert_eq!(t.due_date, Some(first_at), "due at the first occurrence");
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get"), t, "read back as written");
+    let s = store.get_series(a.id, link.series_id).await.expect("get series");
+    assert_eq!((s.active, s.instances, s.title.as_str()), (true, 1, "Stretch"));
+    assert_eq!(s.next_occurrence, Some(first_at + jiff::SignedDuration::from_hours(24)));
+    assert_eq!(store.list_series(a.id).await.expect("list"), vec![s.clone()]);
+    assert!(store.list_series(b.id).await.expect("list b").is_empty(), "scoped by user");
+    expect_not_found(store.get_series(b.id, s.id).await, "get another user's series");
+    expect_not_found(
+        store.set_series_active(b.id, s.id, false, at(1)).await,
+        "pause another user's series",
+    );
+    expect_not_found(store.delete_series(b.id, s.id).await, "delete another user's series");
+
+    let paused = store.set_series_active(a.id, s.id, false, at(2)).await.expect("pause");
+    assert!(!paused.active);
+    assert!(!store.get_series(a.id, s.id).await.expect("get").active);
+    let resumed = store.set_series_active(a.id, s.id, true, at(3)).await.expect("resume");
+    assert!(resumed.active);
+    store.delete_series(a.id, s.id).await.expect("delete");
+    expect_not_found(store.get_series(a.id, s.id).await, "a deleted series");
+    assert_eq!(store.get_task(a.id, t.id).await.expect("instance stays").series, Some(link));
+}
+
+/// A due fixed-mode series makes its next instance once, however often the scheduler asks;
+/// a paused one makes none.
+pub async fn check_series_fixed_instance_made_once(store: &dyn Store) {
+    let a = user(store, "series-fixed").await;
+    let series = daily_series(HOUR, docket_core::Mode::Fixed);
+    let t = store
+        .create_recurring_task(a.id, task("Water plants"), series, at(0))
+        .await
+        .expect("create");
+    let id = t.series.as_ref().expect("instance").series_id;
+    let s = store.get_series(a.id, id).await.expect("get");
+    let due = s.next_occurrence.expect("a next occurrence");
+    let before = store.spawn_due_instances(due - jiff::SignedDuration::from_secs(1), 10).await;
+    assert!(
+        before
+            .expect("spawn early")
+            .iter()
+            .all(|x| x.series.as_ref().map(|l| l.series_id) != Some(id))
+    );
+
+    store.set_series_active(a.id, id, false, at(1)).await.expect("pause");
+    let paused = store.spawn_due_instances(due, 10).await.expect("spawn paused");
+    assert!(paused.iter().all(|x| x.series.as_ref().map(|l| l.series_id) != Some(id)));
+    store.set_series_active(a.id, id, true, at(2)).await.expect("resume");
+
+    let made = store.spawn_due_instances(due, 10).await.expect("spawn");
+    let mine: Vec<_> =
+        made.iter().filter(|x| x.series.as_ref().map(|l| l.series_id) == Some(id)).collect();
+    assert_eq!(mine.len(), 1, "one instance");
+    assert_eq!(mine[0].due_date, Some(due));
+    assert_eq!(mine[0].title.as_str(), "Water plants");
+    let again = store.spawn_due_instances(due, 10).await.expect("spawn again");
+    assert!(again.iter().all(|x| x.series.as_ref().map(|l| l.series_id) != Some(id)), "once");
+    let s = store.get_series(a.id, id).await.expect("get");
+    assert_eq!(s.instances, 2);
+    assert_eq!(s.next_occurrence, Some(due + jiff::SignedDuration::from_hours(24)));
 }

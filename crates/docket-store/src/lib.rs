@@ -21,6 +21,7 @@ pub mod error;
 pub mod notifications;
 pub mod postgres;
 pub mod reminders;
+pub mod series;
 pub mod sqlite;
 pub mod state;
 mod store;

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use docket_core::{
-    Category, CategoryId, CategoryPatch, NewCategory, NewReminder, NewTask, NewUser, Notification,
-    NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery, Timestamp,
-    TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, NewCategory, NewReminder, NewSeries, NewTask, NewUser,
+    Notification, NotificationId, Page, Reminder, ReminderId, Series, SeriesId, Task, TaskId,
+    TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::CloudEvent;
 
@@ -286,4 +286,43 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: usize,
     ) -> Result<AuditPage, StoreError>;
+
+    // --- series (rules in `crate::series`)
+
+    /// Creates a series from `new` and `series` and the task as its first instance, due at
+    /// the first occurrence (whatever `new.due_date` says), in one transaction with the
+    /// task's created event. The task is returned with its series link.
+    async fn create_recurring_task(
+        &self,
+        user: UserId,
+        new: NewTask,
+        series: NewSeries,
+        now: Timestamp,
+    ) -> Result<Task, StoreError>;
+    /// The user's series, oldest first.
+    async fn list_series(&self, user: UserId) -> Result<Vec<Series>, StoreError>;
+    /// The user's series `id` (`NotFound` for another user's).
+    async fn get_series(&self, user: UserId, id: SeriesId) -> Result<Series, StoreError>;
+    /// Pauses (`active = false`) or resumes the user's series and returns it; idempotent.
+    /// A paused series MUST NOT make instances.
+    async fn set_series_active(
+        &self,
+        user: UserId,
+        id: SeriesId,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<Series, StoreError>;
+    /// Deletes the user's series: no instance is made after; existing instances MUST stay.
+    async fn delete_series(&self, user: UserId, id: SeriesId) -> Result<(), StoreError>;
+    /// Makes the instances of up to `limit` fixed-mode series due at `now`, each in one
+    /// transaction with its created event; an occurrence MUST be made at most once however
+    /// many callers race (the claim moves `next_occurrence`; `(series_id, instance_date)` is
+    /// unique).
+    async fn spawn_due_instances(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
+    /// The earliest `next_occurrence` of an active fixed-mode series.
+    async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError>;
 }

@@ -7,8 +7,8 @@
 //! longer parses is reported as a store failure, never a panic. Nothing here runs a query.
 
 use docket_core::{
-    Category, CategoryId, CategoryName, Color, Description, DisplayName, Email, Priority, Status,
-    Tags, Task, TaskId, Timestamp, Title, User, UserId, Zone,
+    Category, CategoryId, CategoryName, Color, Description, DisplayName, Email, Priority, SeriesId,
+    SeriesLink, Status, Tags, Task, TaskId, Timestamp, Title, User, UserId, Zone,
 };
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -81,11 +81,11 @@ impl Decode<'_, Postgres> for PgInstant {
 
 /// A store failure for a stored value that does not decode, naming the column only (the
 /// value may be user data).
-fn corrupt(column: &str, err: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(column: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::unavailable(BACKEND, format!("stored column '{column}' is not valid: {err}"))
 }
 
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+pub(super) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
 where
     T: Decode<'r, Postgres> + Type<Postgres>,
 {
@@ -156,6 +156,20 @@ pub(super) fn category(row: &PgRow) -> Result<Category, StoreError> {
     category_with(row, "")?.ok_or_else(|| corrupt("id", "null category id"))
 }
 
+/// A task's series link from its `series_id, instance_date, recurrence` columns.
+fn series_link(row: &PgRow) -> Result<Option<SeriesLink>, StoreError> {
+    let Some(id) = get::<Option<uuid::Uuid>>(row, "series_id")? else {
+        return Ok(None);
+    };
+    let date = get::<Option<String>>(row, "instance_date")?.unwrap_or_default();
+    let spec = get::<Option<String>>(row, "recurrence")?.unwrap_or_default();
+    Ok(Some(SeriesLink {
+        series_id: SeriesId(id),
+        instance_date: date.parse().map_err(|e| corrupt("tasks.instance_date", e))?,
+        recurrence: serde_json::from_str(&spec).map_err(|e| corrupt("tasks.recurrence", e))?,
+    }))
+}
+
 pub(super) fn task(row: &PgRow) -> Result<Task, StoreError> {
     let title = get::<String>(row, "title")?;
     let description = get::<Option<String>>(row, "description")?;
@@ -178,6 +192,7 @@ pub(super) fn task(row: &PgRow) -> Result<Task, StoreError> {
         tags: Tags::parse(&tags).map_err(|e| corrupt("tags", e))?,
         due_date: opt_instant(row, "due_at")?,
         timezone: opt_zone(row, "timezone")?,
+        series: series_link(row)?,
         created_at: instant(row, "created_at")?,
         updated_at: instant(row, "updated_at")?,
         version: get(row, "version")?,

@@ -63,6 +63,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("../../migrations/postgres/0008_notifications.sql"),
     },
+    Migration {
+        version: 9,
+        name: "series",
+        sql: include_str!("../../migrations/postgres/0009_series.sql"),
+    },
 ];
 
 /// First key of the advisory lock (`hashtext('docket_schema_migrations')` is not a constant

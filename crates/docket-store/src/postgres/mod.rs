@@ -16,6 +16,7 @@ mod migrate;
 pub mod notifications;
 mod outbox;
 pub(crate) mod reminders;
+pub mod series;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,7 @@ macro_rules! task_select {
     () => {
         "SELECT t.id, t.user_id, t.title, t.description, t.status, t.completed_at, t.priority, \
          t.tags, t.due_at, t.timezone, t.created_at, t.updated_at, t.version, \
+         t.series_id, t.instance_date, t.recurrence, \
          c.id AS cat_id, c.user_id AS cat_user_id, c.name AS cat_name, c.color AS cat_color, \
          c.created_at AS cat_created_at \
          FROM tasks t LEFT JOIN categories c ON c.id = t.category_id"
@@ -601,6 +603,76 @@ impl Store for PostgresStore {
     }
 
     // --- tasks
+
+    async fn create_recurring_task(
+        &self,
+        user: UserId,
+        new: NewTask,
+        series: docket_core::NewSeries,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let now = truncate_micros(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let task = series::create(&mut tx, user, new, series, now, &self.source).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(task)
+    }
+
+    async fn list_series(&self, user: UserId) -> Result<Vec<docket_core::Series>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        series::list(&mut conn, user).await
+    }
+
+    async fn get_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<docket_core::Series, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        series::get_series(&mut conn, user, id, false).await
+    }
+
+    async fn set_series_active(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<docket_core::Series, StoreError> {
+        let now = truncate_micros(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let s = series::set_active(&mut tx, user, id, active, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(s)
+    }
+
+    async fn delete_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        series::delete(&mut tx, user, id).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn spawn_due_instances(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let now = truncate_micros(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let made = series::spawn_due(&mut tx, now, limit, &self.source).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(made)
+    }
+
+    async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        series::next_due_at(&mut conn).await
+    }
 
     async fn create_task(
         &self,

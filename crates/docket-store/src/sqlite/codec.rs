@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use docket_core::{
-    Category, CategoryId, CategoryName, Color, Description, DisplayName, Email, Priority, Status,
-    Tags, Task, TaskId, Timestamp, Title, TokenId, User, UserId, Zone,
+    Category, CategoryId, CategoryName, Color, Description, DisplayName, Email, Priority, SeriesId,
+    SeriesLink, Status, Tags, Task, TaskId, Timestamp, Title, TokenId, User, UserId, Zone,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Row, ffi};
@@ -66,24 +66,24 @@ pub fn truncate(ts: Timestamp) -> Timestamp {
     docket_core::time::truncate_micros(ts)
 }
 
-fn instant(v: i64) -> Result<Timestamp, StoreError> {
+pub(crate) fn instant(v: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_microsecond(v).map_err(|_| corrupt("instant"))
 }
 
-fn uuid_at(row: &Row<'_>, i: usize) -> Result<uuid::Uuid, StoreError> {
+pub(crate) fn uuid_at(row: &Row<'_>, i: usize) -> Result<uuid::Uuid, StoreError> {
     let bytes = row.get_ref(i).db()?.as_blob().db()?;
     uuid::Uuid::from_slice(bytes).map_err(|_| corrupt("id"))
 }
 
-fn text_at<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+pub(crate) fn text_at<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     row.get_ref(i).db()?.as_str().db()
 }
 
-fn opt_text_at<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+pub(crate) fn opt_text_at<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
     row.get_ref(i).db()?.as_str_or_null().db()
 }
 
-fn i64_at(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
+pub(crate) fn i64_at(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
     row.get_ref(i).db()?.as_i64().db()
 }
 
@@ -91,7 +91,7 @@ fn opt_i64_at(row: &Row<'_>, i: usize) -> Result<Option<i64>, StoreError> {
     row.get_ref(i).db()?.as_i64_or_null().db()
 }
 
-fn opt_instant_at(row: &Row<'_>, i: usize) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn opt_instant_at(row: &Row<'_>, i: usize) -> Result<Option<Timestamp>, StoreError> {
     opt_i64_at(row, i)?.map(instant).transpose()
 }
 
@@ -131,10 +131,10 @@ pub fn tags_text(tags: &Tags) -> String {
 /// The columns of a task row with its category; [`task_from_row`] reads them in this order.
 pub const TASK_COLUMNS: &str = "t.seq, t.id, t.user_id, t.title, t.description, t.status, t.completed_at, \
      t.priority, t.tags, t.due_date, t.timezone, t.created_at, t.updated_at, t.version, \
-     c.id, c.name, c.color, c.created_at";
+     c.id, c.name, c.color, c.created_at, t.series_id, t.instance_date, t.recurrence";
 
 /// How many columns [`TASK_COLUMNS`] has; list queries append their sort key after them.
-pub const TASK_COLUMN_COUNT: usize = 18;
+pub const TASK_COLUMN_COUNT: usize = 21;
 
 /// `FROM` clause matching [`TASK_COLUMNS`].
 pub const TASK_FROM: &str = "tasks t LEFT JOIN categories c ON c.id = t.category_id";
@@ -179,11 +179,23 @@ pub fn task_from_row(row: &Row<'_>) -> Result<(i64, Task), StoreError> {
         tags,
         due_date: opt_instant_at(row, 9)?,
         timezone: opt_zone_at(row, 10)?,
+        series: series_link_at(row, 18)?,
         created_at: instant(i64_at(row, 11)?)?,
         updated_at: instant(i64_at(row, 12)?)?,
         version: i64_at(row, 13)?,
     };
     Ok((seq, task))
+}
+
+/// A task's series link from its `series_id, instance_date, recurrence` columns at `i`.
+fn series_link_at(row: &Row<'_>, i: usize) -> Result<Option<SeriesLink>, StoreError> {
+    if let ValueRef::Null = row.get_ref(i).db()? {
+        return Ok(None);
+    }
+    let date = text_at(row, i + 1)?.parse().map_err(|_| corrupt("instance_date"))?;
+    let recurrence =
+        serde_json::from_str(text_at(row, i + 2)?).map_err(|_| corrupt("task recurrence"))?;
+    Ok(Some(SeriesLink { series_id: SeriesId(uuid_at(row, i)?), instance_date: date, recurrence }))
 }
 
 /// The columns of a user row; [`user_from_row`] reads them in this order.

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("../../migrations/sqlite/0008_notifications.sql"),
     },
+    Migration {
+        version: 9,
+        name: "series",
+        sql: include_str!("../../migrations/sqlite/0009_series.sql"),
+    },
 ];
 
 /// Applies the migrations `conn` has not seen yet; returns how many it applied.

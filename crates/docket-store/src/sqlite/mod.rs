@@ -297,7 +297,7 @@ fn find_category(
 }
 
 /// The category a task write names: the user's own by id, or by name (created when missing).
-fn resolve_category(
+pub(crate) fn resolve_category(
     tx: &Transaction<'_>,
     user: UserId,
     r: &CategoryRef,
@@ -453,7 +453,7 @@ fn refresh_fts(tx: &Transaction<'_>) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-fn insert_task(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
+pub(crate) fn insert_task(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
     let mut st = tx
         .prepare_cached(
             "INSERT INTO tasks (id, user_id, title, title_key, description, status, completed_at, priority,
@@ -692,6 +692,64 @@ impl Store for SqliteStore {
     }
 
     // --- tasks
+
+    async fn create_recurring_task(
+        &self,
+        user: UserId,
+        new: NewTask,
+        series: docket_core::NewSeries,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let now = truncate(now);
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| crate::series::sqlite::create(tx, user, new, series, now, &source))
+            .await
+    }
+
+    async fn list_series(&self, user: UserId) -> Result<Vec<docket_core::Series>, StoreError> {
+        self.read(move |conn| crate::series::sqlite::list(conn, user)).await
+    }
+
+    async fn get_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<docket_core::Series, StoreError> {
+        self.read(move |conn| crate::series::sqlite::get(conn, user, id)).await
+    }
+
+    async fn set_series_active(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<docket_core::Series, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| crate::series::sqlite::set_active(tx, user, id, active, now)).await
+    }
+
+    async fn delete_series(
+        &self,
+        user: UserId,
+        id: docket_core::SeriesId,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| crate::series::sqlite::delete(tx, user, id)).await
+    }
+
+    async fn spawn_due_instances(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let now = truncate(now);
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| crate::series::sqlite::spawn_due(tx, now, limit, &source)).await
+    }
+
+    async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(crate::series::sqlite::next_due_at).await
+    }
 
     async fn create_task(
         &self,

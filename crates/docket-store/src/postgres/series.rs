@@ -1,0 +1,366 @@
+//! Series on PostgreSQL (rules in `crate::series`): functions run inside a caller's
+//! transaction. Read-modify-write locks the series row `FOR UPDATE`, so two completions of
+//! one series' instances make their decisions one after the other; the scheduler's claim
+//! takes due rows `FOR UPDATE SKIP LOCKED`, so several processes share the work without
+//! making an occurrence twice. The unique index on `(series_id, instance_date)` backs both.
+
+use docket_core::{
+    Category, CategoryId, CategoryName, Color, Description, NewReminder, NewSeries, NewTask,
+    Occurrence, Priority, Series, SeriesId, Tags, Task, TaskId, Timestamp, Title, Trigger, UserId,
+};
+use docket_events::{TaskChange, task_events};
+use sqlx::postgres::{PgConnection, PgRow};
+
+use super::codec::{self, PgInstant, corrupt, get};
+use super::{INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, unavailable};
+use crate::StoreError;
+use crate::postgres::reminders;
+use crate::series::{advance, instance, link, recurrence_from_json, spec_json};
+
+macro_rules! series_select {
+    () => {
+        "SELECT s.id, s.user_id, s.title, s.description, s.priority, s.tags, \
+     s.recurrence, s.start_local, s.active, s.next_occurrence, s.instances, s.created_at, \
+     s.updated_at, c.id AS cat_id, c.name AS cat_name, c.color AS cat_color, \
+     c.created_at AS cat_created_at \
+     FROM series s LEFT JOIN categories c ON c.id = s.category_id"
+    };
+}
+
+fn from_row(row: &PgRow) -> Result<Series, StoreError> {
+    let user_id = UserId(get(row, "user_id")?);
+    let category = match get::<Option<uuid::Uuid>>(row, "cat_id")? {
+        None => None,
+        Some(id) => Some(Category {
+            id: CategoryId(id),
+            user_id,
+            name: CategoryName::parse(&get::<String>(row, "cat_name")?)
+                .map_err(|e| corrupt("categories.name", e))?,
+            color: Color::parse(&get::<String>(row, "cat_color")?)
+                .map_err(|e| corrupt("categories.color", e))?,
+            created_at: codec::instant(row, "cat_created_at")?,
+        }),
+    };
+    let description = get::<Option<String>>(row, "description")?;
+    let priority = get::<i16>(row, "priority")?;
+    Ok(Series {
+        id: SeriesId(get(row, "id")?),
+        user_id,
+        title: Title::parse(&get::<String>(row, "title")?).map_err(|e| corrupt("title", e))?,
+        description: match description {
+            Some(d) => Description::parse(&d).map_err(|e| corrupt("description", e))?,
+            None => None,
+        },
+        priority: Priority::from_rank(i64::from(priority))
+            .ok_or_else(|| corrupt("priority", "unknown rank"))?,
+        category,
+        tags: Tags::parse(&get::<Vec<String>>(row, "tags")?).map_err(|e| corrupt("tags", e))?,
+        recurrence: recurrence_from_json(&get::<String>(row, "recurrence")?)?,
+        start: get::<String>(row, "start_local")?
+            .parse()
+            .map_err(|e| corrupt("series.start_local", e))?,
+        active: get(row, "active")?,
+        next_occurrence: codec::opt_instant(row, "next_occurrence")?,
+        instances: u32::try_from(get::<i32>(row, "instances")?)
+            .map_err(|e| corrupt("series.instances", e))?,
+        created_at: codec::instant(row, "created_at")?,
+        updated_at: codec::instant(row, "updated_at")?,
+    })
+}
+
+/// The user's series, oldest first.
+pub async fn list(conn: &mut PgConnection, user: UserId) -> Result<Vec<Series>, StoreError> {
+    let rows = sqlx::query(concat!(series_select!(), " WHERE s.user_id = $1 ORDER BY s.id"))
+        .bind(user.0)
+        .fetch_all(conn)
+        .await
+        .map_err(unavailable)?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The user's series `id`, locked `FOR UPDATE` when `lock`.
+pub async fn get_series(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    lock: bool,
+) -> Result<Series, StoreError> {
+    let sql = if lock {
+        concat!(series_select!(), " WHERE s.id = $1 AND s.user_id = $2 FOR UPDATE OF s")
+    } else {
+        concat!(series_select!(), " WHERE s.id = $1 AND s.user_id = $2")
+    };
+    let row =
+        sqlx::query(sql).bind(id.0).bind(user.0).fetch_optional(conn).await.map_err(unavailable)?;
+    row.as_ref().map(from_row).transpose()?.ok_or(StoreError::NotFound("series"))
+}
+
+async fn insert_series(conn: &mut PgConnection, s: &Series) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO series (id, user_id, title, description, priority, category_id, tags, \
+         recurrence, mode, start_local, active, next_occurrence, instances, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(s.id.0)
+    .bind(s.user_id.0)
+    .bind(s.title.as_str().to_owned())
+    .bind(s.description.as_ref().map(|d| d.as_str().to_owned()))
+    .bind(s.priority.rank() as i16)
+    .bind(s.category.as_ref().map(|c| c.id.0))
+    .bind(s.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(spec_json(&s.recurrence))
+    .bind(s.recurrence.mode().as_str())
+    .bind(s.start.to_string())
+    .bind(s.active)
+    .bind(s.next_occurrence.map(PgInstant::new))
+    .bind(i32::try_from(s.instances).unwrap_or(i32::MAX))
+    .bind(PgInstant::new(s.created_at))
+    .bind(PgInstant::new(s.updated_at))
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn save_progress(conn: &mut PgConnection, s: &Series) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE series SET next_occurrence = $2, instances = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(s.id.0)
+    .bind(s.next_occurrence.map(PgInstant::new))
+    .bind(i32::try_from(s.instances).unwrap_or(i32::MAX))
+    .bind(PgInstant::new(s.updated_at))
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Inserts `task` (an instance) with its series columns.
+async fn insert_instance(conn: &mut PgConnection, task: &Task) -> Result<(), StoreError> {
+    let category = task.category.as_ref().map(|c| c.id);
+    bind_task(INSERT_TASK, task, category)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| task_error(e, category))?;
+    let link = task.series.as_ref().expect("an instance has a series link");
+    sqlx::query(
+        "UPDATE tasks SET series_id = $2, instance_date = $3, recurrence = $4 WHERE id = $1",
+    )
+    .bind(task.id.0)
+    .bind(link.series_id.0)
+    .bind(link.instance_date.to_string())
+    .bind(serde_json::to_string(&link.recurrence).expect("a recurrence spec serialises"))
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Creates the series of `new` and the task as its first instance, with its created event.
+pub async fn create(
+    conn: &mut PgConnection,
+    user: UserId,
+    mut new: NewTask,
+    series: NewSeries,
+    now: Timestamp,
+    source: &str,
+) -> Result<Task, StoreError> {
+    let category = match &new.category {
+        Some(r) => Some(resolve_category(conn, user, r, now).await?),
+        None => None,
+    };
+    new.due_date = Some(docket_core::time::truncate_micros(series.first.at));
+    let first = series.first;
+    let s = series.into_series(
+        SeriesId::new(),
+        user,
+        new.title.clone(),
+        new.description.clone(),
+        new.priority,
+        category.clone(),
+        new.tags.clone(),
+        now,
+    );
+    insert_series(conn, &s).await?;
+    let mut task = new.into_task(TaskId::new(), user, category, now);
+    task.series = Some(link(&s, &first));
+    insert_instance(conn, &task).await?;
+    append_outbox(conn, &task_events(TaskChange::Created(&task), now, source), now).await?;
+    Ok(task)
+}
+
+async fn instance_exists(
+    conn: &mut PgConnection,
+    series: SeriesId,
+    date: &str,
+    later: bool,
+) -> Result<bool, StoreError> {
+    let sql = if later {
+        "SELECT 1 FROM tasks WHERE series_id = $1 AND instance_date > $2 LIMIT 1"
+    } else {
+        "SELECT 1 FROM tasks WHERE series_id = $1 AND instance_date = $2"
+    };
+    Ok(sqlx::query(sql)
+        .bind(series.0)
+        .bind(date)
+        .fetch_optional(conn)
+        .await
+        .map_err(unavailable)?
+        .is_some())
+}
+
+/// Inserts the instance of `series` (locked by the caller) at `occurrence` unless one
+/// exists, copying the relative reminders of task `reminders_from`.
+async fn spawn(
+    conn: &mut PgConnection,
+    series: &mut Series,
+    occurrence: &Occurrence,
+    reminders_from: Option<TaskId>,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<Task>, StoreError> {
+    let date = occurrence.local.date().to_string();
+    if instance_exists(conn, series.id, &date, false).await? {
+        series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
+        save_progress(conn, series).await?;
+        return Ok(None);
+    }
+    advance(series, occurrence.at, now);
+    save_progress(conn, series).await?;
+    let task = instance(series, occurrence, now);
+    insert_instance(conn, &task).await?;
+    if let Some(from) = reminders_from {
+        for r in reminders::for_task(conn, from).await? {
+            if let Trigger::BeforeDue(_) = r.trigger {
+                let new = NewReminder { trigger: r.trigger, channels: r.channels };
+                reminders::insert(conn, &task, new, now).await?;
+            }
+        }
+    }
+    append_outbox(conn, &task_events(TaskChange::Created(&task), now, source), now).await?;
+    Ok(Some(task))
+}
+
+/// The next instance after the user's instance `completed` was completed (see
+/// `crate::series::sqlite::spawn_after_completion`).
+#[allow(clippy::too_many_arguments)]
+pub async fn spawn_after_completion(
+    conn: &mut PgConnection,
+    user: UserId,
+    series_id: SeriesId,
+    instance_date: &str,
+    completed: TaskId,
+    due: Option<Timestamp>,
+    completed_at: Timestamp,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<Task>, StoreError> {
+    let mut series = match get_series(conn, user, series_id, true).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !series.active || instance_exists(conn, series_id, instance_date, true).await? {
+        return Ok(None);
+    }
+    let Some(next) = series.next_after_completion(due, completed_at) else {
+        return Ok(None);
+    };
+    spawn(conn, &mut series, &next, Some(completed), now, source).await
+}
+
+/// Makes the instances of up to `limit` due fixed-mode series, skipping rows another
+/// process holds.
+pub async fn spawn_due(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    limit: usize,
+    source: &str,
+) -> Result<Vec<Task>, StoreError> {
+    let rows = sqlx::query(concat!(
+        series_select!(),
+        " WHERE s.active AND s.mode = 'fixed' AND s.next_occurrence IS NOT NULL \
+         AND s.next_occurrence <= $1 ORDER BY s.next_occurrence LIMIT $2 \
+         FOR UPDATE OF s SKIP LOCKED"
+    ))
+    .bind(PgInstant::new(now))
+    .bind(limit as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let mut made = Vec::new();
+    for row in &rows {
+        let mut series = from_row(row)?;
+        let at = series.next_occurrence.expect("selected with a next occurrence");
+        let latest: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE series_id = $1 ORDER BY instance_date DESC LIMIT 1",
+        )
+        .bind(series.id.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        let before = at.checked_sub(jiff::SignedDuration::from_micros(1)).unwrap_or(at);
+        let Some(occurrence) =
+            series.recurrence.clone().with_count(None).next_after(series.start, before)
+        else {
+            series.next_occurrence = None;
+            series.updated_at = now;
+            save_progress(conn, &series).await?;
+            continue;
+        };
+        if let Some(task) =
+            spawn(conn, &mut series, &occurrence, latest.map(TaskId), now, source).await?
+        {
+            made.push(task);
+        }
+    }
+    Ok(made)
+}
+
+/// The earliest `next_occurrence` of an active fixed-mode series.
+pub async fn next_due_at(conn: &mut PgConnection) -> Result<Option<Timestamp>, StoreError> {
+    let v: Option<PgInstant> = sqlx::query_scalar(
+        "SELECT min(next_occurrence) FROM series \
+         WHERE active AND mode = 'fixed' AND next_occurrence IS NOT NULL",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(unavailable)?;
+    v.map(|v| v.timestamp().map_err(|e| corrupt("series.next_occurrence", e))).transpose()
+}
+
+/// Pauses or resumes the user's series `id` and returns it.
+pub async fn set_active(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    active: bool,
+    now: Timestamp,
+) -> Result<Series, StoreError> {
+    let mut s = get_series(conn, user, id, true).await?;
+    if s.active != active {
+        s.active = active;
+        s.updated_at = now;
+        sqlx::query("UPDATE series SET active = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(active)
+            .bind(PgInstant::new(now))
+            .execute(conn)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(s)
+}
+
+/// Deletes the user's series `id`; its instances stay.
+pub async fn delete(conn: &mut PgConnection, user: UserId, id: SeriesId) -> Result<(), StoreError> {
+    let n = sqlx::query("DELETE FROM series WHERE id = $1 AND user_id = $2")
+        .bind(id.0)
+        .bind(user.0)
+        .execute(conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+    if n == 0 { Err(StoreError::NotFound("series")) } else { Ok(()) }
+}

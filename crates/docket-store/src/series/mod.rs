@@ -1,0 +1,82 @@
+//! Recurring series (§2.3) in both stores: the `series` rows, the link columns of their
+//! instances, and the two ways an instance is made.
+//!
+//! Rules (each store applies them inside one transaction):
+//! * creating a recurring task inserts its series (template from the task, `instances = 1`,
+//!   `next_occurrence` = the occurrence after the first) and the task as its first instance;
+//! * an instance is a pending task with the template's fields, due at its occurrence, linked
+//!   by `(series_id, instance_date)`; a unique index on that pair means at most one task per
+//!   occurrence, whatever races or redeliveries happen; making one appends its
+//!   `com.todo.task.created` event and bumps `instances` and `next_occurrence`;
+//! * after completion (`after_completion` mode, the `recurrence` consumer): nothing is made
+//!   when the series is paused or gone, when an instance later than the completed one exists
+//!   (a second completion of the same instance), or when the series has ended; the completed
+//!   task's relative (`before_due`) reminders are copied to the new instance;
+//! * fixed mode (the scheduler): a due series (active, `next_occurrence <= now`) is claimed by
+//!   moving `next_occurrence` on in the transaction that inserts the instance (`FOR UPDATE
+//!   SKIP LOCKED` on PostgreSQL), so one process makes it; a series that fell behind makes one
+//!   catch-up instance and moves on to the first occurrence after `now`;
+//! * pausing and resuming flip `active`; deleting removes the series row only: its instances
+//!   stay, keeping their link.
+
+pub mod sqlite;
+// The PostgreSQL side lives in `crate::postgres::series` (it needs that adapter's codec).
+
+use docket_core::{
+    Occurrence, Recurrence, RecurrenceSpec, Series, SeriesLink, Status, Task, TaskId, Timestamp,
+    Zone,
+};
+
+use crate::StoreError;
+
+/// The canonical JSON of a recurrence, as the `recurrence` columns hold it.
+pub(crate) fn spec_json(r: &Recurrence) -> String {
+    serde_json::to_string(&r.to_spec()).expect("a recurrence spec serialises")
+}
+
+/// A stored recurrence back from its JSON (its zone is in the spec).
+pub(crate) fn recurrence_from_json(json: &str) -> Result<Recurrence, StoreError> {
+    let spec: RecurrenceSpec = serde_json::from_str(json).map_err(|e| {
+        StoreError::unavailable("store", format!("stored recurrence does not parse: {e}"))
+    })?;
+    Recurrence::parse(&spec, &Zone::utc())
+        .map_err(|_| StoreError::unavailable("store", "stored recurrence is not valid"))
+}
+
+/// The link an instance of `series` at `occurrence` carries.
+pub(crate) fn link(series: &Series, occurrence: &Occurrence) -> SeriesLink {
+    SeriesLink {
+        series_id: series.id,
+        instance_date: occurrence.local.date(),
+        recurrence: series.recurrence.to_spec(),
+    }
+}
+
+/// The instance of `series` due at `occurrence`, made at `now`.
+pub(crate) fn instance(series: &Series, occurrence: &Occurrence, now: Timestamp) -> Task {
+    Task {
+        id: TaskId::new(),
+        user_id: series.user_id,
+        title: series.title.clone(),
+        description: series.description.clone(),
+        status: Status::Pending,
+        completed_at: None,
+        priority: series.priority,
+        category: series.category.clone(),
+        tags: series.tags.clone(),
+        due_date: Some(docket_core::time::truncate_micros(occurrence.at)),
+        timezone: Some(series.zone().clone()),
+        series: Some(link(series, occurrence)),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+/// Records on `series` that an instance at `made` was made: one more instance, and the
+/// next occurrence after `made` (or after `now`, when the series fell behind).
+pub(crate) fn advance(series: &mut Series, made: Timestamp, now: Timestamp) {
+    series.instances += 1;
+    series.next_occurrence = series.following(made.max(now)).map(|o| o.at);
+    series.updated_at = now;
+}

@@ -1,0 +1,361 @@
+//! Series on SQLite: functions run inside a `SqliteStore::write` closure (create, the two
+//! ways an instance is made, pause/resume/delete) or on a reader connection. The one writer
+//! thread serialises them, so "check, then insert" is race-free here; the unique index on
+//! `(series_id, instance_date)` still backs it.
+
+use docket_core::{
+    NewReminder, NewSeries, NewTask, Priority, Series, SeriesId, Tags, Task, TaskId, Timestamp,
+    Title, Trigger, UserId,
+};
+use docket_events::{TaskChange, task_events};
+use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
+
+use super::{advance, instance, link, recurrence_from_json, spec_json};
+use crate::StoreError;
+use crate::reminders::sqlite as reminders;
+use crate::sqlite::append_outbox;
+use crate::sqlite::codec::{
+    DbResult as _, corrupt, i64_at, instant, micros, opt_instant_at, opt_text_at, tags_text,
+    text_at, uuid_at,
+};
+use crate::sqlite::{insert_task, resolve_category};
+
+const COLUMNS: &str = "s.id, s.user_id, s.title, s.description, s.priority, s.tags, s.recurrence, \
+     s.start_local, s.active, s.next_occurrence, s.instances, s.created_at, s.updated_at, \
+     c.id, c.name, c.color, c.created_at";
+const FROM: &str = "series s LEFT JOIN categories c ON c.id = s.category_id";
+
+fn from_row(row: &Row<'_>) -> Result<Series, StoreError> {
+    let user_id = UserId(uuid_at(row, 1)?);
+    let tags_raw = text_at(row, 5)?;
+    let tags = if tags_raw.is_empty() {
+        Tags::default()
+    } else {
+        Tags::parse(&tags_raw.split(',').collect::<Vec<_>>()).map_err(|_| corrupt("tags"))?
+    };
+    let category = match opt_text_at(row, 14)? {
+        None => None,
+        Some(name) => Some(docket_core::Category {
+            id: docket_core::CategoryId(uuid_at(row, 13)?),
+            user_id,
+            name: docket_core::CategoryName::parse(name).map_err(|_| corrupt("category name"))?,
+            color: docket_core::Color::parse(text_at(row, 15)?)
+                .map_err(|_| corrupt("category colour"))?,
+            created_at: instant(i64_at(row, 16)?)?,
+        }),
+    };
+    Ok(Series {
+        id: SeriesId(uuid_at(row, 0)?),
+        user_id,
+        title: Title::parse(text_at(row, 2)?).map_err(|_| corrupt("series title"))?,
+        description: match opt_text_at(row, 3)? {
+            None => None,
+            Some(d) => docket_core::Description::parse(d).map_err(|_| corrupt("description"))?,
+        },
+        priority: Priority::from_rank(i64_at(row, 4)?).ok_or_else(|| corrupt("priority"))?,
+        category,
+        tags,
+        recurrence: recurrence_from_json(text_at(row, 6)?)?,
+        start: text_at(row, 7)?.parse().map_err(|_| corrupt("series start"))?,
+        active: i64_at(row, 8)? != 0,
+        next_occurrence: opt_instant_at(row, 9)?,
+        instances: u32::try_from(i64_at(row, 10)?).map_err(|_| corrupt("series instances"))?,
+        created_at: instant(i64_at(row, 11)?)?,
+        updated_at: instant(i64_at(row, 12)?)?,
+    })
+}
+
+fn query_series(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Series>, StoreError> {
+    let mut st = conn.prepare_cached(sql).db()?;
+    let mut rows = st.query(p).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The user's series, oldest first.
+pub fn list(conn: &Connection, user: UserId) -> Result<Vec<Series>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.user_id = ?1 ORDER BY s.id");
+    query_series(conn, &sql, [user.0.as_bytes()])
+}
+
+/// The user's series `id`.
+pub fn get(conn: &Connection, user: UserId, id: SeriesId) -> Result<Series, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = ?1 AND s.user_id = ?2");
+    query_series(conn, &sql, params![id.0.as_bytes(), user.0.as_bytes()])?
+        .pop()
+        .ok_or(StoreError::NotFound("series"))
+}
+
+fn insert_series(tx: &Transaction<'_>, s: &Series) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO series (id, user_id, title, description, priority, category_id, tags, recurrence,
+                             mode, start_local, active, next_occurrence, instances, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .db()?
+    .execute(params![
+        s.id.0.as_bytes(),
+        s.user_id.0.as_bytes(),
+        s.title.as_str(),
+        s.description.as_ref().map(|d| d.as_str()),
+        s.priority.rank(),
+        s.category.as_ref().map(|c| c.id.0.as_bytes()),
+        tags_text(&s.tags),
+        spec_json(&s.recurrence),
+        s.recurrence.mode().as_str(),
+        s.start.to_string(),
+        i64::from(s.active),
+        s.next_occurrence.map(micros),
+        i64::from(s.instances),
+        micros(s.created_at),
+        micros(s.updated_at),
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn save_progress(tx: &Transaction<'_>, s: &Series) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE series SET next_occurrence = ?2, instances = ?3, updated_at = ?4 WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![
+        s.id.0.as_bytes(),
+        s.next_occurrence.map(micros),
+        i64::from(s.instances),
+        micros(s.updated_at)
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Sets the series columns of an inserted task row.
+fn set_link(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
+    let link = task.series.as_ref().expect("an instance has a series link");
+    tx.prepare_cached(
+        "UPDATE tasks SET series_id = ?2, instance_date = ?3, recurrence = ?4 WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![
+        task.id.0.as_bytes(),
+        link.series_id.0.as_bytes(),
+        link.instance_date.to_string(),
+        serde_json::to_string(&link.recurrence).expect("a recurrence spec serialises"),
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Creates the series of `new` and the task as its first instance, with its created event.
+pub fn create(
+    tx: &Transaction<'_>,
+    user: UserId,
+    mut new: NewTask,
+    series: NewSeries,
+    now: Timestamp,
+    source: &str,
+) -> Result<Task, StoreError> {
+    let category = match &new.category {
+        Some(r) => Some(resolve_category(tx, user, r, now)?),
+        None => None,
+    };
+    new.due_date = Some(docket_core::time::truncate_micros(series.first.at));
+    let first = series.first;
+    let s = series.into_series(
+        SeriesId::new(),
+        user,
+        new.title.clone(),
+        new.description.clone(),
+        new.priority,
+        category.clone(),
+        new.tags.clone(),
+        now,
+    );
+    insert_series(tx, &s)?;
+    let mut task = new.into_task(TaskId::new(), user, category, now);
+    task.series = Some(link(&s, &first));
+    insert_task(tx, &task)?;
+    set_link(tx, &task)?;
+    append_outbox(tx, &task_events(TaskChange::Created(&task), now, source), now)?;
+    Ok(task)
+}
+
+fn instance_exists(
+    tx: &Transaction<'_>,
+    series: SeriesId,
+    date: &str,
+    later: bool,
+) -> Result<bool, StoreError> {
+    let sql = if later {
+        "SELECT 1 FROM tasks WHERE series_id = ?1 AND instance_date > ?2 LIMIT 1"
+    } else {
+        "SELECT 1 FROM tasks WHERE series_id = ?1 AND instance_date = ?2"
+    };
+    Ok(tx
+        .prepare_cached(sql)
+        .db()?
+        .query_row(params![series.0.as_bytes(), date], |_| Ok(()))
+        .optional()
+        .db()?
+        .is_some())
+}
+
+/// Inserts the instance of `series` at `occurrence` unless one exists, copying the relative
+/// reminders of task `reminders_from`; records the progress on the series row.
+fn spawn(
+    tx: &Transaction<'_>,
+    series: &mut Series,
+    occurrence: &docket_core::Occurrence,
+    reminders_from: Option<TaskId>,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<Task>, StoreError> {
+    let date = occurrence.local.date().to_string();
+    if instance_exists(tx, series.id, &date, false)? {
+        series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
+        save_progress(tx, series)?;
+        return Ok(None);
+    }
+    advance(series, occurrence.at, now);
+    save_progress(tx, series)?;
+    let task = instance(series, occurrence, now);
+    insert_task(tx, &task)?;
+    set_link(tx, &task)?;
+    if let Some(from) = reminders_from {
+        for r in reminders::for_task(tx, from)? {
+            if let Trigger::BeforeDue(_) = r.trigger {
+                reminders::insert(
+                    tx,
+                    &task,
+                    NewReminder { trigger: r.trigger, channels: r.channels },
+                    now,
+                )?;
+            }
+        }
+    }
+    append_outbox(tx, &task_events(TaskChange::Created(&task), now, source), now)?;
+    Ok(Some(task))
+}
+
+/// The next instance after the user's instance `completed` (of series `series_id`, at
+/// `instance_date`) was completed (rules in `crate::series`); `None` when none is due.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_after_completion(
+    tx: &Transaction<'_>,
+    user: UserId,
+    series_id: SeriesId,
+    instance_date: &str,
+    completed: TaskId,
+    due: Option<Timestamp>,
+    completed_at: Timestamp,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<Task>, StoreError> {
+    let mut series = match get(tx, user, series_id) {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !series.active || instance_exists(tx, series_id, instance_date, true)? {
+        return Ok(None);
+    }
+    let Some(next) = series.next_after_completion(due, completed_at) else {
+        return Ok(None);
+    };
+    spawn(tx, &mut series, &next, Some(completed), now, source)
+}
+
+/// Makes the instances of up to `limit` due fixed-mode series (rules in `crate::series`).
+pub fn spawn_due(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    limit: usize,
+    source: &str,
+) -> Result<Vec<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE s.active = 1 AND s.mode = 'fixed' \
+         AND s.next_occurrence IS NOT NULL AND s.next_occurrence <= ?1 \
+         ORDER BY s.next_occurrence LIMIT ?2"
+    );
+    let due = query_series(tx, &sql, params![micros(now), limit as i64])?;
+    let mut made = Vec::new();
+    for mut series in due {
+        let at = series.next_occurrence.expect("selected with a next occurrence");
+        let latest = latest_instance(tx, series.id)?;
+        let Some(occurrence) = series.recurrence.clone().with_count(None).next_after(
+            series.start,
+            at.checked_sub(jiff::SignedDuration::from_micros(1)).unwrap_or(at),
+        ) else {
+            series.next_occurrence = None;
+            series.updated_at = now;
+            save_progress(tx, &series)?;
+            continue;
+        };
+        if let Some(task) = spawn(tx, &mut series, &occurrence, latest, now, source)? {
+            made.push(task);
+        }
+    }
+    Ok(made)
+}
+
+fn latest_instance(tx: &Transaction<'_>, series: SeriesId) -> Result<Option<TaskId>, StoreError> {
+    let id: Option<Vec<u8>> = tx
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE series_id = ?1 ORDER BY instance_date DESC LIMIT 1",
+        )
+        .db()?
+        .query_row([series.0.as_bytes()], |r| r.get(0))
+        .optional()
+        .db()?;
+    id.map(|b| uuid::Uuid::from_slice(&b).map(TaskId).map_err(|_| corrupt("id"))).transpose()
+}
+
+/// The earliest `next_occurrence` of an active fixed-mode series.
+pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
+    let v: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(next_occurrence) FROM series \
+             WHERE active = 1 AND mode = 'fixed' AND next_occurrence IS NOT NULL",
+        )
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()?;
+    v.map(instant).transpose()
+}
+
+/// Pauses or resumes the user's series `id` and returns it.
+pub fn set_active(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: SeriesId,
+    active: bool,
+    now: Timestamp,
+) -> Result<Series, StoreError> {
+    let mut s = get(tx, user, id)?;
+    if s.active != active {
+        s.active = active;
+        s.updated_at = now;
+        tx.prepare_cached("UPDATE series SET active = ?2, updated_at = ?3 WHERE id = ?1")
+            .db()?
+            .execute(params![id.0.as_bytes(), i64::from(active), micros(now)])
+            .db()?;
+    }
+    Ok(s)
+}
+
+/// Deletes the user's series `id`; its instances stay.
+pub fn delete(tx: &Transaction<'_>, user: UserId, id: SeriesId) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached("DELETE FROM series WHERE id = ?1 AND user_id = ?2")
+        .db()?
+        .execute(params![id.0.as_bytes(), user.0.as_bytes()])
+        .db()?;
+    if n == 0 { Err(StoreError::NotFound("series")) } else { Ok(()) }
+}
