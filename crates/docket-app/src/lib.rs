@@ -17,6 +17,7 @@ pub mod error;
 pub mod notifier;
 pub mod realtime;
 mod recurrence;
+pub mod recurring;
 mod reminders;
 pub mod scheduler;
 mod series;

@@ -1,4 +1,5 @@
-//! The embedded scheduler (§6): fires due reminders, durably and exactly once.
+//! The embedded scheduler (§6): fires due reminders, durably and exactly once, and makes the
+//! instances of `fixed`-mode series when their occurrence comes.
 //!
 //! It sleeps until the earliest pending fire time (one probe of the store's partial index of
 //! pending reminders, however many there are), until told of a change that may be earlier
@@ -57,6 +58,18 @@ pub async fn run_scheduler(
             return;
         }
         let now = clock.now();
+        // Fixed-mode series whose next occurrence has come get their instance (the store's
+        // claim moves `next_occurrence` in the same transaction; replicas are safe).
+        let spawned = match store.spawn_due_instances(now, config.batch).await {
+            Ok(made) => made.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot make series instances; retrying");
+                0
+            }
+        };
+        if spawned == config.batch {
+            continue; // more are due
+        }
         let sleep = match store.fire_due_reminders(now, config.batch).await {
             Ok(fired) => {
                 failures = 0;
@@ -69,7 +82,14 @@ pub async fn run_scheduler(
                 if fired.len() == config.batch {
                     continue; // more are due
                 }
-                match store.next_reminder_at().await {
+                let next = match (store.next_reminder_at().await, store.next_series_at().await) {
+                    (Ok(a), Ok(b)) => Ok(match (a, b) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+                match next {
                     Ok(Some(next)) => {
                         let wait = next.duration_since(clock.now()).as_secs_f64().max(0.0);
                         Duration::from_secs_f64(wait).min(config.max_sleep)

@@ -274,6 +274,12 @@ id_param!(
     "notification"
 );
 id_param!(
+    /// The `{id}` of a series path (404 when it is not an id).
+    SeriesIdParam,
+    docket_core::SeriesId,
+    "series"
+);
+id_param!(
     /// The `{rid}` of a task's reminder path (404 when it is not an id).
     TaskReminderIdParam,
     docket_core::ReminderId,

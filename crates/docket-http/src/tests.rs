@@ -735,6 +735,11 @@ const ROUTES: &[&str] = &[
     "get /api/notifications",
     "post /api/notifications/{id}/read",
     "post /api/notifications/read-all",
+    "get /api/series",
+    "get /api/series/{id}",
+    "delete /api/series/{id}",
+    "post /api/series/{id}/pause",
+    "post /api/series/{id}/resume",
     "get /api/stream",
     "get /api/ws",
     "get /api/{user_id}/tasks",
@@ -761,8 +766,15 @@ const ROUTES: &[&str] = &[
 ];
 
 /// Operations that act on a path alone and read no body.
-const BODYLESS: &[&str] =
-    &["complete_task", "reopen_task", "toggle_task", "read_notification", "read_all_notifications"];
+const BODYLESS: &[&str] = &[
+    "complete_task",
+    "reopen_task",
+    "toggle_task",
+    "read_notification",
+    "read_all_notifications",
+    "pause_series",
+    "resume_series",
+];
 
 #[tokio::test]
 async fn openapi_documents_exactly_the_served_routes() {

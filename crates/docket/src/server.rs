@@ -51,6 +51,7 @@ struct Consumers {
     bus: Arc<dyn EventBus>,
     audit: Arc<dyn Processor>,
     notifier: Arc<dyn Processor>,
+    recurrence: Arc<dyn Processor>,
     hub: Hub,
     wake: watch::Receiver<u64>,
 }
@@ -96,7 +97,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let Consumers { bus, audit, notifier, hub, wake } = self.consumers;
+        let Consumers { bus, audit, notifier, recurrence, hub, wake } = self.consumers;
         let worker = self.worker;
         let consumer = tokio::spawn(async move {
             if !worker {
@@ -105,6 +106,7 @@ impl Application {
             let runs = [
                 (audit, docket_app::audit::config()),
                 (notifier, docket_app::notifier::config()),
+                (recurrence, docket_app::recurring::config()),
             ]
             .map(|(processor, config)| {
                 let (bus, stopped) = (Arc::clone(&bus), stopped.clone());
@@ -180,9 +182,13 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::clone(&store),
             docket_app::notifier::sqlite_handler(),
         ));
+        let recurrence: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
+            Arc::clone(&store),
+            docket_app::recurring::sqlite_handler(),
+        ));
         let store: Arc<dyn Store> = store;
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
@@ -193,9 +199,11 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
         let notifier: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::notifier::pg_handler()));
+        let recurrence: Arc<dyn Processor> =
+            Arc::new(PgProcessor::new(store.clone(), docket_app::recurring::pg_handler()));
         let store: Arc<dyn Store> = Arc::new(store);
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake }))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }

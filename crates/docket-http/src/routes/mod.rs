@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod ops;
 pub mod recurrence;
 pub mod reminders;
+pub mod series;
 pub mod stream;
 pub mod tasks;
 
@@ -57,6 +58,7 @@ use crate::problem;
         (name = "recurrence", description = "recurrence rules: preview their occurrences"),
         (name = "audit", description = "the audit log: task history and activity"),
         (name = "notifications", description = "in-app notifications: list, mark read"),
+        (name = "series", description = "recurring series: list, pause, resume, delete"),
         (name = "reminders", description = "reminders of tasks: when, where, snooze"),
         (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
@@ -105,6 +107,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::read_notification))
         .routes(routes!(notifications::read_all_notifications))
+        .routes(routes!(series::list_series))
+        .routes(routes!(series::get_series, series::delete_series))
+        .routes(routes!(series::pause_series))
+        .routes(routes!(series::resume_series))
         .routes(routes!(stream::stream))
         .routes(routes!(stream::websocket))
         .routes(routes!(tasks::list_tags))

@@ -10,6 +10,7 @@ mod ops;
 mod recurrence;
 mod reminders;
 mod roles;
+mod series;
 mod stream;
 mod support;
 mod tasks;

@@ -62,6 +62,11 @@ const ROUTES: &[&str] = &[
     "get /api/notifications",
     "post /api/notifications/{id}/read",
     "post /api/notifications/read-all",
+    "get /api/series",
+    "get /api/series/{id}",
+    "delete /api/series/{id}",
+    "post /api/series/{id}/pause",
+    "post /api/series/{id}/resume",
     "get /api/stream",
     "get /api/ws",
     "get /api/{user_id}/tasks",
@@ -124,9 +129,10 @@ async fn openapi_documents_every_route() {
                     && op.get("requestBody").is_none()
                 {
                     // Action endpoints without a body are fine; those that read JSON must say so.
-                    let reads_json = !["/complete", "/reopen", "/read", "/read-all"]
-                        .iter()
-                        .any(|action| path.ends_with(action));
+                    let reads_json =
+                        !["/complete", "/reopen", "/read", "/read-all", "/pause", "/resume"]
+                            .iter()
+                            .any(|action| path.ends_with(action));
                     assert!(!reads_json, "{method} {path}: request body not documented");
                 }
             }
