@@ -249,3 +249,52 @@ async fn a_fired_reminder_becomes_a_notification_on_the_stream() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&r), ["unread"]);
 }
+
+#[tokio::test]
+async fn sigkill_during_a_burst_of_firings_loses_and_doubles_nothing() {
+    const N: usize = 150;
+    let mut s = TestServer::start().await;
+    let (a, _) = s.signup("remind-burst@example.com").await;
+    let t = task(&s, &a, json!({"title": "Burst"})).await;
+    let path = format!("/api/tasks/{t}/reminders");
+    // Due one after another over six seconds, starting two seconds from now.
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    for i in 0..N {
+        let at = start + jiff::SignedDuration::from_millis(40 * i as i64);
+        let r = s.post(&path, &a, json!({"trigger": {"at": at.to_string()}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    // Kill the server once firing is under way, before it is over.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = s.get(&path, &a).await.body;
+        let fired =
+            list.as_array().map_or(0, |l| l.iter().filter(|r| r["status"] == "fired").count());
+        if fired >= 10 {
+            assert!(fired < N, "everything fired before the kill; the burst is too short");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.kill().await;
+    s.restart().await;
+
+    let list = until_fired(&s, &a, &t, N).await;
+    assert!(list.iter().all(|r| r["attempts"] == 1), "each claimed once: {list:?}");
+    // Each firing made one event, and the notifier one notification per event: N of them,
+    // one per reminder (a double firing would be a second event, so a second notification).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let notes = loop {
+        let notes = s.get("/api/notifications?limit=200", &a).await.body;
+        let notes = notes.as_array().cloned().unwrap_or_default();
+        if notes.len() >= N {
+            break notes;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} notifications", notes.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reminders: std::collections::HashSet<&str> =
+        notes.iter().filter_map(|n| n["reminder_id"].as_str()).collect();
+    assert_eq!((notes.len(), reminders.len()), (N, N), "one notification per reminder");
+}
