@@ -284,7 +284,7 @@ impl Store for MemoryStore {
         let mut task = new.into_task(TaskId::new(), user, category, now);
         task.series = Some(docket_core::SeriesLink {
             series_id: s.id,
-            instance_date: first.local.date(),
+            instance_date: first.local,
             recurrence: s.recurrence.to_spec(),
         });
         st.series.push(s);

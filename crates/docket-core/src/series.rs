@@ -7,7 +7,7 @@
 //! reads the clock or stores anything: the stores persist a `Series` and call
 //! [`Series::next_after_completion`] and [`Series::following`] inside their transactions.
 
-use jiff::civil::{Date, DateTime};
+use jiff::civil::DateTime;
 
 use crate::category::Category;
 use crate::ids::{SeriesId, UserId};
@@ -20,8 +20,10 @@ use crate::time::{Timestamp, Zone};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesLink {
     pub series_id: SeriesId,
-    /// The local date of the occurrence in the series' zone; unique per series.
-    pub instance_date: Date,
+    /// The local date-time of the occurrence in the series' zone (`2026-03-16T09:00:00`);
+    /// unique per series. A date-time, not a date, so a sub-daily rule (hourly, every 30
+    /// minutes) has one instance per occurrence. Its text sorts like the occurrences.
+    pub instance_date: DateTime,
     pub recurrence: RecurrenceSpec,
 }
 
@@ -67,8 +69,8 @@ impl NewSeries {
     }
 
     /// The first instance's `instance_date`.
-    pub fn instance_date(&self) -> Date {
-        self.first.local.date()
+    pub fn instance_date(&self) -> DateTime {
+        self.first.local
     }
 
     /// The series (with one instance made) for `id`, its template taken from the task.

@@ -124,5 +124,5 @@ fn the_first_occurrence_is_the_start_or_the_next_match() {
     // 2026-03-10 is a Tuesday.
     let new = NewSeries::starting(mondays, local("2026-03-10T09:00:00")).unwrap();
     assert_eq!(new.first.local, local("2026-03-16T09:00:00"));
-    assert_eq!(new.instance_date().to_string(), "2026-03-16");
+    assert_eq!(new.instance_date().to_string(), "2026-03-16T09:00:00");
 }

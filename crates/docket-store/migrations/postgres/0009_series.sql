@@ -26,7 +26,7 @@ create index series_due on series (next_occurrence)
     where active and mode = 'fixed' and next_occurrence is not null;
 
 -- No foreign key on series_id: deleting a series keeps its instances.
-alter table tasks add column instance_date text,   -- YYYY-MM-DD, local to the series' zone
+alter table tasks add column instance_date text,   -- local date-time of the occurrence in the series' zone, YYYY-MM-DDTHH:MM:SS
                   add column recurrence text;      -- the series' RecurrenceSpec JSON
 
 create unique index tasks_series_instance on tasks (series_id, instance_date);

@@ -26,7 +26,7 @@ CREATE INDEX series_due ON series (next_occurrence)
 
 -- No foreign key: deleting a series keeps its instances.
 ALTER TABLE tasks ADD COLUMN series_id BLOB;
-ALTER TABLE tasks ADD COLUMN instance_date TEXT;   -- YYYY-MM-DD, local to the series' zone
+ALTER TABLE tasks ADD COLUMN instance_date TEXT;   -- local date-time of the occurrence in the series' zone, YYYY-MM-DDTHH:MM:SS
 ALTER TABLE tasks ADD COLUMN recurrence TEXT;      -- the series' RecurrenceSpec JSON
 
 CREATE UNIQUE INDEX tasks_series_instance ON tasks (series_id, instance_date);

@@ -220,7 +220,7 @@ async fn spawn(
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let date = occurrence.local.date().to_string();
+    let date = occurrence.local.to_string();
     if instance_exists(conn, series.id, &date, false).await? {
         series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
         save_progress(conn, series).await?;

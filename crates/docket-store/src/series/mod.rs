@@ -47,7 +47,7 @@ pub(crate) fn recurrence_from_json(json: &str) -> Result<Recurrence, StoreError>
 pub(crate) fn link(series: &Series, occurrence: &Occurrence) -> SeriesLink {
     SeriesLink {
         series_id: series.id,
-        instance_date: occurrence.local.date(),
+        instance_date: occurrence.local,
         recurrence: series.recurrence.to_spec(),
     }
 }

@@ -217,7 +217,7 @@ fn spawn(
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let date = occurrence.local.date().to_string();
+    let date = occurrence.local.to_string();
     if instance_exists(tx, series.id, &date, false)? {
         series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
         save_progress(tx, series)?;

@@ -60,13 +60,13 @@ async fn series_lifecycle(db: Db) {
     let (first, series) = recurring(&s, &a, "Water the plants", "2030-12-01T09:00:00").await;
     let got = instances(&s, &a, &series).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0]["instance_date"], "2030-12-01");
+    assert_eq!(got[0]["instance_date"], "2030-12-01T09:00:00");
     assert_eq!(got[0]["due_date"], "2030-12-01T08:00:00Z");
 
     complete(&s, &a, &first).await;
     let got = until_instances(&s, &a, &series, 2).await;
     let next = &got[1];
-    assert_eq!(next["instance_date"], "2030-12-02");
+    assert_eq!(next["instance_date"], "2030-12-02T09:00:00");
     assert_eq!(next["due_date"], "2030-12-02T08:00:00Z", "same local time the next day");
     assert_eq!(next["title"], "Water the plants");
     assert_eq!(next["tags"], json!(["home"]));
@@ -83,7 +83,11 @@ async fn series_lifecycle(db: Db) {
     complete(&s, &a, &second).await;
     let got = until_instances(&s, &a, &series, 3).await;
     let dates: Vec<&str> = got.iter().filter_map(|t| t["instance_date"].as_str()).collect();
-    assert_eq!(dates, ["2030-12-01", "2030-12-02", "2030-12-03"], "no duplicate instance");
+    assert_eq!(
+        dates,
+        ["2030-12-01T09:00:00", "2030-12-02T09:00:00", "2030-12-03T09:00:00"],
+        "no duplicate instance"
+    );
     let third = got[2]["id"].as_str().expect("id").to_owned();
 
     // Another user sees and touches none of it.
@@ -155,4 +159,22 @@ async fn bad_recurrences_name_the_field() {
     }
     assert_eq!(s.all_tasks(&a).await.len(), 0, "nothing was created");
     assert_eq!(s.get("/api/series", &a).await.body, json!([]));
+}
+
+#[tokio::test]
+async fn an_hourly_series_makes_an_instance_per_occurrence() {
+    let s = TestServer::start().await;
+    let (a, _) = s.signup("series-hourly@example.com").await;
+    let body = json!({
+        "title": "Stretch",
+        "due_date": "2030-06-01T09:00:00Z",
+        "recurrence": {"rule": "FREQ=HOURLY;INTERVAL=2", "timezone": "UTC"},
+    });
+    let r = s.post("/api/tasks", &a, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let series = r.body["series_id"].as_str().expect("series").to_owned();
+    complete(&s, &a, r.body["id"].as_str().expect("id")).await;
+    let got = until_instances(&s, &a, &series, 2).await;
+    assert_eq!(got[1]["instance_date"], "2030-06-01T11:00:00", "the same day, two hours on");
+    assert_eq!(got[1]["due_date"], "2030-06-01T11:00:00Z");
 }
