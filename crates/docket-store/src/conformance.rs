@@ -123,6 +123,7 @@ macro_rules! store_conformance {
             check_audit_paging_without_skips,
             check_series_created_with_first_instance_scoped_pause_resume_delete,
             check_series_fixed_instance_made_once,
+            check_series_instances_follow_the_preview,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -2554,4 +2555,47 @@ pub async fn check_series_fixed_instance_made_once(store: &dyn Store) {
     let s = store.get_series(a.id, id).await.expect("get");
     assert_eq!(s.instances, 2);
     assert_eq!(s.next_occurrence, Some(due + jiff::SignedDuration::from_hours(24)));
+}
+
+/// What a series makes is what the preview promised: a fixed-mode series stepped through its
+/// occurrences makes one instance at each, due at its instant, dated by its local date-time
+/// (daily 09:00 in Berlin across the spring DST change, the 31st of each month, Mondays and
+/// Thursdays every other week, every 90 minutes).
+pub async fn check_series_instances_follow_the_preview(store: &dyn Store) {
+    use docket_core::recurrence::Rule;
+    use docket_core::{Mode, Pattern, PreviewCount, Recurrence};
+    let u = user(store, "series-preview").await;
+    let start = |s: &str| s.parse::<jiff::civil::DateTime>().expect("local start");
+    let cases = [
+        ("FREQ=DAILY;BYHOUR=9;BYMINUTE=0;BYSECOND=0", "Europe/Berlin", "2026-03-26T09:00:00"),
+        ("FREQ=MONTHLY;BYMONTHDAY=31", "America/New_York", "2026-01-31T18:30:00"),
+        ("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "UTC", "2026-03-02T07:00:00"),
+        ("FREQ=MINUTELY;INTERVAL=90", "Europe/Berlin", "2026-10-24T22:00:00"),
+    ];
+    for (rule, tz, first) in cases {
+        let recurrence = Recurrence::new(Pattern::Rule(Rule::parse(rule).expect("rule")), zone(tz))
+            .with_mode(Mode::Fixed);
+        let preview = recurrence.preview(start(first), PreviewCount::parse(6).expect("count"));
+        assert_eq!(preview.len(), 6, "{rule}");
+        let series = docket_core::NewSeries::starting(recurrence, start(first)).expect("matches");
+        let t = store.create_recurring_task(u.id, task(rule), series, at(0)).await.expect("create");
+        let id = t.series.as_ref().expect("instance").series_id;
+        let mut made = vec![t];
+        for occurrence in &preview[1..] {
+            let now = docket_core::time::truncate_micros(occurrence.at);
+            let spawned = store.spawn_due_instances(now, 100).await.expect("spawn");
+            made.extend(
+                spawned.into_iter().filter(|x| x.series.as_ref().map(|l| l.series_id) == Some(id)),
+            );
+        }
+        let got: Vec<(Option<Timestamp>, String)> = made
+            .iter()
+            .map(|t| (t.due_date, t.series.as_ref().expect("link").instance_date.to_string()))
+            .collect();
+        let want: Vec<(Option<Timestamp>, String)> = preview
+            .iter()
+            .map(|o| (Some(docket_core::time::truncate_micros(o.at)), o.local.to_string()))
+            .collect();
+        assert_eq!(got, want, "{rule} in {tz}: instances follow the preview");
+    }
 }
