@@ -9,6 +9,8 @@
 //! 4. end-to-end event latency: `--event-writes` creates, 4 at a time, by a user whose
 //!    `/api/stream` is open; per write, from its acknowledgement (response received) to its
 //!    event on the stream (0 when the event came first);
+//!    then, one at a time, completing a recurring instance → the next instance's
+//!    `task.created` on the stream (made by the recurrence consumer);
 //! 5. the embedded bus in this process, on its own fresh SQLite database (the server is
 //!    stopped first when it is our child): `--bus-events` task events published durably in
 //!    batches of 500, then drained by one consumer group with `next` + `ack`, as the audit
@@ -271,39 +273,7 @@ async fn event_latency_phase(
     token: &str,
     writes: usize,
 ) -> anyhow::Result<PhaseResult> {
-    let mut stream = http
-        .get(format!("{base}/api/stream"))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(24 * 3600))
-        .send()
-        .await
-        .context("cannot open /api/stream")?
-        .error_for_status()
-        .context("/api/stream refused")?;
-    // The reader notes when each task's event arrives.
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let reader = tokio::spawn(async move {
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = stream.chunk().await {
-            let at = Instant::now();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                for line in frame.lines() {
-                    let Some(data) = line.strip_prefix("data:") else { continue };
-                    let subject = serde_json::from_str::<Value>(data.trim())
-                        .ok()
-                        .and_then(|e| e["subject"].as_str().map(str::to_owned));
-                    if let Some(subject) = subject
-                        && seen_tx.send((subject, at)).is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-
+    let (mut seen_rx, reader) = watch_stream(http, base, token).await?;
     let start = Instant::now();
     let mut writers = Vec::new();
     for w in 0..EVENT_WRITERS {
@@ -337,11 +307,12 @@ async fn event_latency_phase(
     let mut pending = acked.len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while pending > 0 {
-        let Ok(Some((id, at))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await else {
+        let Ok(Some((event, at))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await else {
             reader.abort();
             bail!("{pending} of {writes} events did not reach /api/stream within 60 s");
         };
-        if let Some(ack) = acked.remove(&id) {
+        let Some(id) = event["subject"].as_str() else { continue };
+        if let Some(ack) = acked.remove(id) {
             let micros = at.saturating_duration_since(ack).as_micros();
             let _ = hist.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
             pending -= 1;
@@ -349,6 +320,109 @@ async fn event_latency_phase(
     }
     reader.abort();
     Ok(summarize_events("event latency (ack → /api/stream)", &hist, writes as u64, elapsed))
+}
+
+/// Opens the user's `/api/stream`; a reader task sends each event (JSON) with the instant its
+/// chunk arrived.
+async fn watch_stream(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::UnboundedReceiver<(Value, Instant)>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let mut stream = http
+        .get(format!("{base}/api/stream"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(24 * 3600))
+        .send()
+        .await
+        .context("cannot open /api/stream")?
+        .error_for_status()
+        .context("/api/stream refused")?;
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel::<(Value, Instant)>();
+    let reader = tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            let at = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                for line in frame.lines() {
+                    let Some(data) = line.strip_prefix("data:") else { continue };
+                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else { continue };
+                    if seen_tx.send((event, at)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok((seen_rx, reader))
+}
+
+/// Series completions timed, one at a time.
+const SERIES_ROUNDS: usize = 200;
+
+/// Phase 4b: completing a recurring instance (acknowledged) → the next instance's
+/// `task.created` on the user's `/api/stream` (made by the recurrence consumer).
+async fn series_latency_phase(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<PhaseResult> {
+    let (mut seen_rx, reader) = watch_stream(http, base, token).await?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let start = Instant::now();
+    for i in 0..SERIES_ROUNDS {
+        let body = json!({
+            "title": format!("recurring {i}"),
+            "due_date": "2031-01-01T09:00:00",
+            "timezone": "Europe/Berlin",
+            "recurrence": "daily",
+        });
+        let task: Value = http
+            .post(format!("{base}/api/tasks"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = task["id"].as_str().ok_or_else(|| anyhow!("no id in {task}"))?.to_owned();
+        let series = task["series_id"].as_str().ok_or_else(|| anyhow!("no series in {task}"))?;
+        http.post(format!("{base}/api/tasks/{id}/complete"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?;
+        let acked = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let Ok(Some((event, at))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await
+            else {
+                reader.abort();
+                bail!("the next instance of series {series} did not reach /api/stream in 30 s");
+            };
+            let next = event["type"] == "com.todo.task.created"
+                && event["data"]["task"]["series_id"] == series
+                && event["subject"] != id.as_str();
+            if next {
+                let micros = at.saturating_duration_since(acked).as_micros();
+                let _ = hist.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+                break;
+            }
+        }
+    }
+    reader.abort();
+    Ok(summarize_events(
+        "next instance (complete → /api/stream)",
+        &hist,
+        SERIES_ROUNDS as u64,
+        start.elapsed(),
+    ))
 }
 
 /// Phase 5: publishes `events` copies of a real task event to the embedded bus on a fresh
@@ -522,6 +596,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         let watcher = signup(&http, &base, &format!("bench-stream-{stamp}@example.com")).await?;
         results.push(event_latency_phase(&http, &base, &watcher, args.event_writes).await?);
+        eprintln!("phase 4b: {SERIES_ROUNDS} recurring completions → next instance on /api/stream");
+        results.push(series_latency_phase(&http, &base, &watcher).await?);
     }
 
     let peak = pid.and_then(rss_mib);

@@ -163,7 +163,8 @@ fn bench_runs_every_phase() {
     let report: Value = serde_json::from_str(&stdout(&o)).expect("JSON report");
     let phases = report["phases"].as_array().expect("phases");
     let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(phases.len(), 6, "{names:?}");
+    assert_eq!(phases.len(), 7, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("next instance")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("event latency")), "{names:?}");
     for p in phases {
         assert_eq!(p["errors"], 0, "{p}");
