@@ -23,6 +23,8 @@ pub struct TaskListParams {
     tag: Option<Vec<String>>,
     /// A category id or name.
     category: Option<String>,
+    /// Only the instances of this recurring series.
+    series_id: Option<String>,
     /// Full-text search over title, description and tags (word prefixes, all required).
     q: Option<String>,
     /// Due strictly before this instant (RFC 3339; without offset: the user's zone).
@@ -86,6 +88,14 @@ pub fn parse_task_query(raw: Option<&str>, user: &User) -> Result<TaskQuery, Val
                     }
                 };
             }
+            "series_id" => match value.parse::<uuid::Uuid>() {
+                Ok(id) => q.series_id = Some(id),
+                Err(_) => errors.push(FieldError::custom(
+                    "series_id",
+                    "invalid",
+                    format!("series_id '{value}' is not a series id"),
+                )),
+            },
             "q" => q.text = errors.check("q", SearchText::parse(value)),
             "due_before" => q.due_before = errors.check("due_before", parse_instant(value, &zone)),
             "due_after" => q.due_after = errors.check("due_after", parse_instant(value, &zone)),

@@ -2580,7 +2580,7 @@ pub async fn check_series_instances_follow_the_preview(store: &dyn Store) {
         let series = docket_core::NewSeries::starting(recurrence, start(first)).expect("matches");
         let t = store.create_recurring_task(u.id, task(rule), series, at(0)).await.expect("create");
         let id = t.series.as_ref().expect("instance").series_id;
-        let mut made = vec![t];
+        let mut made = vec![t.clone()];
         for occurrence in &preview[1..] {
             let now = docket_core::time::truncate_micros(occurrence.at);
             let spawned = store.spawn_due_instances(now, 100).await.expect("spawn");
@@ -2597,5 +2597,13 @@ pub async fn check_series_instances_follow_the_preview(store: &dyn Store) {
             .map(|o| (Some(docket_core::time::truncate_micros(o.at)), o.local.to_string()))
             .collect();
         assert_eq!(got, want, "{rule} in {tz}: instances follow the preview");
+        // The list filter by series finds exactly these instances.
+        let query = TaskQuery { series_id: Some(id.0), status: StatusFilter::All, ..all() };
+        let page = store.list_tasks(u.id, &query, at(0)).await.expect("list by series");
+        let mut listed = ids(&page.items);
+        let mut instances = ids(&made);
+        listed.sort();
+        instances.sort();
+        assert_eq!(listed, instances, "{rule}: the series filter lists its instances");
     }
 }

@@ -52,11 +52,6 @@ fn bad_cursor(message: &str) -> StoreError {
 /// Builds the page query (fetching `limit + 1` rows to learn whether more follow), or `None`
 /// when the query cannot match anything here.
 pub fn build(user: UserId, q: &TaskQuery, now: Timestamp) -> Result<Option<ListSql>, StoreError> {
-    // Tasks do not belong to recurring series yet (no series column exists), so a series
-    // filter matches nothing.
-    if q.series_id.is_some() {
-        return Ok(None);
-    }
     let mut params: Vec<Value> = Vec::new();
     let ranked = q.sort == SortField::Rank && q.text.is_some();
     let key = match (q.sort, q.order) {
@@ -120,6 +115,10 @@ pub fn build(user: UserId, q: &TaskQuery, now: Timestamp) -> Result<Option<ListS
             " AND EXISTS (SELECT 1 FROM task_tags g WHERE g.user_id = t.user_id AND g.tag = ? AND g.task_id = t.id)",
         );
         params.push(Value::Text(tag.as_str().to_owned()));
+    }
+    if let Some(series) = q.series_id {
+        sql.push_str(" AND t.series_id = ?");
+        params.push(Value::Blob(series.as_bytes().to_vec()));
     }
     match &q.category {
         None => {}

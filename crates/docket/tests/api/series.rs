@@ -12,8 +12,10 @@ use crate::support::{Db, TestServer, postgres_url};
 
 /// The series' instances (tasks with its `series_id`), oldest occurrence first.
 async fn instances(s: &TestServer, token: &str, series: &str) -> Vec<Value> {
-    let mut all: Vec<Value> =
-        s.all_tasks(token).await.into_iter().filter(|t| t["series_id"] == series).collect();
+    let r = s.get(&format!("/api/tasks?status=all&limit=200&series_id={series}"), token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut all: Vec<Value> = r.body["items"].as_array().cloned().unwrap_or_default();
+    assert!(all.iter().all(|t| t["series_id"] == series), "the filter keeps the series");
     all.sort_by(|a, b| a["instance_date"].as_str().cmp(&b["instance_date"].as_str()));
     all
 }
@@ -158,6 +160,8 @@ async fn bad_recurrences_name_the_field() {
         assert!(fields.iter().any(|f| f.starts_with(field)), "{recurrence}: {}", r.text);
     }
     assert_eq!(s.all_tasks(&a).await.len(), 0, "nothing was created");
+    let r = s.get("/api/tasks?series_id=nope", &a).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(s.get("/api/series", &a).await.body, json!([]));
 }
 
