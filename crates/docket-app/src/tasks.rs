@@ -91,8 +91,11 @@ pub struct TaskChanges {
     pub status: Option<Status>,
 }
 
-/// What completing a task gives: the task, and the next instance of its series once
-/// recurrence exists (always `None` for now).
+/// How long completing a recurring instance waits for its next instance to report it.
+pub const NEXT_INSTANCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What completing a task gives: the task, and the next instance of its series when the
+/// recurrence consumer made it within [`NEXT_INSTANCE_WAIT`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub task: Task,
@@ -247,8 +250,10 @@ impl App {
         id: TaskId,
         if_match: Option<i64>,
     ) -> Result<Completion, AppError> {
+        let mark = self.log_position();
         let task = self.set_status(user, id, Status::Completed, if_match).await?;
-        Ok(Completion { task, next: None })
+        let next = self.next_instance(user, &task, mark).await;
+        Ok(Completion { task, next })
     }
 
     #[tracing::instrument(name = "reopen_task", skip_all, fields(user.id = %user.id, task.id = %id), err(level = "debug"))]
@@ -270,6 +275,7 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<Completion, AppError> {
         let mut attempt = 0;
+        let mark = self.log_position();
         loop {
             attempt += 1;
             let current = self.store.get_task(user.id, id).await?;
@@ -288,7 +294,43 @@ impl App {
                 Err(AppError::PreconditionFailed { .. })
                     if if_match.is_none() && attempt < TOGGLE_ATTEMPTS => {}
                 Err(e) => return Err(e),
-                Ok(task) => return Ok(Completion { task, next: None }),
+                Ok(task) => {
+                    let next = match task.status {
+                        Status::Completed => self.next_instance(user, &task, mark).await,
+                        Status::Pending => None,
+                    };
+                    return Ok(Completion { task, next });
+                }
+            }
+        }
+    }
+
+    /// Where the real-time log stood before a write (`None` without a hub).
+    fn log_position(&self) -> Option<i64> {
+        self.hub.as_ref().map(crate::realtime::Hub::position)
+    }
+
+    /// The next instance the recurrence consumer makes for the completed series instance
+    /// `task`, when it shows up on the user's log within [`NEXT_INSTANCE_WAIT`] of the
+    /// completion (typically a few milliseconds); `None` for a one-off task, without a hub,
+    /// or when it is later (clients then see it on `/api/stream`). The wait replays the log
+    /// from `mark`, taken before the write, so the instance cannot slip past unseen.
+    async fn next_instance(&self, user: &User, task: &Task, mark: Option<i64>) -> Option<Task> {
+        let series = task.series.as_ref()?.series_id.to_string();
+        let mut sub = self.subscribe(user, Some(mark?)).ok()?;
+        let deadline = tokio::time::Instant::now() + NEXT_INSTANCE_WAIT;
+        let own = task.id.to_string();
+        loop {
+            let item = tokio::time::timeout_at(deadline, sub.next()).await.ok()??;
+            let crate::realtime::Item::Event(m) = item else { continue };
+            if m.event_type != docket_events::types::TASK_CREATED {
+                continue;
+            }
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&m.json) else { continue };
+            let subject = event["subject"].as_str().unwrap_or_default();
+            if event["data"]["task"]["series_id"] == series.as_str() && subject != own {
+                let id: TaskId = subject.parse().ok()?;
+                return self.store.get_task(user.id, id).await.ok();
             }
         }
     }

@@ -366,8 +366,8 @@ async fn watch_stream(
 /// Series completions timed, one at a time.
 const SERIES_ROUNDS: usize = 200;
 
-/// Phase 4b: completing a recurring instance (acknowledged) → the next instance's
-/// `task.created` on the user's `/api/stream` (made by the recurrence consumer).
+/// Phase 0b: completing a recurring instance (from sending the request) → the next
+/// instance's `task.created` on the user's `/api/stream` (made by the recurrence consumer).
 async fn series_latency_phase(
     http: &reqwest::Client,
     base: &str,
@@ -394,12 +394,14 @@ async fn series_latency_phase(
             .await?;
         let id = task["id"].as_str().ok_or_else(|| anyhow!("no id in {task}"))?.to_owned();
         let series = task["series_id"].as_str().ok_or_else(|| anyhow!("no series in {task}"))?;
+        // From the request: the response itself waits for the next instance (it carries it
+        // as `next`), so its acknowledgement comes after the event.
+        let sent = Instant::now();
         http.post(format!("{base}/api/tasks/{id}/complete"))
             .bearer_auth(token)
             .send()
             .await?
             .error_for_status()?;
-        let acked = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let Ok(Some((event, at))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await
@@ -411,7 +413,7 @@ async fn series_latency_phase(
                 && event["data"]["task"]["series_id"] == series
                 && event["subject"] != id.as_str();
             if next {
-                let micros = at.saturating_duration_since(acked).as_micros();
+                let micros = at.saturating_duration_since(sent).as_micros();
                 let _ = hist.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
                 break;
             }
@@ -419,7 +421,7 @@ async fn series_latency_phase(
     }
     reader.abort();
     Ok(summarize_events(
-        "next instance (complete → /api/stream)",
+        "next instance (complete sent → /api/stream)",
         &hist,
         SERIES_ROUNDS as u64,
         start.elapsed(),

@@ -49,9 +49,12 @@ async fn recurring(s: &TestServer, token: &str, title: &str, due: &str) -> (Stri
     (r.body["id"].as_str().expect("id").to_owned(), series)
 }
 
-async fn complete(s: &TestServer, token: &str, task: &str) {
+/// Completes the task; returns `{task, next}`.
+async fn complete(s: &TestServer, token: &str, task: &str) -> Value {
     let r = s.post(&format!("/api/tasks/{task}/complete"), token, json!({})).await;
     assert!(r.status.is_success(), "{}", r.text);
+    assert_eq!(r.body["task"]["id"], task, "{}", r.text);
+    r.body
 }
 
 async fn series_lifecycle(db: Db) {
@@ -65,9 +68,11 @@ async fn series_lifecycle(db: Db) {
     assert_eq!(got[0]["instance_date"], "2030-12-01T09:00:00");
     assert_eq!(got[0]["due_date"], "2030-12-01T08:00:00Z");
 
-    complete(&s, &a, &first).await;
+    let done = complete(&s, &a, &first).await;
     let got = until_instances(&s, &a, &series, 2).await;
     let next = &got[1];
+    // The completion answered with the next instance (the consumer made it in time).
+    assert_eq!(done["next"], *next, "the response's next is the instance made");
     assert_eq!(next["instance_date"], "2030-12-02T09:00:00");
     assert_eq!(next["due_date"], "2030-12-02T08:00:00Z", "same local time the next day");
     assert_eq!(next["title"], "Water the plants");
@@ -81,7 +86,8 @@ async fn series_lifecycle(db: Db) {
     // exists, the repeated completion has been handled too.
     let r = s.post(&format!("/api/tasks/{first}/reopen"), &a, json!({})).await;
     assert!(r.status.is_success(), "{}", r.text);
-    complete(&s, &a, &first).await;
+    let again = complete(&s, &a, &first).await;
+    assert_eq!(again["next"], Value::Null, "a second completion makes no next instance");
     complete(&s, &a, &second).await;
     let got = until_instances(&s, &a, &series, 3).await;
     let dates: Vec<&str> = got.iter().filter_map(|t| t["instance_date"].as_str()).collect();
@@ -103,7 +109,8 @@ async fn series_lifecycle(db: Db) {
     let r = s.post(&format!("/api/series/{series}/pause"), &a, json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["active"], false);
-    complete(&s, &a, &third).await;
+    let paused = complete(&s, &a, &third).await;
+    assert_eq!(paused["next"], Value::Null, "a paused series makes nothing");
     let (marker, marker_series) = recurring(&s, &a, "Marker", "2030-12-01T10:00:00").await;
     complete(&s, &a, &marker).await;
     until_instances(&s, &a, &marker_series, 2).await;
