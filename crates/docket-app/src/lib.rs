@@ -14,6 +14,7 @@ pub mod auth;
 mod categories;
 pub mod clock;
 pub mod error;
+pub mod housekeeping;
 pub mod notifier;
 pub mod realtime;
 mod recurrence;

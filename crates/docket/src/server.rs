@@ -25,7 +25,7 @@ use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
 use docket_http::HttpConfig;
-use docket_store::Store;
+use docket_store::{StateStore, Store};
 use tokio::sync::watch;
 
 use crate::cli::{Role, ServeArgs};
@@ -52,6 +52,8 @@ struct Consumers {
     audit: Arc<dyn Processor>,
     notifier: Arc<dyn Processor>,
     recurrence: Arc<dyn Processor>,
+    /// The state store of the same database, for housekeeping.
+    state: Arc<dyn StateStore>,
     hub: Hub,
     wake: watch::Receiver<u64>,
 }
@@ -97,7 +99,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let Consumers { bus, audit, notifier, recurrence, hub, wake } = self.consumers;
+        let Consumers { bus, audit, notifier, recurrence, hub, wake, state } = self.consumers;
         let worker = self.worker;
         let consumer = tokio::spawn(async move {
             if !worker {
@@ -121,13 +123,22 @@ impl Application {
         });
         let scheduler = self.scheduler.then(|| {
             let app = &self.app;
-            tokio::spawn(run_scheduler(
+            let timers = run_scheduler(
                 Arc::clone(app.store()),
                 app.clock(),
                 app.scheduler_wake(),
                 SchedulerConfig::default(),
                 stop.subscribe(),
-            ))
+            );
+            let housekeeping = docket_app::housekeeping::run_housekeeping(
+                Arc::clone(&state),
+                app.clock(),
+                docket_app::housekeeping::EVERY,
+                stop.subscribe(),
+            );
+            tokio::spawn(async move {
+                tokio::join!(timers, housekeeping);
+            })
         });
         // Streams never end by themselves: the hub closes them as soon as shutdown begins,
         // so the graceful drain below only waits for ordinary requests.
@@ -186,9 +197,10 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::clone(&store),
             docket_app::recurring::sqlite_handler(),
         ));
+        let state: Arc<dyn StateStore> = Arc::clone(&store) as Arc<dyn StateStore>;
         let store: Arc<dyn Store> = store;
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake, state }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
@@ -201,9 +213,10 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::new(PgProcessor::new(store.clone(), docket_app::notifier::pg_handler()));
         let recurrence: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::recurring::pg_handler()));
+        let state: Arc<dyn StateStore> = Arc::new(store.clone());
         let store: Arc<dyn Store> = Arc::new(store);
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake, state }))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }
