@@ -1770,16 +1770,21 @@ pub async fn check_outbox_read_for_key(store: &dyn Store) {
     for i in 0..9 {
         let owner = if i % 3 == 0 { b.id } else { a.id };
         store.create_task(owner, task(&format!("task {i}")), at(i)).await.expect("create_task");
+        if i % 4 == 1 {
+            // Rows of the task-updates topic itself, between task-events rows of the key.
+            let n = notification(a.id, &format!("note {i}"), i);
+            store.append_notification(n, format!("note-{i}-{}", a.id)).await.expect("append");
+        }
     }
-    let all = read_events(store, topics::TASK_UPDATES, 0, 9).await;
-    let until = all.last().expect("nine events").0;
+    let all = read_events(store, topics::TASK_UPDATES, 0, 11).await;
+    let until = all.last().expect("eleven events").0;
     let key = a.id.to_string();
     let mine: Vec<i64> = all
         .iter()
         .filter(|(_, e)| e.partitionkey.as_deref() == Some(key.as_str()))
         .map(|(seq, _)| *seq)
         .collect();
-    assert_eq!(mine.len(), 6);
+    assert_eq!(mine.len(), 8, "six task events and two notifications of the key");
 
     let mut paged = Vec::new();
     let mut after = 0;

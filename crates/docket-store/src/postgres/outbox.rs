@@ -154,21 +154,29 @@ pub(super) async fn read_for(
     if until <= after {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "SELECT seq, payload FROM outbox \
-         WHERE partition_key = $1 AND topic IN ($2, $6) AND seq > $3 AND seq <= $4 \
-         ORDER BY seq LIMIT $5",
-    )
-    .bind(key)
-    .bind(topics::log_topics(topic)[0])
-    .bind(after)
-    .bind(until)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .bind(topics::log_topics(topic)[1])
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    decode_rows(&rows)
+    // One index range per outbox topic, each stopping at `limit`, merged here: with
+    // `topic IN (a, b)` the database would read and sort the key's whole range first.
+    let [a, b] = topics::log_topics(topic);
+    let mut out = Vec::new();
+    for t in if a == b { vec![a] } else { vec![a, b] } {
+        let rows = sqlx::query(
+            "SELECT seq, payload FROM outbox \
+             WHERE partition_key = $1 AND topic = $2 AND seq > $3 AND seq <= $4 \
+             ORDER BY seq LIMIT $5",
+        )
+        .bind(key)
+        .bind(t)
+        .bind(after)
+        .bind(until)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+        out.extend(decode_rows(&rows)?);
+    }
+    out.sort_by_key(|(seq, _)| *seq);
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// `(seq, payload)` rows as positioned events.
