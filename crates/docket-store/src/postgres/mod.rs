@@ -641,7 +641,7 @@ impl Store for PostgresStore {
     ) -> Result<docket_core::Series, StoreError> {
         let now = truncate_micros(now);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let s = series::set_active(&mut tx, user, id, active, now).await?;
+        let s = series::set_active(&mut tx, user, id, active, now, &self.source).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(s)
     }

@@ -9,6 +9,7 @@ use docket_core::{
     Occurrence, Priority, Series, SeriesId, Tags, Task, TaskId, Timestamp, Title, Trigger, UserId,
 };
 use docket_events::{TaskChange, task_events};
+use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::codec::{self, PgInstant, corrupt, get};
@@ -337,6 +338,7 @@ pub async fn set_active(
     id: SeriesId,
     active: bool,
     now: Timestamp,
+    source: &str,
 ) -> Result<Series, StoreError> {
     let mut s = get_series(conn, user, id, true).await?;
     if s.active != active {
@@ -346,11 +348,45 @@ pub async fn set_active(
             .bind(id.0)
             .bind(active)
             .bind(PgInstant::new(now))
-            .execute(conn)
+            .execute(&mut *conn)
             .await
             .map_err(unavailable)?;
+        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
+            catch_up(conn, user, id, now, source).await?;
+            s = get_series(conn, user, id, false).await?;
+        }
     }
     Ok(s)
+}
+
+/// On resume: when the latest instance was completed (while the series was paused, so no
+/// next one was made), makes the next one now, as that completion would have.
+async fn catch_up(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT id, status, due_at, completed_at, instance_date FROM tasks
+         WHERE series_id = $1 ORDER BY instance_date DESC LIMIT 1",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(()) };
+    let status: String = row.try_get("status").map_err(unavailable)?;
+    if status != "completed" {
+        return Ok(()); // the latest instance is still open: its completion will continue
+    }
+    let task = TaskId(row.try_get("id").map_err(unavailable)?);
+    let due = codec::opt_instant(&row, "due_at")?;
+    let completed_at = codec::opt_instant(&row, "completed_at")?.unwrap_or(now);
+    let date: String = row.try_get("instance_date").map_err(unavailable)?;
+    spawn_after_completion(conn, user, id, &date, task, due, completed_at, now, source).await?;
+    Ok(())
 }
 
 /// Deletes the user's series `id`; its instances stay.

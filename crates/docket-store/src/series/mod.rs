@@ -16,8 +16,9 @@
 //!   moving `next_occurrence` on in the transaction that inserts the instance (`FOR UPDATE
 //!   SKIP LOCKED` on PostgreSQL), so one process makes it; a series that fell behind makes one
 //!   catch-up instance and moves on to the first occurrence after `now`;
-//! * pausing and resuming flip `active`; deleting removes the series row only: its instances
-//!   stay, keeping their link.
+//! * pausing and resuming flip `active`; resuming an `after_completion` series whose latest
+//!   instance was completed while paused makes the next instance then; deleting removes the
+//!   series row only: its instances stay, keeping their link.
 
 pub mod sqlite;
 // The PostgreSQL side lives in `crate::postgres::series` (it needs that adapter's codec).

@@ -337,6 +337,7 @@ pub fn set_active(
     id: SeriesId,
     active: bool,
     now: Timestamp,
+    source: &str,
 ) -> Result<Series, StoreError> {
     let mut s = get(tx, user, id)?;
     if s.active != active {
@@ -346,8 +347,44 @@ pub fn set_active(
             .db()?
             .execute(params![id.0.as_bytes(), i64::from(active), micros(now)])
             .db()?;
+        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
+            catch_up(tx, user, id, now, source)?;
+            s = get(tx, user, id)?;
+        }
     }
     Ok(s)
+}
+
+/// On resume: when the latest instance was completed (while the series was paused, so no
+/// next one was made), makes the next one now, as that completion would have.
+fn catch_up(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: SeriesId,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    type Latest = (Vec<u8>, i64, Option<i64>, Option<i64>, String);
+    let latest: Option<Latest> = tx
+        .prepare_cached(
+            "SELECT id, status, due_date, completed_at, instance_date FROM tasks
+             WHERE series_id = ?1 ORDER BY instance_date DESC LIMIT 1",
+        )
+        .db()?
+        .query_row([id.0.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()
+        .db()?;
+    let Some((task, status, due, completed_at, date)) = latest else { return Ok(()) };
+    if status != 1 {
+        return Ok(()); // the latest instance is still open: its completion will continue
+    }
+    let task = uuid::Uuid::from_slice(&task).map(TaskId).map_err(|_| corrupt("id"))?;
+    let due = due.map(instant).transpose()?;
+    let completed_at = completed_at.map(instant).transpose()?.unwrap_or(now);
+    spawn_after_completion(tx, user, id, &date, task, due, completed_at, now, source)?;
+    Ok(())
 }
 
 /// Deletes the user's series `id`; its instances stay.

@@ -726,7 +726,9 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<docket_core::Series, StoreError> {
         let now = truncate(now);
-        self.write(move |tx| crate::series::sqlite::set_active(tx, user, id, active, now)).await
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| crate::series::sqlite::set_active(tx, user, id, active, now, &source))
+            .await
     }
 
     async fn delete_series(

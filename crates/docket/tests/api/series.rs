@@ -115,14 +115,17 @@ async fn series_lifecycle(db: Db) {
     complete(&s, &a, &marker).await;
     until_instances(&s, &a, &marker_series, 2).await;
     assert_eq!(instances(&s, &a, &series).await.len(), 3, "a paused series makes nothing");
+    // Resuming catches up: the completion made while paused now gets its next instance.
     let r = s.post(&format!("/api/series/{series}/resume"), &a, json!({})).await;
     assert_eq!(r.body["active"], true, "{}", r.text);
+    let got = until_instances(&s, &a, &series, 4).await;
+    assert_eq!(got[3]["instance_date"], "2030-12-04T09:00:00");
 
     let r = s.get(&format!("/api/series/{series}"), &a).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["title"], "Water the plants");
     assert_eq!(r.body["recurrence"]["preset"], "daily");
-    assert_eq!(r.body["instances"], 3);
+    assert_eq!(r.body["instances"], 4);
     let listed = s.get("/api/series", &a).await.body;
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
 
@@ -130,7 +133,7 @@ async fn series_lifecycle(db: Db) {
     assert_eq!(s.delete(&format!("/api/series/{series}"), &a).await.status, StatusCode::NO_CONTENT);
     assert_eq!(s.get(&format!("/api/series/{series}"), &a).await.status, StatusCode::NOT_FOUND);
     assert_eq!(s.get("/api/series", &a).await.body.as_array().map(Vec::len), Some(1));
-    assert_eq!(instances(&s, &a, &series).await.len(), 3, "instances outlive their series");
+    assert_eq!(instances(&s, &a, &series).await.len(), 4, "instances outlive their series");
 }
 
 #[tokio::test]
