@@ -257,8 +257,9 @@ async fn sigkill_during_a_burst_of_firings_loses_and_doubles_nothing() {
     let (a, _) = s.signup("remind-burst@example.com").await;
     let t = task(&s, &a, json!({"title": "Burst"})).await;
     let path = format!("/api/tasks/{t}/reminders");
-    // Due one after another over six seconds, starting two seconds from now.
-    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    // Due one after another over six seconds, starting four seconds from now (creating them
+    // all takes well under that, even on a loaded machine).
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
     for i in 0..N {
         let at = start + jiff::SignedDuration::from_millis(40 * i as i64);
         let r = s.post(&path, &a, json!({"trigger": {"at": at.to_string()}})).await;
