@@ -1,7 +1,8 @@
 //! Recurring tasks end to end: completing an instance makes the next one (same template, the
 //! next occurrence at the same local time), a second completion of the same instance makes
-//! nothing new, a paused series makes nothing, a deleted one keeps its instances, another
-//! user sees none of it, and a bad recurrence is a 422 naming the field.
+//! nothing new, a paused series makes nothing (and resuming catches up), a deleted one keeps
+//! its instances, a fixed series is made by the scheduler on time, another user sees none of
+//! it, and a bad recurrence is a 422 naming the field.
 
 use std::time::Duration;
 
@@ -191,4 +192,38 @@ async fn an_hourly_series_makes_an_instance_per_occurrence() {
     let got = until_instances(&s, &a, &series, 2).await;
     assert_eq!(got[1]["instance_date"], "2030-06-01T11:00:00", "the same day, two hours on");
     assert_eq!(got[1]["due_date"], "2030-06-01T11:00:00Z");
+}
+
+#[tokio::test]
+async fn a_fixed_series_is_made_by_the_scheduler_on_time() {
+    let s = TestServer::start().await;
+    let (a, _) = s.signup("series-fixed@example.com").await;
+    // Every two seconds, whether or not earlier instances are done.
+    let start = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
+    let body = json!({
+        "title": "Tick",
+        "due_date": start,
+        "recurrence": {"cron": "*/2 * * * * *", "mode": "fixed", "timezone": "UTC"},
+    });
+    let r = s.post("/api/tasks", &a, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let series = r.body["series_id"].as_str().expect("series").to_owned();
+    let got = until_instances(&s, &a, &series, 3).await;
+    let dues: Vec<jiff::Timestamp> = got
+        .iter()
+        .map(|t| t["due_date"].as_str().expect("due").parse().expect("instant"))
+        .collect();
+    for pair in dues.windows(2) {
+        // On occurrences, in order (a scheduler that fell behind skips ahead, never doubles).
+        let gap = pair[1].duration_since(pair[0]).as_secs();
+        assert!(gap >= 2 && gap % 2 == 0, "on the two-second grid: {dues:?}");
+    }
+    assert!(got.iter().all(|t| t["completed"] == false), "made without any completion");
+    // Each was made once its time came, not before.
+    for t in &got[1..] {
+        let created: jiff::Timestamp =
+            t["created_at"].as_str().expect("created").parse().expect("t");
+        let due: jiff::Timestamp = t["due_date"].as_str().expect("due").parse().expect("t");
+        assert!(created >= due, "made at or after its time: {t}");
+    }
 }
