@@ -25,6 +25,7 @@ mod series;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod webhook;
 
 use std::sync::Arc;
 
