@@ -624,23 +624,7 @@ impl Store for MemoryStore {
             .ok_or(StoreError::NotFound("task"))?;
         let user_zone =
             st.users.iter().find(|(u, _)| u.id == user).and_then(|(u, _)| u.timezone.clone());
-        let zone = task.timezone.clone().or(user_zone);
-        let reminder = Reminder {
-            id: ReminderId::new(),
-            task_id: task.id,
-            user_id: user,
-            fire_at: new.trigger.fire_at(task.due_date, zone.as_ref()),
-            trigger: new.trigger,
-            channels: new.channels,
-            status: match task.status {
-                docket_core::Status::Pending => ReminderStatus::Pending,
-                docket_core::Status::Completed => ReminderStatus::Canceled,
-            },
-            fired_at: None,
-            attempts: 0,
-            last_error: None,
-            created_at: now,
-        };
+        let reminder = docket_store::reminders::planned(&task, new, user_zone, now);
         st.reminders.push(reminder.clone());
         Ok(reminder)
     }

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::codec::{self, PgInstant};
 use super::{append_outbox, task_select, unavailable};
 use crate::StoreError;
-use crate::reminders::{effective_zone, trigger_columns, trigger_from_columns};
+use crate::reminders::{effective_zone, planned, trigger_columns, trigger_from_columns};
 
 const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
                        fired_at, attempts, last_error, created_at";
@@ -68,25 +68,7 @@ pub async fn insert(
     new: NewReminder,
     now: Timestamp,
 ) -> Result<Reminder, StoreError> {
-    let zone = effective_zone(task, user_zone(conn, task.user_id).await?);
-    let fire_at = new.trigger.fire_at(task.due_date, zone.as_ref());
-    let status = match task.status {
-        Status::Pending => ReminderStatus::Pending,
-        Status::Completed => ReminderStatus::Canceled,
-    };
-    let reminder = Reminder {
-        id: ReminderId::new(),
-        task_id: task.id,
-        user_id: task.user_id,
-        trigger: new.trigger,
-        channels: new.channels,
-        status,
-        fire_at,
-        fired_at: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-    };
+    let reminder = planned(task, new, user_zone(conn, task.user_id).await?, now);
     let (at, before_due) = trigger_columns(&reminder.trigger);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO reminders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL, $9)"

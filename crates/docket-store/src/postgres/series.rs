@@ -16,7 +16,7 @@ use super::codec::{self, PgInstant, corrupt, get};
 use super::{INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, unavailable};
 use crate::StoreError;
 use crate::postgres::reminders;
-use crate::series::{advance, instance, link, recurrence_from_json, spec_json};
+use crate::series::{advance, first_instance, instance, recurrence_from_json, spec_json};
 
 macro_rules! series_select {
     () => {
@@ -162,7 +162,7 @@ async fn insert_instance(conn: &mut PgConnection, task: &Task) -> Result<(), Sto
 pub async fn create(
     conn: &mut PgConnection,
     user: UserId,
-    mut new: NewTask,
+    new: NewTask,
     series: NewSeries,
     now: Timestamp,
     source: &str,
@@ -171,21 +171,8 @@ pub async fn create(
         Some(r) => Some(resolve_category(conn, user, r, now).await?),
         None => None,
     };
-    new.due_date = Some(docket_core::time::truncate_micros(series.first.at));
-    let first = series.first;
-    let s = series.into_series(
-        SeriesId::new(),
-        user,
-        new.title.clone(),
-        new.description.clone(),
-        new.priority,
-        category.clone(),
-        new.tags.clone(),
-        now,
-    );
+    let (s, task) = first_instance(new, series, user, category, now);
     insert_series(conn, &s).await?;
-    let mut task = new.into_task(TaskId::new(), user, category, now);
-    task.series = Some(link(&s, &first));
     insert_instance(conn, &task).await?;
     append_outbox(conn, &task_events(TaskChange::Created(&task), now, source), now).await?;
     Ok(task)

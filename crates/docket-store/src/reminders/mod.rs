@@ -16,11 +16,36 @@
 pub mod sqlite;
 // The PostgreSQL side lives in `crate::postgres::reminders` (it needs that adapter's codec).
 
-use docket_core::{Offset, Task, Timestamp, Trigger, Zone};
+use docket_core::{
+    NewReminder, Offset, Reminder, ReminderId, ReminderStatus, Status, Task, Timestamp, Trigger,
+    Zone,
+};
 
 /// The zone a relative reminder counts days in: the task's, else its owner's, else UTC.
 pub fn effective_zone(task: &Task, user_zone: Option<Zone>) -> Option<Zone> {
     task.timezone.clone().or(user_zone)
+}
+
+/// A new reminder of `task` (the owner's zone given): pending, or canceled while the task is
+/// completed (reopening re-arms it); `fire_at` from the trigger and the due date.
+pub fn planned(task: &Task, new: NewReminder, user_zone: Option<Zone>, now: Timestamp) -> Reminder {
+    let zone = effective_zone(task, user_zone);
+    Reminder {
+        id: ReminderId::new(),
+        task_id: task.id,
+        user_id: task.user_id,
+        fire_at: new.trigger.fire_at(task.due_date, zone.as_ref()),
+        trigger: new.trigger,
+        channels: new.channels,
+        status: match task.status {
+            Status::Pending => ReminderStatus::Pending,
+            Status::Completed => ReminderStatus::Canceled,
+        },
+        fired_at: None,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+    }
 }
 
 /// A stored trigger from its two columns (exactly one is set).

@@ -8,7 +8,7 @@ use docket_core::{
 use docket_events::reminder_triggered;
 use rusqlite::{Connection, Row, Transaction, params};
 
-use super::{effective_zone, trigger_columns, trigger_from_columns};
+use super::{effective_zone, planned, trigger_columns, trigger_from_columns};
 use crate::StoreError;
 use crate::sqlite::append_outbox;
 use crate::sqlite::codec::{
@@ -67,25 +67,7 @@ pub fn insert(
     new: NewReminder,
     now: Timestamp,
 ) -> Result<Reminder, StoreError> {
-    let zone = effective_zone(task, user_zone(tx, task.user_id)?);
-    let fire_at = new.trigger.fire_at(task.due_date, zone.as_ref());
-    let status = match task.status {
-        Status::Pending => ReminderStatus::Pending,
-        Status::Completed => ReminderStatus::Canceled,
-    };
-    let reminder = Reminder {
-        id: ReminderId::new(),
-        task_id: task.id,
-        user_id: task.user_id,
-        trigger: new.trigger,
-        channels: new.channels,
-        status,
-        fire_at,
-        fired_at: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-    };
+    let reminder = planned(task, new, user_zone(tx, task.user_id)?, now);
     let (at, before_due) = trigger_columns(&reminder.trigger);
     tx.prepare_cached(&format!("INSERT INTO reminders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))
         .db()?

@@ -24,8 +24,8 @@ pub mod sqlite;
 // The PostgreSQL side lives in `crate::postgres::series` (it needs that adapter's codec).
 
 use docket_core::{
-    Occurrence, Recurrence, RecurrenceSpec, Series, SeriesLink, Status, Task, TaskId, Timestamp,
-    Zone,
+    Category, NewSeries, NewTask, Occurrence, Recurrence, RecurrenceSpec, Series, SeriesId,
+    SeriesLink, Status, Task, TaskId, Timestamp, UserId, Zone,
 };
 
 use crate::StoreError;
@@ -51,6 +51,32 @@ pub(crate) fn link(series: &Series, occurrence: &Occurrence) -> SeriesLink {
         instance_date: occurrence.local,
         recurrence: series.recurrence.to_spec(),
     }
+}
+
+/// A new recurring task as its series and first instance (due at the first occurrence),
+/// for the stores to insert in one transaction; `category` is already resolved.
+pub(crate) fn first_instance(
+    mut new: NewTask,
+    series: NewSeries,
+    user: UserId,
+    category: Option<Category>,
+    now: Timestamp,
+) -> (Series, Task) {
+    new.due_date = Some(docket_core::time::truncate_micros(series.first.at));
+    let first = series.first;
+    let s = series.into_series(
+        SeriesId::new(),
+        user,
+        new.title.clone(),
+        new.description.clone(),
+        new.priority,
+        category.clone(),
+        new.tags.clone(),
+        now,
+    );
+    let mut task = new.into_task(TaskId::new(), user, category, now);
+    task.series = Some(link(&s, &first));
+    (s, task)
 }
 
 /// The instance of `series` due at `occurrence`, made at `now`.

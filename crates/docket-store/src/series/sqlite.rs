@@ -10,7 +10,7 @@ use docket_core::{
 use docket_events::{TaskChange, task_events};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{advance, instance, link, recurrence_from_json, spec_json};
+use super::{advance, first_instance, instance, recurrence_from_json, spec_json};
 use crate::StoreError;
 use crate::reminders::sqlite as reminders;
 use crate::sqlite::append_outbox;
@@ -157,7 +157,7 @@ fn set_link(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
 pub fn create(
     tx: &Transaction<'_>,
     user: UserId,
-    mut new: NewTask,
+    new: NewTask,
     series: NewSeries,
     now: Timestamp,
     source: &str,
@@ -166,21 +166,8 @@ pub fn create(
         Some(r) => Some(resolve_category(tx, user, r, now)?),
         None => None,
     };
-    new.due_date = Some(docket_core::time::truncate_micros(series.first.at));
-    let first = series.first;
-    let s = series.into_series(
-        SeriesId::new(),
-        user,
-        new.title.clone(),
-        new.description.clone(),
-        new.priority,
-        category.clone(),
-        new.tags.clone(),
-        now,
-    );
+    let (s, task) = first_instance(new, series, user, category, now);
     insert_series(tx, &s)?;
-    let mut task = new.into_task(TaskId::new(), user, category, now);
-    task.series = Some(link(&s, &first));
     insert_task(tx, &task)?;
     set_link(tx, &task)?;
     append_outbox(tx, &task_events(TaskChange::Created(&task), now, source), now)?;
