@@ -1,27 +1,42 @@
-//! Housekeeping (§6), run beside the scheduler: purges expired state-store entries — chiefly
-//! the consumers' `processed:{consumer}:{event_id}` idempotency keys, which live 7 days — so
-//! the state table does not grow without bound. Reads already ignore expired entries; this
-//! only reclaims their space.
+//! Housekeeping (§6), run beside the scheduler, so the tables that only grow do not grow
+//! without bound:
+//! * purges expired state-store entries — chiefly the consumers'
+//!   `processed:{consumer}:{event_id}` idempotency keys (the dedup keys), which live 7 days.
+//!   Reads already ignore expired entries; this only reclaims their space.
+//! * prunes the outbox: events older than the retention (default 7 days) that every consumer
+//!   group has passed (`Store::prune_outbox`), in batches so neither the SQLite writer nor a
+//!   PostgreSQL lock is held for long. A real-time client resuming from before what is kept
+//!   is told to resync (`realtime.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_store::StateStore;
+use docket_core::Timestamp;
+use docket_store::{StateStore, Store};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
 
 /// Counter: state entries purged because their TTL ran out.
 pub const PURGED_METRIC: &str = "docket_state_purged_total";
+/// Counter: outbox events pruned.
+pub const OUTBOX_PRUNED_METRIC: &str = "docket_outbox_pruned_total";
 
 /// How often housekeeping runs by default.
 pub const EVERY: Duration = Duration::from_secs(600);
+/// How long outbox events are kept by default once every consumer has passed them.
+pub const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Outbox rows pruned per store call (one short write each).
+pub const PRUNE_BATCH: u32 = 1000;
 
-/// Purges expired state entries now, every `every` after, until `shutdown` turns true.
+/// Purges expired state entries and prunes outbox events older than `outbox_retention` now,
+/// every `every` after, until `shutdown` turns true.
 pub async fn run_housekeeping(
+    store: Arc<dyn Store>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
     every: Duration,
+    outbox_retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let purged = metrics::counter!(PURGED_METRIC);
@@ -38,11 +53,53 @@ pub async fn run_housekeeping(
             }
             Err(e) => tracing::warn!(error = %e, "housekeeping cannot purge expired state"),
         }
+        prune_outbox(store.as_ref(), clock.now(), outbox_retention, PRUNE_BATCH, &shutdown).await;
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// Prunes the outbox up to `now - retention`, `batch` rows at a time, until a batch comes
+/// back short (nothing more to prune), the store fails, or shutdown begins; returns how many.
+async fn prune_outbox(
+    store: &dyn Store,
+    now: Timestamp,
+    retention: Duration,
+    batch: u32,
+    shutdown: &watch::Receiver<bool>,
+) -> u64 {
+    let Ok(older_than) = now.checked_sub(retention) else {
+        tracing::warn!(
+            retention_s = retention.as_secs(),
+            "outbox retention reaches before year -9999; not pruning"
+        );
+        return 0;
+    };
+    let counter = metrics::counter!(OUTBOX_PRUNED_METRIC);
+    let mut total = 0u64;
+    loop {
+        match store.prune_outbox(older_than, batch).await {
+            Ok(n) => {
+                counter.increment(n);
+                total += n;
+                if n < u64::from(batch) || *shutdown.borrow() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "housekeeping cannot prune the outbox");
+                break;
+            }
+        }
+        // Let the writes queued behind this batch go first.
+        tokio::task::yield_now().await;
+    }
+    if total > 0 {
+        tracing::info!(pruned = total, "outbox events pruned");
+    }
+    total
 }
 
 #[cfg(test)]
@@ -87,9 +144,11 @@ mod tests {
         let clock = Arc::new(FixedClock::new(ts("2026-06-01T01:00:00Z")));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_housekeeping(
+            Arc::clone(&store) as Arc<dyn docket_store::Store>,
             Arc::clone(&store) as Arc<dyn docket_store::StateStore>,
             clock,
             Duration::from_secs(3600),
+            OUTBOX_RETENTION,
             stopped,
         ));
         for _ in 0..2000 {
@@ -104,5 +163,83 @@ mod tests {
         assert!(store.get("scheduler:cursor", now).await.expect("get").is_some());
         let _ = stop.send(true);
         task.await.expect("housekeeping stops");
+    }
+
+    async fn user(store: &dyn Store) -> docket_core::User {
+        let new = docket_core::NewUser {
+            email: Some(docket_core::Email::parse("keeper@example.com").expect("email")),
+            name: docket_core::DisplayName::parse("keeper").expect("name"),
+            timezone: None,
+            password_hash: None,
+            external_subject: None,
+        };
+        store.create_user(new, ts("2026-01-01T00:00:00Z")).await.expect("create_user")
+    }
+
+    async fn create(store: &dyn Store, user: &docket_core::User, at: &str) {
+        let task = docket_core::NewTask::new(docket_core::Title::parse("t").expect("title"));
+        store.create_task(user.id, task, ts(at)).await.expect("create_task");
+    }
+
+    async fn kept(store: &dyn Store) -> Vec<i64> {
+        let rows = store.read_outbox(0, docket_events::topics::TASK_EVENTS, 100).await;
+        rows.expect("read").into_iter().map(|(seq, _)| seq).collect()
+    }
+
+    #[tokio::test]
+    async fn outbox_events_past_the_retention_and_every_consumer_are_pruned() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("docket.db");
+        let store = Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
+        let u = user(store.as_ref()).await;
+        create(store.as_ref(), &u, "2026-06-01T00:00:00Z").await; // 1: old, passed
+        create(store.as_ref(), &u, "2026-06-02T00:00:00Z").await; // 2: old, not passed
+        create(store.as_ref(), &u, "2026-06-09T00:00:00Z").await; // 3: within the retention
+        let all = kept(store.as_ref()).await;
+        assert_eq!(all.len(), 3);
+        let topic = docket_events::topics::TASK_EVENTS;
+        let at = ts("2026-06-01T00:00:00Z");
+        store.save_consumer_position("audit", topic, all[2], at).await.expect("save");
+        store.save_consumer_position("recurrence", topic, all[0], at).await.expect("save");
+
+        // Eight days after the first write: the first two are past the 7-day retention.
+        let clock = Arc::new(FixedClock::new(ts("2026-06-09T12:00:00Z")));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_housekeeping(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&store) as Arc<dyn docket_store::StateStore>,
+            clock,
+            Duration::from_secs(3600),
+            OUTBOX_RETENTION,
+            stopped,
+        ));
+        for _ in 0..2000 {
+            if kept(store.as_ref()).await.len() < 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(kept(store.as_ref()).await, all[1..], "only the old event all groups passed");
+        assert_eq!(store.outbox_tail(topic).await.expect("tail"), all[0]);
+        let _ = stop.send(true);
+        task.await.expect("housekeeping stops");
+    }
+
+    #[tokio::test]
+    async fn pruning_goes_on_batch_after_batch_until_a_short_one() {
+        let store = crate::testing::MemoryStore::new();
+        let u = user(&store).await;
+        for _ in 0..5 {
+            create(&store, &u, "2026-06-01T00:00:00Z").await;
+        }
+        let now = ts("2026-06-20T00:00:00Z");
+        let (_stop, stopped) = watch::channel(false);
+        let n = prune_outbox(&store, now, OUTBOX_RETENTION, 2, &stopped).await;
+        assert_eq!(n, 5, "three batches: 2, 2, 1");
+        assert!(kept(&store).await.is_empty());
+        // Nothing younger than the retention goes.
+        create(&store, &u, "2026-06-19T00:00:00Z").await;
+        assert_eq!(prune_outbox(&store, now, OUTBOX_RETENTION, 2, &stopped).await, 0);
+        assert_eq!(kept(&store).await.len(), 1);
     }
 }

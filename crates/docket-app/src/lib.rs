@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 mod categories;
 pub mod clock;
+pub mod delivery;
 pub mod error;
 pub mod housekeeping;
 pub mod notifier;
@@ -35,7 +36,7 @@ pub use accounts::{CreatedToken, NewToken, Session, Signup};
 pub use auth::{AuthConfig, PAT_PREFIX};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::AppError;
-pub use tasks::{Completion, InstantInput, TaskChanges, TaskInput};
+pub use tasks::{Completion, InstantInput, NEXT_INSTANCE_WAIT, TaskChanges, TaskInput};
 
 /// The application: every use case is a method.
 pub struct App {
@@ -45,6 +46,13 @@ pub struct App {
     hub: Option<realtime::Hub>,
     /// Told when a reminder's fire time may have moved earlier; the scheduler waits on it.
     scheduler_wake: Arc<tokio::sync::Notify>,
+    /// How long completing a series instance waits for the recurrence consumer's next
+    /// instance; `None` when no recurrence consumer runs on this database.
+    next_instance_wait: Option<std::time::Duration>,
+    /// Whether webhooks may target loopback, private and link-local addresses.
+    webhooks_allow_private: bool,
+    /// Whether an SMTP relay is configured, so reminders may ask for email.
+    email_enabled: bool,
 }
 
 impl App {
@@ -55,7 +63,37 @@ impl App {
             auth: auth::Auth::new(auth),
             hub: None,
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
+            next_instance_wait: Some(tasks::NEXT_INSTANCE_WAIT),
+            webhooks_allow_private: false,
+            email_enabled: false,
         }
+    }
+
+    /// Says an SMTP relay is configured (reminders may then ask for the `email` channel).
+    pub fn with_email(mut self, enabled: bool) -> App {
+        self.email_enabled = enabled;
+        self
+    }
+
+    /// Whether reminders may ask for the `email` channel.
+    pub fn email_enabled(&self) -> bool {
+        self.email_enabled
+    }
+
+    /// Lets webhooks target loopback, private and link-local addresses (an operator's choice
+    /// for a closed network; off by default).
+    pub fn with_private_webhooks(mut self, allow: bool) -> App {
+        self.webhooks_allow_private = allow;
+        self
+    }
+
+    /// How long completing a series instance waits for its next instance to be reported
+    /// (the recurrence consumer makes it, usually within milliseconds); `None` says no
+    /// recurrence consumer runs on this database, so a completion answers `next: null` at
+    /// once. Default [`NEXT_INSTANCE_WAIT`].
+    pub fn with_next_instance_wait(mut self, wait: Option<std::time::Duration>) -> App {
+        self.next_instance_wait = wait;
+        self
     }
 
     /// Replaces the system clock (tests pin time with [`FixedClock`]).

@@ -3,17 +3,26 @@
 //! appended with its `notification.created` event (so it reaches the real-time stream) inside
 //! the consumer runtime's transaction, together with the `processed:` key.
 //!
+//! The `email` channel enqueues one delivery to the owner's address and the `webhook` channel
+//! one per active webhook of the owner subscribed to `com.todo.reminder.triggered`, in the
+//! same transaction; the delivery worker (`crate::delivery`) sends them with retries. A
+//! reminder asking for webhooks when its owner has none subscribed is marked `failed` with
+//! that reason at once: nothing is dropped silently.
+//!
 //! Idempotent twice over: the runtime skips an event whose `processed:` key exists, and a
-//! notification is unique per causing event id. An event whose data does not parse is
-//! poison (`Permanent`, dead-lettered). Email and webhook channels are not delivered yet:
-//! the HTTP edge refuses reminders that ask for them.
+//! notification is unique per causing event id, a delivery per (event, channel, target). An
+//! event whose data does not parse is poison (`Permanent`, dead-lettered).
 
 use std::sync::Arc;
 
 use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
-use docket_core::{Notification, NotificationId, ReminderId, TaskId, UserId};
+use docket_core::{
+    DeliveryChannel, DeliveryId, NewDelivery, Notification, NotificationId, ReminderId, TaskId,
+    UserId,
+};
 use docket_events::{CloudEvent, ReminderTriggeredV1, topics, types};
-use docket_store::{notifications, postgres};
+use docket_store::webhooks::Subscriber;
+use docket_store::{notifications, postgres, webhooks};
 use futures::FutureExt as _;
 
 /// The notifier's group name (also its metric label and `processed:` key prefix).
@@ -30,35 +39,122 @@ pub fn config() -> ConsumerConfig {
     config
 }
 
-/// The in-app notification `event` asks for, `None` when it asks for none (or is not a
-/// reminder event).
-pub fn in_app(event: &CloudEvent) -> Result<Option<Notification>, HandlerError> {
+/// What a reminder event asks the notifier for.
+struct Asks {
+    data: ReminderTriggeredV1,
+    in_app: bool,
+    email: bool,
+    webhook: bool,
+}
+
+/// The reminder data `event` carries and its channels; `None` for any other event.
+fn asks(event: &CloudEvent) -> Result<Option<Asks>, HandlerError> {
     if event.ty != types::REMINDER_TRIGGERED {
         return Ok(None);
     }
     let data: ReminderTriggeredV1 = event
         .data_as()
         .map_err(|e| HandlerError::Permanent(format!("event {} ({}): {e}", event.id, event.ty)))?;
-    if !data.reminder.channels.iter().any(|c| c == "in_app") {
-        return Ok(None);
-    }
-    let body = match data.task.due_date {
-        Some(due) => format!("Reminder: due {}", due.strftime("%Y-%m-%d %H:%M UTC")),
-        None => "Reminder".to_owned(),
-    };
-    let created_at = docket_core::time::truncate_micros(
+    let has = |c: &str| data.reminder.channels.iter().any(|x| x == c);
+    Ok(Some(Asks { in_app: has("in_app"), email: has("email"), webhook: has("webhook"), data }))
+}
+
+fn fired_at(data: &ReminderTriggeredV1, event: &CloudEvent) -> jiff::Timestamp {
+    docket_core::time::truncate_micros(
         data.reminder.fired_at.or(event.time).unwrap_or_else(jiff::Timestamp::now),
-    );
-    Ok(Some(Notification {
+    )
+}
+
+/// "Reminder: due …" in the task's zone when it has one, else UTC.
+fn due_line(data: &ReminderTriggeredV1) -> String {
+    let Some(due) = data.task.due_date else {
+        return "Reminder".to_owned();
+    };
+    match data.task.timezone.as_deref().and_then(|z| jiff::tz::TimeZone::get(z).ok()) {
+        Some(tz) => format!(
+            "Reminder: due {} ({})",
+            due.to_zoned(tz).strftime("%Y-%m-%d %H:%M"),
+            data.task.timezone.as_deref().unwrap_or("UTC")
+        ),
+        None => format!("Reminder: due {}", due.strftime("%Y-%m-%d %H:%M UTC")),
+    }
+}
+
+/// The in-app notification `event` asks for, `None` when it asks for none (or is not a
+/// reminder event).
+pub fn in_app(event: &CloudEvent) -> Result<Option<Notification>, HandlerError> {
+    Ok(asks(event)?.filter(|a| a.in_app).map(|a| notification(&a.data, event)))
+}
+
+fn notification(data: &ReminderTriggeredV1, event: &CloudEvent) -> Notification {
+    Notification {
         id: NotificationId::new(),
         user_id: UserId(data.task.user_id),
         task_id: Some(TaskId(data.task.id)),
         reminder_id: Some(ReminderId(data.reminder.id)),
-        title: data.task.title,
-        body,
-        created_at,
+        title: data.task.title.clone(),
+        body: due_line(data),
+        created_at: fired_at(data, event),
         read_at: None,
-    }))
+    }
+}
+
+/// The email a reminder sends: `{"subject", "text"}`, the delivery's payload.
+pub fn email_payload(data: &ReminderTriggeredV1) -> String {
+    let mut text = format!("{}\n\n{}\n", data.task.title, due_line(data));
+    if let Some(d) = data.task.description.as_deref().filter(|d| !d.is_empty()) {
+        text.push('\n');
+        text.push_str(d);
+        text.push('\n');
+    }
+    text.push_str(&format!("\nTask: {}\nReminder: {}\n", data.task.id, data.reminder.id));
+    serde_json::json!({ "subject": format!("Reminder: {}", data.task.title), "text": text })
+        .to_string()
+}
+
+/// The deliveries `event` owes, given the owner's address and webhooks; and, when a channel
+/// it asks for has nowhere to go, why (the reminder is then marked failed).
+fn outgoing(
+    a: &Asks,
+    event: &CloudEvent,
+    email: Option<String>,
+    hooks: Vec<Subscriber>,
+) -> Result<(Vec<NewDelivery>, Option<String>), HandlerError> {
+    let data = &a.data;
+    let base = |channel, webhook_id, target: String, payload: String| NewDelivery {
+        id: DeliveryId::new(),
+        user_id: UserId(data.task.user_id),
+        channel,
+        webhook_id,
+        reminder_id: Some(ReminderId(data.reminder.id)),
+        event_id: event.id.clone(),
+        event_type: event.ty.clone(),
+        target,
+        payload,
+        created_at: fired_at(data, event),
+    };
+    let mut out = Vec::new();
+    let mut missing = None;
+    if a.email {
+        match email {
+            Some(to) => out.push(base(DeliveryChannel::Email, None, to, email_payload(data))),
+            None => missing = Some("the reminder's owner has no email address".to_owned()),
+        }
+    }
+    if a.webhook {
+        if hooks.is_empty() {
+            missing = Some(format!(
+                "no active webhook of the owner receives {}",
+                types::REMINDER_TRIGGERED
+            ));
+        }
+        let body = serde_json::to_string(event)
+            .map_err(|e| HandlerError::Permanent(format!("event {}: {e}", event.id)))?;
+        for h in hooks {
+            out.push(base(DeliveryChannel::Webhook, Some(h.id), h.url, body.clone()));
+        }
+    }
+    Ok((out, missing))
 }
 
 fn transient(e: docket_store::StoreError) -> HandlerError {
@@ -68,8 +164,26 @@ fn transient(e: docket_store::StoreError) -> HandlerError {
 /// The handler for a `SqliteProcessor`.
 pub fn sqlite_handler() -> Arc<SqliteHandler> {
     Arc::new(|tx, event| {
-        if let Some(n) = in_app(event)? {
-            notifications::sqlite::append(tx, &n, &event.id, SOURCE).map_err(transient)?;
+        let Some(a) = asks(event)? else {
+            return Ok(());
+        };
+        if a.in_app {
+            notifications::sqlite::append(tx, &notification(&a.data, event), &event.id, SOURCE)
+                .map_err(transient)?;
+        }
+        let user = UserId(a.data.task.user_id);
+        let email =
+            if a.email { webhooks::sqlite::user_email(tx, user).map_err(transient)? } else { None };
+        let hooks = if a.webhook {
+            webhooks::sqlite::subscribers(tx, user, types::REMINDER_TRIGGERED).map_err(transient)?
+        } else {
+            Vec::new()
+        };
+        let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
+        webhooks::sqlite::enqueue(tx, &deliveries).map_err(transient)?;
+        if let Some(why) = missing {
+            webhooks::sqlite::reminder_failed(tx, ReminderId(a.data.reminder.id), &why, true)
+                .map_err(transient)?;
         }
         Ok(())
     })
@@ -79,10 +193,39 @@ pub fn sqlite_handler() -> Arc<SqliteHandler> {
 pub fn pg_handler() -> Arc<PgHandler> {
     Arc::new(|conn, event| {
         async move {
-            if let Some(n) = in_app(event)? {
+            let Some(a) = asks(event)? else {
+                return Ok(());
+            };
+            if a.in_app {
+                let n = notification(&a.data, event);
                 postgres::notifications::append(conn, &n, &event.id, SOURCE)
                     .await
                     .map_err(transient)?;
+            }
+            let user = UserId(a.data.task.user_id);
+            let email = if a.email {
+                postgres::webhooks::user_email(conn, user).await.map_err(transient)?
+            } else {
+                None
+            };
+            let hooks = if a.webhook {
+                postgres::webhooks::subscribers(conn, user, types::REMINDER_TRIGGERED)
+                    .await
+                    .map_err(transient)?
+            } else {
+                Vec::new()
+            };
+            let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
+            postgres::webhooks::enqueue(conn, &deliveries).await.map_err(transient)?;
+            if let Some(why) = missing {
+                postgres::webhooks::reminder_failed(
+                    conn,
+                    ReminderId(a.data.reminder.id),
+                    &why,
+                    true,
+                )
+                .await
+                .map_err(transient)?;
             }
             Ok(())
         }

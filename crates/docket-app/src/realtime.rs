@@ -9,6 +9,12 @@
 //! partition key), then re-joins; only when it is more than `replay_limit` events behind does
 //! it receive a [`Item::Resync`] and skip to the head, telling the client to reload.
 //!
+//! Housekeeping prunes old events from the log. A replay reads the log's tail (the highest
+//! pruned position) after each page: when it lies above where the page started, events the
+//! subscription needs may be gone, so it gets a resync ([`ResyncReason::Pruned`]) instead of
+//! a silent gap. The tail only grows and a prune commits its deletes with it, so a page read
+//! before the check that missed a pruned row always sees the moved tail.
+//!
 //! Gap-free hand-over: a subscription registers with the hub and learns the hub's position
 //! `P` under the same lock that fans out, so every event after `P` reaches its buffer and
 //! every event up to `P` is in the log; it replays `(cursor, P]` from the log first, then
@@ -85,6 +91,9 @@ pub enum ResyncReason {
     Lagged,
     /// It asked to resume after a position this log does not have yet.
     UnknownPosition,
+    /// Events it had not seen were pruned from the log (it was away longer than the
+    /// outbox retention).
+    Pruned,
 }
 
 impl ResyncReason {
@@ -92,6 +101,7 @@ impl ResyncReason {
         match self {
             ResyncReason::Lagged => "lagged",
             ResyncReason::UnknownPosition => "unknown_position",
+            ResyncReason::Pruned => "pruned",
         }
     }
 }
@@ -392,7 +402,7 @@ impl Subscription {
     }
 
     /// Reads the next page of this key's events in `(cursor, replay_until]` into the backlog,
-    /// or a resync when the catch-up has grown too long.
+    /// or a resync when the catch-up has grown too long or the log no longer holds the range.
     async fn replay_page(&mut self) -> Option<()> {
         let config = &self.hub.inner.config;
         if self.replayed >= config.replay_limit {
@@ -407,6 +417,25 @@ impl Subscription {
             .store
             .read_outbox_for(TOPIC, &self.key, self.cursor, self.replay_until, page)
             .await;
+        // Read after the page: a prune that deleted part of it has moved the tail by now.
+        let tail = match read {
+            Ok(_) => self.hub.inner.store.outbox_tail(TOPIC).await,
+            Err(_) => Ok(0),
+        };
+        match tail {
+            Ok(tail) if tail > self.cursor => {
+                self.pending = Some(Item::Resync {
+                    sequence: self.replay_until,
+                    reason: ResyncReason::Pruned,
+                });
+                return Some(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "real-time replay cannot read the log; ending the stream");
+                return None;
+            }
+        }
         match read {
             Ok(events) if events.is_empty() => self.cursor = self.replay_until,
             Ok(events) => {

@@ -1,5 +1,6 @@
 //! Series use cases (§2.3): list, get, pause, resume and delete the caller's recurring
-//! series. Creating one is `create_task` with a recurrence; making instances is the store's
+//! series. Creating one is `create_task` with a recurrence (or an update with one, see
+//! `TaskChanges::recurrence`); making instances is the store's
 //! (the `recurrence` consumer and the scheduler call it), not these use cases'.
 
 use docket_core::{Series, SeriesId, User};
@@ -28,9 +29,10 @@ impl App {
         Ok(series)
     }
 
-    /// Deletes the series: no more instances; the existing ones stay.
+    /// Deletes the series: no more instances; the existing ones stay, detached from it (no
+    /// series link, version bumped, a `task.updated` event each).
     #[tracing::instrument(name = "delete_series", skip_all, fields(user.id = %user.id, series.id = %id), err(level = "debug"))]
     pub async fn delete_series(&self, user: &User, id: SeriesId) -> Result<(), AppError> {
-        Ok(self.store.delete_series(user.id, id).await?)
+        Ok(self.store.delete_series(user.id, id, self.clock.now()).await?)
     }
 }

@@ -56,9 +56,11 @@ pub struct TaskInput {
     /// `None`: the user's zone, else UTC.
     pub timezone: Option<Zone>,
     pub status: Status,
-    /// The wire's recurrence in object form (§2.3), parsed here once the zone is known;
-    /// ignored by a replace (PUT).
-    pub recurrence: Option<RecurrenceSpec>,
+    /// The wire's recurrence in object form (§2.3), parsed here once the zone is known.
+    /// `None`: not given (a create makes a one-off task, a replace (PUT) leaves the task's
+    /// series as it is); `Some(None)`: `null` (a replace ends the task's series); else the
+    /// rule (see [`TaskChanges::recurrence`] for what a replace does with it).
+    pub recurrence: Option<Option<RecurrenceSpec>>,
 }
 
 impl TaskInput {
@@ -89,13 +91,19 @@ pub struct TaskChanges {
     pub due_date: Option<Option<InstantInput>>,
     pub timezone: Option<Option<Zone>>,
     pub status: Option<Status>,
+    /// `Some(Some(spec))` on a one-off task makes it the first instance of a new series (as a
+    /// create with `recurrence` does: the due date moves to the rule's first occurrence); on
+    /// an instance it replaces its series' rule for the instances after this one. `Some(None)`
+    /// ends the task's series, as deleting the series does (§2.3).
+    pub recurrence: Option<Option<RecurrenceSpec>>,
 }
 
-/// How long completing a recurring instance waits for its next instance to report it.
+/// How long completing a recurring instance waits for its next instance to report it, by
+/// default (`App::with_next_instance_wait`).
 pub const NEXT_INSTANCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What completing a task gives: the task, and the next instance of its series when the
-/// recurrence consumer made it within [`NEXT_INSTANCE_WAIT`].
+/// recurrence consumer made it within the wait (`App::with_next_instance_wait`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub task: Task,
@@ -135,13 +143,33 @@ fn new_series(spec: &RecurrenceSpec, new: &NewTask, now: Timestamp) -> Result<Ne
     let zone = new.timezone.clone().unwrap_or_else(Zone::utc);
     let recurrence = Recurrence::parse(spec, &zone)?;
     let start = new.due_date.unwrap_or(now).to_zoned(recurrence.zone().tz().clone()).datetime();
-    NewSeries::starting(recurrence, start).ok_or_else(|| {
-        AppError::Validation(ValidationErrors::single(FieldError::custom(
-            "recurrence",
-            "never_matches",
-            "the recurrence has no occurrence from the task's due date on",
-        )))
-    })
+    NewSeries::starting(recurrence, start).ok_or_else(never_matches)
+}
+
+fn never_matches() -> AppError {
+    AppError::Validation(ValidationErrors::single(FieldError::custom(
+        "recurrence",
+        "never_matches",
+        "the recurrence has no occurrence from the task's due date on",
+    )))
+}
+
+/// The rule of an update's `recurrence` for `task` (as stored), parsed in `zone` (the zone
+/// the task has after the update); `due` is its due date after the update. A one-off task
+/// becomes the first instance of a series, so the rule must match from its due date on.
+fn update_recurrence(
+    spec: &RecurrenceSpec,
+    zone: &Zone,
+    task: &Task,
+    due: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Recurrence, AppError> {
+    let recurrence = Recurrence::parse(spec, zone)?;
+    if task.series.is_none() {
+        let start = due.unwrap_or(now).to_zoned(recurrence.zone().tz().clone()).datetime();
+        NewSeries::starting(recurrence.clone(), start).ok_or_else(never_matches)?;
+    }
+    Ok(recurrence)
 }
 
 /// How many times a toggle without `If-Match` retries when a concurrent write moved the task
@@ -151,7 +179,7 @@ const TOGGLE_ATTEMPTS: usize = 3;
 impl App {
     #[tracing::instrument(name = "create_task", skip_all, fields(user.id = %user.id, task.id), err(level = "debug"))]
     pub async fn create_task(&self, user: &User, mut input: TaskInput) -> Result<Task, AppError> {
-        let spec = input.recurrence.take();
+        let spec = input.recurrence.take().flatten();
         let new = input.into_new_task(user)?;
         let now = self.clock.now();
         let task = match spec {
@@ -201,6 +229,21 @@ impl App {
                 Some(Some(resolve_due(input, &zone)?))
             }
         };
+        let now = self.clock.now();
+        let recurrence = match &changes.recurrence {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(spec)) => {
+                // Read for its zone, due date and series; the store re-checks in its write.
+                let task = self.store.get_task(user.id, id).await?;
+                let zone = zone
+                    .clone()
+                    .or_else(|| task.timezone.clone())
+                    .unwrap_or_else(|| default_zone(user));
+                let due = due_date.unwrap_or(task.due_date);
+                Some(Some(update_recurrence(spec, &zone, &task, due, now)?))
+            }
+        };
         let patch = TaskPatch {
             title: changes.title,
             description: changes.description,
@@ -210,8 +253,9 @@ impl App {
             due_date,
             timezone: zone.map(Some),
             status: changes.status,
+            recurrence,
         };
-        let task = self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?;
+        let task = self.store.update_task(user.id, id, patch, if_match, now).await?;
         // A due date (or reopen) may have moved a reminder earlier.
         self.wake_scheduler();
         Ok(task)
@@ -222,11 +266,23 @@ impl App {
         &self,
         user: &User,
         id: TaskId,
-        input: TaskInput,
+        mut input: TaskInput,
         if_match: Option<i64>,
     ) -> Result<Task, AppError> {
-        let patch = TaskPatch::replace_with(input.into_new_task(user)?);
-        let task = self.store.update_task(user.id, id, patch, if_match, self.clock.now()).await?;
+        let spec = input.recurrence.take();
+        let new = input.into_new_task(user)?;
+        let now = self.clock.now();
+        let recurrence = match spec {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(spec)) => {
+                let task = self.store.get_task(user.id, id).await?;
+                let zone = new.timezone.clone().unwrap_or_else(|| default_zone(user));
+                Some(Some(update_recurrence(&spec, &zone, &task, new.due_date, now)?))
+            }
+        };
+        let patch = TaskPatch { recurrence, ..TaskPatch::replace_with(new) };
+        let task = self.store.update_task(user.id, id, patch, if_match, now).await?;
         // A due date (or reopen) may have moved a reminder earlier.
         self.wake_scheduler();
         Ok(task)
@@ -311,14 +367,24 @@ impl App {
     }
 
     /// The next instance the recurrence consumer makes for the completed series instance
-    /// `task`, when it shows up on the user's log within [`NEXT_INSTANCE_WAIT`] of the
-    /// completion (typically a few milliseconds); `None` for a one-off task, without a hub,
-    /// or when it is later (clients then see it on `/api/stream`). The wait replays the log
-    /// from `mark`, taken before the write, so the instance cannot slip past unseen.
+    /// `task`, when it shows up on the user's log within the configured wait
+    /// (`App::with_next_instance_wait`, [`NEXT_INSTANCE_WAIT`] by default) of the completion
+    /// (typically a few milliseconds); `None` for a one-off task, without a hub, when no
+    /// recurrence consumer runs (no wait configured), for a series that makes no instance on
+    /// completion (paused, `fixed` mode, deleted), or when it is later (clients then see it
+    /// on `/api/stream`). The wait replays the log from `mark`, taken before the write, so
+    /// the instance cannot slip past unseen.
     async fn next_instance(&self, user: &User, task: &Task, mark: Option<i64>) -> Option<Task> {
-        let series = task.series.as_ref()?.series_id.to_string();
-        let mut sub = self.subscribe(user, Some(mark?)).ok()?;
-        let deadline = tokio::time::Instant::now() + NEXT_INSTANCE_WAIT;
+        let wait = self.next_instance_wait?;
+        let link = task.series.as_ref()?;
+        let mark = mark?;
+        let s = self.store.get_series(user.id, link.series_id).await.ok()?;
+        if !s.active || s.recurrence.mode() != docket_core::Mode::AfterCompletion {
+            return None;
+        }
+        let series = link.series_id.to_string();
+        let mut sub = self.subscribe(user, Some(mark)).ok()?;
+        let deadline = tokio::time::Instant::now() + wait;
         let own = task.id.to_string();
         loop {
             let item = tokio::time::timeout_at(deadline, sub.next()).await.ok()??;

@@ -4,6 +4,7 @@
 //! events, reminders without the task write rules, series without instances made after the first) but is no adapter: no durability, linear
 //! scans, and a constant search rank. Never use it to serve.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,16 +29,35 @@ struct State {
     series: Vec<docket_core::Series>,
     /// `(notification, source event id)`.
     notifications: Vec<(Notification, String)>,
+    /// `(webhook, secret)`.
+    webhooks: Vec<(docket_core::Webhook, String)>,
+    deliveries: Vec<docket_core::Delivery>,
     /// `(position, topic, event)`; positions start at 1.
     outbox: Vec<(i64, &'static str, CloudEvent)>,
+    /// The last position given out (pruning never makes one reusable).
+    last_seq: i64,
+    /// Each `(group, topic)`'s committed position.
+    offsets: HashMap<(String, String), i64>,
+    /// Each outbox topic's highest pruned position.
+    pruned: HashMap<&'static str, i64>,
 }
 
 impl State {
     fn append(&mut self, change: TaskChange<'_>, now: Timestamp) {
         for OutboxEvent { topic, event } in task_events(change, now, "/docket/api") {
-            let seq = self.outbox.len() as i64 + 1;
-            self.outbox.push((seq, topic, event));
+            self.push_outbox(topic, event);
         }
+    }
+
+    fn push_outbox(&mut self, topic: &'static str, event: CloudEvent) {
+        self.last_seq += 1;
+        self.outbox.push((self.last_seq, topic, event));
+    }
+
+    /// The highest pruned position of `topic`'s log.
+    fn tail(&self, topic: &str) -> i64 {
+        let log = topics::log_topics(topic);
+        self.pruned.iter().filter(|(t, _)| log.contains(t)).map(|(_, p)| *p).max().unwrap_or(0)
     }
 }
 
@@ -166,6 +186,28 @@ fn matches(task: &Task, q: &TaskQuery, now: Timestamp, categories: &[Category]) 
         && q.due_before.is_none_or(|b| task.due_date.is_some_and(|d| d < b))
         && q.due_after.is_none_or(|a| task.due_date.is_some_and(|d| d >= a))
         && (!q.overdue || task.is_overdue(now))
+}
+
+/// Detaches the instances of series `id` but `except`, each with its updated event.
+fn detach_instances(
+    st: &mut State,
+    id: docket_core::SeriesId,
+    except: Option<TaskId>,
+    now: Timestamp,
+) {
+    let linked: Vec<usize> = (0..st.tasks.len())
+        .filter(|&i| {
+            let t = &st.tasks[i];
+            t.series.as_ref().is_some_and(|l| l.series_id == id) && Some(t.id) != except
+        })
+        .collect();
+    for i in linked {
+        let before = st.tasks[i].clone();
+        let after =
+            Task { series: None, version: before.version + 1, updated_at: now, ..before.clone() };
+        st.tasks[i] = after.clone();
+        st.append(TaskChange::Updated { before: &before, after: &after }, now);
+    }
 }
 
 #[async_trait]
@@ -334,11 +376,16 @@ impl Store for MemoryStore {
         &self,
         user: UserId,
         id: docket_core::SeriesId,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut st = self.state()?;
         let before = st.series.len();
         st.series.retain(|s| !(s.id == id && s.user_id == user));
-        if st.series.len() == before { Err(StoreError::NotFound("series")) } else { Ok(()) }
+        if st.series.len() == before {
+            return Err(StoreError::NotFound("series"));
+        }
+        detach_instances(&mut st, id, None, now);
+        Ok(())
     }
 
     async fn spawn_due_instances(
@@ -353,6 +400,257 @@ impl Store for MemoryStore {
     async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
         let _st = self.state()?;
         Ok(None)
+    }
+
+    async fn create_webhook(
+        &self,
+        user: UserId,
+        new: docket_core::NewWebhook,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let mut st = self.state()?;
+        let hook = docket_core::Webhook {
+            id: docket_core::WebhookId::new(),
+            user_id: user,
+            url: new.url,
+            events: new.events,
+            active: new.active,
+            created_at: now,
+            updated_at: now,
+        };
+        st.webhooks.push((hook.clone(), new.secret));
+        Ok(hook)
+    }
+
+    async fn list_webhooks(&self, user: UserId) -> Result<Vec<docket_core::Webhook>, StoreError> {
+        let st = self.state()?;
+        Ok(st.webhooks.iter().filter(|(w, _)| w.user_id == user).map(|(w, _)| w.clone()).collect())
+    }
+
+    async fn get_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let st = self.state()?;
+        st.webhooks
+            .iter()
+            .find(|(w, _)| w.id == id && w.user_id == user)
+            .map(|(w, _)| w.clone())
+            .ok_or(StoreError::NotFound("webhook"))
+    }
+
+    async fn update_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+        patch: docket_core::WebhookPatch,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let mut st = self.state()?;
+        let (hook, _) = st
+            .webhooks
+            .iter_mut()
+            .find(|(w, _)| w.id == id && w.user_id == user)
+            .ok_or(StoreError::NotFound("webhook"))?;
+        if let Some(url) = patch.url {
+            hook.url = url;
+        }
+        if let Some(events) = patch.events {
+            hook.events = events;
+        }
+        if let Some(active) = patch.active {
+            hook.active = active;
+        }
+        hook.updated_at = now;
+        Ok(hook.clone())
+    }
+
+    async fn delete_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state()?;
+        let before = st.webhooks.len();
+        st.webhooks.retain(|(w, _)| !(w.id == id && w.user_id == user));
+        if st.webhooks.len() == before {
+            return Err(StoreError::NotFound("webhook"));
+        }
+        st.deliveries.retain(|d| d.webhook_id != Some(id));
+        Ok(())
+    }
+
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        limit: usize,
+    ) -> Result<Vec<docket_core::Delivery>, StoreError> {
+        let st = self.state()?;
+        if !st.webhooks.iter().any(|(w, _)| w.id == webhook && w.user_id == user) {
+            return Err(StoreError::NotFound("webhook"));
+        }
+        let mut out: Vec<_> =
+            st.deliveries.iter().filter(|d| d.webhook_id == Some(webhook)).cloned().collect();
+        out.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+        out.truncate(limit.min(docket_store::webhooks::MAX_LIST));
+        Ok(out)
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: Vec<docket_core::NewDelivery>,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.state()?;
+        let mut added = 0;
+        for d in deliveries {
+            if st
+                .deliveries
+                .iter()
+                .any(|e| e.event_id == d.event_id && e.channel == d.channel && e.target == d.target)
+            {
+                continue;
+            }
+            st.deliveries.push(docket_core::Delivery {
+                id: d.id,
+                user_id: d.user_id,
+                channel: d.channel,
+                webhook_id: d.webhook_id,
+                reminder_id: d.reminder_id,
+                event_id: d.event_id,
+                event_type: d.event_type,
+                target: d.target,
+                payload: d.payload,
+                status: docket_core::DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: Some(d.created_at),
+                last_error: None,
+                created_at: d.created_at,
+                delivered_at: None,
+            });
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<docket_store::webhooks::ClaimedDelivery>, StoreError> {
+        let mut st = self.state()?;
+        let until = now
+            .checked_add(jiff::SignedDuration::try_from(lease).unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX);
+        let mut due: Vec<usize> = (0..st.deliveries.len())
+            .filter(|&i| {
+                let d = &st.deliveries[i];
+                d.status == docket_core::DeliveryStatus::Pending
+                    && d.next_attempt_at.is_some_and(|t| t <= now)
+            })
+            .collect();
+        due.sort_by_key(|&i| (st.deliveries[i].next_attempt_at, st.deliveries[i].id));
+        let mut out = Vec::new();
+        for i in due.into_iter().take(limit) {
+            let d = &mut st.deliveries[i];
+            d.attempts += 1;
+            d.next_attempt_at = Some(until);
+            let delivery = d.clone();
+            let secret = delivery
+                .webhook_id
+                .and_then(|w| st.webhooks.iter().find(|(h, _)| h.id == w).map(|(_, s)| s.clone()));
+            out.push(docket_store::webhooks::ClaimedDelivery { delivery, secret });
+        }
+        Ok(out)
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: docket_core::DeliveryId,
+        outcome: docket_core::DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        use docket_core::{DeliveryOutcome, DeliveryStatus};
+        let mut st = self.state()?;
+        let Some(d) =
+            st.deliveries.iter_mut().find(|d| d.id == id && d.status == DeliveryStatus::Pending)
+        else {
+            return Ok(false);
+        };
+        let reminder = d.reminder_id;
+        let failed = match &outcome {
+            DeliveryOutcome::Delivered => {
+                d.status = DeliveryStatus::Delivered;
+                d.delivered_at = Some(now);
+                d.next_attempt_at = None;
+                None
+            }
+            DeliveryOutcome::Retry { error, at } => {
+                d.last_error = Some(error.clone());
+                d.next_attempt_at = Some(*at);
+                Some((error.clone(), false))
+            }
+            DeliveryOutcome::GiveUp { error } => {
+                d.status = DeliveryStatus::Failed;
+                d.last_error = Some(error.clone());
+                d.next_attempt_at = None;
+                Some((error.clone(), true))
+            }
+        };
+        let others_failed = st.deliveries.iter().any(|d| {
+            d.reminder_id.is_some()
+                && d.reminder_id == reminder
+                && d.status == DeliveryStatus::Failed
+        });
+        if let Some(r) = reminder.and_then(|r| st.reminders.iter_mut().find(|x| x.id == r)) {
+            match failed {
+                Some((error, give_up)) => {
+                    r.attempts += 1;
+                    r.last_error = Some(error);
+                    if give_up && r.status == ReminderStatus::Fired {
+                        r.status = ReminderStatus::Failed;
+                    }
+                }
+                None if r.status == ReminderStatus::Failed && !others_failed => {
+                    r.status = ReminderStatus::Fired;
+                }
+                None => {}
+            }
+        }
+        Ok(true)
+    }
+
+    async fn retry_delivery(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        id: docket_core::DeliveryId,
+        now: Timestamp,
+    ) -> Result<docket_core::Delivery, StoreError> {
+        let mut st = self.state()?;
+        let d = st
+            .deliveries
+            .iter_mut()
+            .find(|d| d.id == id && d.user_id == user && d.webhook_id == Some(webhook))
+            .ok_or(StoreError::NotFound("delivery"))?;
+        if d.status == docket_core::DeliveryStatus::Failed {
+            d.status = docket_core::DeliveryStatus::Pending;
+            d.attempts = 0;
+            d.next_attempt_at = Some(now);
+        }
+        Ok(d.clone())
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let st = self.state()?;
+        Ok(st
+            .deliveries
+            .iter()
+            .filter(|d| d.status == docket_core::DeliveryStatus::Pending)
+            .filter_map(|d| d.next_attempt_at)
+            .min())
     }
 
     async fn create_task(
@@ -403,7 +701,30 @@ impl Store for MemoryStore {
         };
         let before = st.tasks[pos].clone();
         let mut task = before.clone();
+        let mut patch = patch;
+        let recurrence = patch.recurrence.take();
         patch.apply(&mut task, category, now);
+        match recurrence {
+            None => {}
+            // Ending the task's series, as the real stores do; making or changing one is
+            // theirs alone (this store makes no series from an update).
+            Some(None) => {
+                if let Some(link) = task.series.take() {
+                    st.series.retain(|s| s.id != link.series_id);
+                    detach_instances(&mut st, link.series_id, Some(id), now);
+                    if task.version == before.version {
+                        task.version += 1;
+                        task.updated_at = now;
+                    }
+                }
+            }
+            Some(Some(_)) => {
+                return Err(StoreError::unavailable(
+                    "memory",
+                    "the in-memory store does not make or change series from an update",
+                ));
+            }
+        }
         st.tasks[pos] = task.clone();
         if let Some(change) = TaskChange::update(&before, &task) {
             st.append(change, now);
@@ -605,7 +926,63 @@ impl Store for MemoryStore {
     async fn outbox_head(&self, topic: &str) -> Result<i64, StoreError> {
         let st = self.state()?;
         let log = topics::log_topics(topic);
-        Ok(st.outbox.iter().rev().find(|(_, t, _)| log.contains(t)).map_or(0, |(seq, _, _)| *seq))
+        let stored =
+            st.outbox.iter().rev().find(|(_, t, _)| log.contains(t)).map_or(0, |(seq, _, _)| *seq);
+        Ok(stored.max(st.tail(topic)))
+    }
+
+    async fn outbox_tail(&self, topic: &str) -> Result<i64, StoreError> {
+        Ok(self.state()?.tail(topic))
+    }
+
+    /// The contract's rule over the in-memory rows: per topic, the oldest rows appended
+    /// (their event `time`) before `older_than` and passed by every group reading them.
+    async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut st = self.state()?;
+        let mut budget = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut names: Vec<&'static str> = st.outbox.iter().map(|(_, t, _)| *t).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut pruned = 0u64;
+        for topic in names {
+            let bound = st
+                .offsets
+                .iter()
+                .filter(|((_, x), _)| topics::log_topics(x).contains(&topic))
+                .map(|(_, p)| *p)
+                .min()
+                .unwrap_or(i64::MAX);
+            let cut = st
+                .outbox
+                .iter()
+                .filter(|(_, t, _)| *t == topic)
+                .take(budget)
+                .take_while(|(seq, _, e)| *seq <= bound && e.time.is_some_and(|at| at < older_than))
+                .last()
+                .map(|(seq, _, _)| *seq);
+            let Some(cut) = cut else { continue };
+            let before = st.outbox.len();
+            st.outbox.retain(|(seq, t, _)| *t != topic || *seq > cut);
+            let n = before - st.outbox.len();
+            let through = st.pruned.entry(topic).or_default();
+            *through = (*through).max(cut);
+            budget -= n;
+            pruned += n as u64;
+        }
+        Ok(pruned)
+    }
+
+    async fn save_consumer_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state()?;
+        let at = st.offsets.entry((group.to_owned(), topic.to_owned())).or_default();
+        *at = (*at).max(position);
+        Ok(())
     }
 
     async fn create_reminder(
@@ -689,8 +1066,7 @@ impl Store for MemoryStore {
             if let Some(task) = task {
                 let OutboxEvent { topic, event } =
                     docket_events::reminder_triggered(&r, &task, now, "/docket/scheduler");
-                let seq = st.outbox.len() as i64 + 1;
-                st.outbox.push((seq, topic, event));
+                st.push_outbox(topic, event);
             }
             fired.push(r);
         }
@@ -718,8 +1094,7 @@ impl Store for MemoryStore {
         }
         let OutboxEvent { topic, event } =
             docket_events::notification_created(&n, n.created_at, "/docket/worker");
-        let seq = st.outbox.len() as i64 + 1;
-        st.outbox.push((seq, topic, event));
+        st.push_outbox(topic, event);
         st.notifications.push((n, source_event));
         Ok(true)
     }

@@ -8,13 +8,28 @@
 //!   space (checked at creation and again before each delivery, so a name re-pointed at an
 //!   internal address is caught), unless the operator allows private targets.
 //!
-//! The webhook CRUD and the delivery worker build on these (not yet wired: the HTTP edge
-//! refuses the `webhook` channel until deliveries exist).
+//! The webhook use cases (create with a secret shown once, list, get, update, delete, its
+//! deliveries and their retry) and the dispatcher consumer live here too: group `webhooks` on
+//! `task-events` enqueues, in its transaction, one delivery per active webhook of the task's
+//! owner subscribed to the event's type (reminders reach webhooks through the notifier).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use std::sync::Arc;
+
+use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
+use docket_core::{
+    Delivery, DeliveryChannel, DeliveryId, FieldError, NewDelivery, NewWebhook, User, UserId,
+    ValidationErrors, Webhook, WebhookId, WebhookPatch,
+};
+use docket_events::{CloudEvent, topics, types};
+use docket_store::webhooks::Subscriber;
+use docket_store::{postgres, webhooks};
+use futures::FutureExt as _;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
+
+use crate::AppError;
 
 /// SHA-256's block size, the HMAC key block.
 const BLOCK: usize = 64;
@@ -135,6 +150,245 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64: an IPv4 address in disguise
         || s[..6] == [0; 6]) // IPv4-compatible and other ::/96 forms
 }
+
+/// The event types a webhook may subscribe to.
+pub const EVENTS: [&str; 6] = [
+    types::TASK_CREATED,
+    types::TASK_UPDATED,
+    types::TASK_COMPLETED,
+    types::TASK_REOPENED,
+    types::TASK_DELETED,
+    types::REMINDER_TRIGGERED,
+];
+
+/// The dispatcher's group name (also its metric label and `processed:` key prefix).
+pub const CONSUMER: &str = "webhooks";
+
+/// A webhook as the caller gives it.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookInput {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub active: Option<bool>,
+}
+
+/// A new webhook and its secret, shown this once.
+#[derive(Debug, Clone)]
+pub struct CreatedWebhook {
+    pub webhook: Webhook,
+    pub secret: String,
+}
+
+/// The dispatcher's configuration: group `webhooks` on `task-events`, position committed in
+/// the handler's transaction.
+pub fn config() -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(CONSUMER, topics::TASK_EVENTS);
+    config.position_in_transaction = true;
+    config
+}
+
+/// The owner of a task event (its partition key), `None` for other events.
+fn owner(event: &CloudEvent) -> Result<Option<UserId>, HandlerError> {
+    if !EVENTS.contains(&event.ty.as_str()) || event.ty == types::REMINDER_TRIGGERED {
+        return Ok(None);
+    }
+    let key = event.partitionkey.as_deref().ok_or_else(|| {
+        HandlerError::Permanent(format!("event {} ({}) has no partitionkey", event.id, event.ty))
+    })?;
+    key.parse().map(Some).map_err(|_| {
+        HandlerError::Permanent(format!(
+            "event {}: partitionkey '{key}' is not a user id",
+            event.id
+        ))
+    })
+}
+
+fn deliveries(
+    event: &CloudEvent,
+    user: UserId,
+    hooks: Vec<Subscriber>,
+) -> Result<Vec<NewDelivery>, HandlerError> {
+    if hooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let body = serde_json::to_string(event)
+        .map_err(|e| HandlerError::Permanent(format!("event {}: {e}", event.id)))?;
+    let created_at =
+        docket_core::time::truncate_micros(event.time.unwrap_or_else(jiff::Timestamp::now));
+    Ok(hooks
+        .into_iter()
+        .map(|h| NewDelivery {
+            id: DeliveryId::new(),
+            user_id: user,
+            channel: DeliveryChannel::Webhook,
+            webhook_id: Some(h.id),
+            reminder_id: None,
+            event_id: event.id.clone(),
+            event_type: event.ty.clone(),
+            target: h.url,
+            payload: body.clone(),
+            created_at,
+        })
+        .collect())
+}
+
+fn transient(e: docket_store::StoreError) -> HandlerError {
+    HandlerError::Transient(e.to_string())
+}
+
+/// The dispatcher's handler for a `SqliteProcessor`.
+pub fn sqlite_handler() -> Arc<SqliteHandler> {
+    Arc::new(|tx, event| {
+        let Some(user) = owner(event)? else {
+            return Ok(());
+        };
+        let hooks = webhooks::sqlite::subscribers(tx, user, &event.ty).map_err(transient)?;
+        webhooks::sqlite::enqueue(tx, &deliveries(event, user, hooks)?).map_err(transient)?;
+        Ok(())
+    })
+}
+
+/// The dispatcher's handler for a `PgProcessor`.
+pub fn pg_handler() -> Arc<PgHandler> {
+    Arc::new(|conn, event| {
+        async move {
+            let Some(user) = owner(event)? else {
+                return Ok(());
+            };
+            let hooks =
+                postgres::webhooks::subscribers(conn, user, &event.ty).await.map_err(transient)?;
+            let new = deliveries(event, user, hooks)?;
+            postgres::webhooks::enqueue(conn, &new).await.map_err(transient)?;
+            Ok(())
+        }
+        .boxed()
+    })
+}
+
+/// A fresh signing secret: `whsec_` and 32 random bytes in hex.
+fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", hex::encode(bytes))
+}
+
+fn field(name: &str, code: &str, message: impl Into<String>) -> AppError {
+    AppError::Validation(ValidationErrors::single(FieldError::custom(name, code, message)))
+}
+
+impl crate::App {
+    /// Checks a URL as a webhook target: shape, then (unless private targets are allowed)
+    /// that every address it resolves to is public.
+    async fn checked_url(&self, raw: &str) -> Result<String, AppError> {
+        let url = target(raw).map_err(|e| field("url", "invalid", e.to_string()))?;
+        public_addresses(&url, self.webhooks_allow_private).await.map_err(|e| match e {
+            TargetError::NotPublic { .. } => {
+                field("url", "not_public", format!("{e}; webhooks may only reach public addresses"))
+            }
+            other => field("url", "unresolved", other.to_string()),
+        })?;
+        Ok(url.to_string())
+    }
+
+    fn checked_events(events: Vec<String>) -> Result<Vec<String>, AppError> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let e = e.trim().to_owned();
+            if !EVENTS.contains(&e.as_str()) {
+                return Err(field(
+                    "events",
+                    "unknown",
+                    format!(
+                        "'{e}' is not an event a webhook can receive (one of {})",
+                        EVENTS.join(", ")
+                    ),
+                ));
+            }
+            out.push(e);
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            return Err(field("events", "required", "name at least one event type"));
+        }
+        Ok(out)
+    }
+
+    /// Creates a webhook of the caller; its secret is returned this once.
+    pub async fn create_webhook(
+        &self,
+        user: &User,
+        input: WebhookInput,
+    ) -> Result<CreatedWebhook, AppError> {
+        let raw = input.url.ok_or_else(|| field("url", "required", "a webhook needs a url"))?;
+        let url = self.checked_url(&raw).await?;
+        let events = Self::checked_events(input.events.unwrap_or_default())?;
+        if self.store.list_webhooks(user.id).await?.len() >= MAX_WEBHOOKS {
+            return Err(AppError::Conflict(format!(
+                "a user has at most {MAX_WEBHOOKS} webhooks; delete one first"
+            )));
+        }
+        let secret = new_secret();
+        let new = NewWebhook {
+            url,
+            events,
+            secret: secret.clone(),
+            active: input.active.unwrap_or(true),
+        };
+        let webhook = self.store.create_webhook(user.id, new, self.clock.now()).await?;
+        Ok(CreatedWebhook { webhook, secret })
+    }
+
+    pub async fn list_webhooks(&self, user: &User) -> Result<Vec<Webhook>, AppError> {
+        Ok(self.store.list_webhooks(user.id).await?)
+    }
+
+    pub async fn get_webhook(&self, user: &User, id: WebhookId) -> Result<Webhook, AppError> {
+        Ok(self.store.get_webhook(user.id, id).await?)
+    }
+
+    /// Changes the caller's webhook: the fields given, checked as on create.
+    pub async fn update_webhook(
+        &self,
+        user: &User,
+        id: WebhookId,
+        input: WebhookInput,
+    ) -> Result<Webhook, AppError> {
+        let url = match input.url {
+            Some(raw) => Some(self.checked_url(&raw).await?),
+            None => None,
+        };
+        let events = input.events.map(Self::checked_events).transpose()?;
+        let patch = WebhookPatch { url, events, active: input.active };
+        Ok(self.store.update_webhook(user.id, id, patch, self.clock.now()).await?)
+    }
+
+    pub async fn delete_webhook(&self, user: &User, id: WebhookId) -> Result<(), AppError> {
+        Ok(self.store.delete_webhook(user.id, id).await?)
+    }
+
+    /// The deliveries to the caller's webhook, newest first.
+    pub async fn list_deliveries(
+        &self,
+        user: &User,
+        id: WebhookId,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, AppError> {
+        Ok(self.store.list_deliveries(user.id, id, limit).await?)
+    }
+
+    /// Puts a failed delivery to the caller's webhook back in line, due now.
+    pub async fn retry_delivery(
+        &self,
+        user: &User,
+        webhook: WebhookId,
+        id: DeliveryId,
+    ) -> Result<Delivery, AppError> {
+        Ok(self.store.retry_delivery(user.id, webhook, id, self.clock.now()).await?)
+    }
+}
+
+/// Most webhooks one user may have.
+pub const MAX_WEBHOOKS: usize = 25;
 
 #[cfg(test)]
 mod tests {

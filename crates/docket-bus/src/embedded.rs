@@ -21,7 +21,11 @@
 //! released when its connection closes) and loads the position only then. A second
 //! subscriber of the group waits as a standby and takes over when the first goes.
 //!
-//! This module does not prune the outbox or relay it to an external broker.
+//! Pruning is not this module's: the scheduler's housekeeping deletes old rows every group has
+//! passed (`Store::prune_outbox`, which reads the positions and attempts this bus commits), so
+//! a group always reads on from its position past pruned rows. A group that commits nothing
+//! holds nothing, and a new group starts from what is still kept. This module does not relay
+//! the outbox to an external broker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};

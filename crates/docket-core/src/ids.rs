@@ -77,3 +77,11 @@ id_type!(
     /// A recurring series (§2.3).
     SeriesId
 );
+id_type!(
+    /// A webhook (§2.5).
+    WebhookId
+);
+id_type!(
+    /// One delivery of a notification over an outside channel (email or webhook).
+    DeliveryId
+);

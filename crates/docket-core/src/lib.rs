@@ -17,10 +17,14 @@ pub mod series;
 pub mod task;
 pub mod time;
 pub mod user;
+pub mod webhook;
 
 pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CategoryId, NotificationId, ReminderId, SeriesId, TaskId, TokenId, UserId};
+pub use ids::{
+    CategoryId, DeliveryId, NotificationId, ReminderId, SeriesId, TaskId, TokenId, UserId,
+    WebhookId,
+};
 pub use notification::Notification;
 pub use query::{
     Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
@@ -38,3 +42,7 @@ pub use task::{
 };
 pub use time::{Timestamp, Zone, parse_instant};
 pub use user::{DisplayName, Email, NewUser, Password, User};
+pub use webhook::{
+    Delivery, DeliveryChannel, DeliveryOutcome, DeliveryStatus, NewDelivery, NewWebhook, Webhook,
+    WebhookPatch,
+};

@@ -131,6 +131,28 @@ impl Series {
         self.uncounted().next_after(self.start, at)
     }
 
+    /// Replaces the rule for the instances after the current one, due at `current` (§2.3, a
+    /// task update with a new `recurrence`): the rule restarts at `current` (its local
+    /// date-time in the new rule's zone, so "every 2 weeks" counts from this instance) and
+    /// `next_occurrence` becomes its first occurrence after `current` and `now`. The count of
+    /// instances made stays, so a `count` still counts every instance of the series. False,
+    /// and nothing changes, when `recurrence` is the rule the series already has.
+    pub fn replace_rule(
+        &mut self,
+        recurrence: Recurrence,
+        current: Timestamp,
+        now: Timestamp,
+    ) -> bool {
+        if recurrence == self.recurrence {
+            return false;
+        }
+        self.start = current.to_zoned(recurrence.zone().tz().clone()).datetime();
+        self.recurrence = recurrence;
+        self.next_occurrence = self.following(current.max(now)).map(|o| o.at);
+        self.updated_at = now;
+        true
+    }
+
     /// The next instance after the one due at `current_due` was completed at `completed_at`
     /// (`after_completion` mode, §2.3): anchor `schedule` takes the next occurrence after
     /// the current one that is not already past at completion; anchor `completion` restarts

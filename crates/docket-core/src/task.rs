@@ -426,6 +426,12 @@ pub struct TaskPatch {
     pub due_date: Option<Option<Timestamp>>,
     pub timezone: Option<Option<Zone>>,
     pub status: Option<Status>,
+    /// The task's series (§2.3): `Some(Some(r))` makes a one-off task the first instance of
+    /// a new series with rule `r`, or replaces the rule of the task's series for its future
+    /// instances; `Some(None)` ends the task's series (deleted, its instances detached).
+    /// [`TaskPatch::apply`] does not read it: series rows are the store's, which applies it
+    /// in the update's transaction (`docket_store::series`).
+    pub recurrence: Option<Option<crate::recurrence::Recurrence>>,
 }
 
 impl TaskPatch {
@@ -444,6 +450,7 @@ impl TaskPatch {
             due_date: Some(new.due_date),
             timezone: Some(new.timezone),
             status: Some(new.status),
+            recurrence: None,
         }
     }
 

@@ -113,11 +113,17 @@ pub(crate) fn changes(before: &TaskV1, after: &TaskV1) -> BTreeMap<String, Field
         Ok(Value::Object(m)) => m,
         _ => unreachable!("TaskV1 serializes to a JSON object"),
     };
-    let (mut old, new) = (to_map(before), to_map(after));
-    new.into_iter()
-        .filter(|(field, _)| field != "version" && field != "updated_at")
-        .filter_map(|(field, new)| {
+    let (mut old, mut new) = (to_map(before), to_map(after));
+    // A field left out of one image (an optional one, such as `series_id` once a task is
+    // detached from its series) is `null` there: the union of both images' fields.
+    let fields: std::collections::BTreeSet<String> =
+        old.keys().chain(new.keys()).cloned().collect();
+    fields
+        .into_iter()
+        .filter(|field| field != "version" && field != "updated_at")
+        .filter_map(|field| {
             let old = old.remove(&field).unwrap_or(Value::Null);
+            let new = new.remove(&field).unwrap_or(Value::Null);
             (old != new).then_some((field, FieldChange { old, new }))
         })
         .collect()

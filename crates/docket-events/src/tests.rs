@@ -162,6 +162,26 @@ fn no_change_is_no_event() {
 }
 
 #[test]
+fn a_detached_series_link_is_a_change_to_null() {
+    let mut before = task();
+    before.series = Some(docket_core::SeriesLink {
+        series_id: "0192f000-0000-7000-8000-0000000000ee".parse().expect("valid id"),
+        instance_date: "2026-11-20T10:00:00".parse().expect("valid date-time"),
+        recurrence: docket_core::RecurrenceSpec::default(),
+    });
+    let after = docket_core::Task { series: None, version: 2, ..before.clone() };
+    let change = TaskChange::update(&before, &after).expect("the link changed");
+    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api");
+    let data: TaskEventDataV1 = events[0].event.data_as().expect("task event data");
+    let changes = data.changes.expect("an update carries changes");
+    assert_eq!(changes.keys().collect::<Vec<_>>(), ["instance_date", "series_id"]);
+    assert_eq!(changes["series_id"].old, json!("0192f000-0000-7000-8000-0000000000ee"));
+    assert_eq!(changes["series_id"].new, Value::Null);
+    assert_eq!(changes["instance_date"].old, json!("2026-11-20T10:00:00"));
+    assert_eq!(data.task.series_id, None);
+}
+
+#[test]
 fn deleted() {
     let t = task();
     check(

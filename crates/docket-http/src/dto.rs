@@ -24,6 +24,12 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Deserialises a present JSON value, `null` included (as `Value::Null`); with
+/// `#[serde(default)]` an absent one stays `None`.
+fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
 fn instant(ts: Timestamp) -> String {
     ts.to_string()
 }
@@ -342,7 +348,9 @@ pub struct TaskDto {
     #[schema(format = DateTime)]
     pub due_date: Option<String>,
     pub timezone: Option<String>,
-    /// The recurrence of the task's series, in object form; `null` for a one-off task.
+    /// The recurrence of the task's series, in object form, as of the task's last write (an
+    /// instance keeps the rule it was made under when a later one gets a new rule); `null`
+    /// for a one-off task.
     pub recurrence: Option<RecurrenceDto>,
     /// The recurring series this task is an instance of.
     #[schema(format = Uuid)]
@@ -470,9 +478,12 @@ pub struct TaskBody {
     pub due_date: Option<String>,
     /// IANA zone; default the user's zone, else UTC.
     pub timezone: Option<String>,
-    /// Makes the task the first instance of a recurring series (POST only): a preset name
-    /// (`"weekly"`) or an object with exactly one of `preset` (+ `interval`), `rule` or
-    /// `cron`, plus optional `timezone`, `mode`, `anchor`, `until`, `count` (§2.3).
+    /// A preset name (`"weekly"`) or an object with exactly one of `preset` (+ `interval`),
+    /// `rule` or `cron`, plus optional `timezone`, `mode`, `anchor`, `until`, `count`
+    /// (§2.3). On POST it makes the task the first instance of a recurring series. On PUT it
+    /// does what it does on PATCH (see there); left out, a PUT leaves the task's series as
+    /// it is.
+    #[serde(default, deserialize_with = "present_value")]
     #[schema(value_type = Option<Object>)]
     pub recurrence: Option<serde_json::Value>,
     /// Alias of `recurrence` (the seeds' clients): a preset name or RRULE text.
@@ -481,10 +492,29 @@ pub struct TaskBody {
     pub recurring_end_date: Option<String>,
 }
 
-/// The recurrence of a create body in object form, from `recurrence` (a preset name or an
-/// object) or the flat `recurring_rule` / `recurring_end_date` aliases.
-fn parse_recurrence(errors: &mut ValidationErrors, b: &TaskBody) -> Option<RecurrenceSpec> {
-    match (&b.recurrence, &b.recurring_rule) {
+/// The recurrence of a body in object form, from `recurrence` (a preset name or an object)
+/// or the flat `recurring_rule` / `recurring_end_date` aliases: `None` when neither is given
+/// (or `recurrence` is `null`), else `Some(Some(spec))`, or `Some(None)` when `recurrence` is
+/// `null` and no alias is given.
+fn parse_recurrence(
+    errors: &mut ValidationErrors,
+    recurrence: Option<&serde_json::Value>,
+    recurring_rule: Option<&String>,
+    recurring_end_date: Option<&String>,
+) -> Option<Option<RecurrenceSpec>> {
+    if let (Some(serde_json::Value::Null), None) = (recurrence, recurring_rule) {
+        return Some(None);
+    }
+    recurrence_spec(errors, recurrence, recurring_rule, recurring_end_date).map(Some)
+}
+
+fn recurrence_spec(
+    errors: &mut ValidationErrors,
+    recurrence: Option<&serde_json::Value>,
+    recurring_rule: Option<&String>,
+    recurring_end_date: Option<&String>,
+) -> Option<RecurrenceSpec> {
+    match (recurrence, recurring_rule) {
         (Some(serde_json::Value::Null) | None, None) => None,
         (Some(serde_json::Value::String(name)), _) => {
             Some(RecurrenceSpec { preset: Some(name.clone()), ..RecurrenceSpec::default() })
@@ -505,7 +535,7 @@ fn parse_recurrence(errors: &mut ValidationErrors, b: &TaskBody) -> Option<Recur
         (Some(serde_json::Value::Null) | None, Some(rule)) => {
             let upper = rule.trim().to_ascii_uppercase();
             let mut spec =
-                RecurrenceSpec { until: b.recurring_end_date.clone(), ..RecurrenceSpec::default() };
+                RecurrenceSpec { until: recurring_end_date.cloned(), ..RecurrenceSpec::default() };
             if upper.starts_with("RRULE:") || upper.contains("FREQ=") {
                 spec.rule = Some(rule.clone());
             } else {
@@ -558,6 +588,21 @@ pub struct TaskPatchBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub timezone: Option<Option<String>>,
+    /// A recurrence as on create (§2.3). On a one-off task it makes the task the first
+    /// instance of a new series (its due date moves to the rule's first occurrence from it,
+    /// as on create). On an instance of a series it replaces the series' rule for the
+    /// instances after this one: the rule restarts at this instance's due date and the
+    /// series' `next_occurrence` is recomputed (the same rule changes nothing); a completed
+    /// task's next instance is made at once. `null` ends the task's series, as
+    /// `DELETE /api/series/{id}` does: no more instances, and every instance (this one
+    /// included) stays as a one-off task. An invalid rule is a 422 naming `recurrence`.
+    #[serde(default, deserialize_with = "present_value")]
+    #[schema(value_type = Option<Object>)]
+    pub recurrence: Option<serde_json::Value>,
+    /// Alias of `recurrence` (the seeds' clients): a preset name or RRULE text.
+    pub recurring_rule: Option<String>,
+    /// Alias of `recurrence.until`, with `recurring_rule`.
+    pub recurring_end_date: Option<String>,
 }
 
 fn parse_status(
@@ -634,7 +679,12 @@ impl TryFrom<TaskBody> for TaskInput {
         let due_date =
             b.due_date.as_deref().and_then(|d| errors.check("due_date", InstantInput::parse(d)));
         let timezone = b.timezone.as_deref().and_then(|z| errors.check("timezone", Zone::parse(z)));
-        let recurrence = parse_recurrence(&mut errors, &b);
+        let recurrence = parse_recurrence(
+            &mut errors,
+            b.recurrence.as_ref(),
+            b.recurring_rule.as_ref(),
+            b.recurring_end_date.as_ref(),
+        );
         errors.clone().into_result()?;
         let title = title.ok_or(errors)?;
         Ok(TaskInput {
@@ -699,6 +749,12 @@ impl TryFrom<TaskPatchBody> for TaskChanges {
             None => Some(None),
             Some(z) => errors.check("timezone", Zone::parse(z)).map(Some),
         });
+        let recurrence = parse_recurrence(
+            &mut errors,
+            b.recurrence.as_ref(),
+            b.recurring_rule.as_ref(),
+            b.recurring_end_date.as_ref(),
+        );
         errors.into_result()?;
         Ok(TaskChanges {
             title,
@@ -709,6 +765,7 @@ impl TryFrom<TaskPatchBody> for TaskChanges {
             due_date: due_date.flatten(),
             timezone: timezone.flatten(),
             status,
+            recurrence,
         })
     }
 }

@@ -286,3 +286,16 @@ id_param!(
     "reminder",
     "rid"
 );
+id_param!(
+    /// The `{id}` of a webhook path (404 when it is not an id).
+    WebhookIdParam,
+    docket_core::WebhookId,
+    "webhook"
+);
+id_param!(
+    /// The `{did}` of a webhook delivery path (404 when it is not an id).
+    DeliveryIdParam,
+    docket_core::DeliveryId,
+    "delivery",
+    "did"
+);

@@ -747,6 +747,13 @@ const ROUTES: &[&str] = &[
     "get /api/{user_id}/tasks/{id}",
     "patch /api/{user_id}/tasks/{id}",
     "put /api/{user_id}/tasks/{id}",
+    "get /api/webhooks",
+    "post /api/webhooks",
+    "get /api/webhooks/{id}",
+    "patch /api/webhooks/{id}",
+    "delete /api/webhooks/{id}",
+    "get /api/webhooks/{id}/deliveries",
+    "post /api/webhooks/{id}/deliveries/{did}/retry",
     "delete /api/{user_id}/tasks/{id}",
     "post /api/{user_id}/tasks/{id}/complete",
     "patch /api/{user_id}/tasks/{id}/complete",
@@ -774,6 +781,7 @@ const BODYLESS: &[&str] = &[
     "read_all_notifications",
     "pause_series",
     "resume_series",
+    "retry_delivery",
 ];
 
 #[tokio::test]

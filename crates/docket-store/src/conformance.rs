@@ -111,6 +111,12 @@ macro_rules! store_conformance {
             check_outbox_partition_keys,
             check_outbox_read_for_key,
             check_outbox_concurrent_readers_miss_nothing,
+            check_outbox_prune_deletes_old_rows_every_group_passed,
+            check_outbox_prune_keeps_rows_a_group_has_not_passed,
+            check_outbox_prune_keeps_young_rows,
+            check_outbox_prune_task_updates_group_holds_task_events,
+            check_outbox_prune_in_batches,
+            check_outbox_reads_after_pruning,
             check_reminders_scoped_to_the_owner,
             check_reminders_follow_due_date_and_status,
             check_reminders_fire_once_with_their_event,
@@ -124,6 +130,15 @@ macro_rules! store_conformance {
             check_series_created_with_first_instance_scoped_pause_resume_delete,
             check_series_fixed_instance_made_once,
             check_series_instances_follow_the_preview,
+            check_series_delete_detaches_instances,
+            check_series_update_makes_recurring_replaces_rule_and_ends,
+            check_webhooks_crud_scoped_to_the_owner,
+            check_deliveries_enqueued_once,
+            check_deliveries_claimed_due_first_and_leased,
+            check_deliveries_claimed_once_under_concurrency,
+            check_deliveries_settled,
+            check_deliveries_drive_their_reminder,
+            check_next_delivery_at_is_the_earliest_pending,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -1884,6 +1899,161 @@ pub async fn check_outbox_concurrent_readers_miss_nothing(store: &dyn Store) {
     assert_eq!(full, written, "the log holds exactly the committed writes");
 }
 
+// --- outbox pruning
+
+/// Appends one `task-events` row per `ages` entry (a task created at `at(age)`) for a fresh
+/// user, and returns the user and the rows' positions, read back once readable.
+async fn aged_rows(store: &dyn Store, label: &str, ages: &[i64]) -> (User, Vec<i64>) {
+    let u = user(store, label).await;
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("outbox_head");
+    for (i, age) in ages.iter().enumerate() {
+        store.create_task(u.id, task(&format!("{label} {i}")), at(*age)).await.expect("create");
+    }
+    let rows = read_events(store, topics::TASK_EVENTS, start, ages.len()).await;
+    assert_eq!(rows.len(), ages.len(), "one event per task created");
+    (u, rows.iter().map(|(seq, _)| *seq).collect())
+}
+
+/// The positions of `topic`'s log still stored.
+async fn kept(store: &dyn Store, topic: &str) -> Vec<i64> {
+    store
+        .read_outbox(0, topic, 10_000)
+        .await
+        .expect("read_outbox")
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect()
+}
+
+/// Rows appended before the cut-off that every group has passed are pruned, oldest first; the
+/// tail names the last one and the head does not move; a second prune finds nothing.
+pub async fn check_outbox_prune_deletes_old_rows_every_group_passed(store: &dyn Store) {
+    let (_, seqs) = aged_rows(store, "prune-old", &[0, SEC, 2 * SEC, 2 * DAY]).await;
+    let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), 0, "nothing pruned");
+    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
+    store.save_consumer_position("live", topics::TASK_UPDATES, head, at(0)).await.expect("save");
+
+    let pruned = store.prune_outbox(at(DAY), 100).await.expect("prune_outbox");
+    assert_eq!(pruned, 3, "the three rows older than a day are pruned");
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[3..], "the young row stays");
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[2]);
+    assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), seqs[2]);
+    assert_eq!(store.outbox_tail(topics::REMINDERS).await.expect("tail"), 0);
+    assert_eq!(store.outbox_head(topics::TASK_EVENTS).await.expect("head"), head);
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune again"), 0);
+
+    // Pruning the whole log keeps its head, and positions are not reused.
+    assert_eq!(store.prune_outbox(at(3 * DAY), 100).await.expect("prune all"), 1);
+    assert!(kept(store, topics::TASK_EVENTS).await.is_empty());
+    assert_eq!(store.outbox_head(topics::TASK_EVENTS).await.expect("head"), head);
+    assert_eq!(store.outbox_head(topics::TASK_UPDATES).await.expect("head"), head);
+    assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), head);
+    let (_, next) = aged_rows(store, "prune-old-after", &[4 * DAY]).await;
+    assert!(next[0] > head, "position {} reused after pruning up to {head}", next[0]);
+}
+
+/// A row one group has not passed stays, and so does every row after it in its topic.
+pub async fn check_outbox_prune_keeps_rows_a_group_has_not_passed(store: &dyn Store) {
+    let (_, seqs) = aged_rows(store, "prune-held", &[0, SEC, 2 * SEC, 3 * SEC]).await;
+    let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
+    store.save_consumer_position("slow", topics::TASK_EVENTS, seqs[1], at(0)).await.expect("save");
+    // Positions never move back: this changes nothing.
+    store.save_consumer_position("slow", topics::TASK_EVENTS, 0, at(0)).await.expect("save");
+
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 2);
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[2..], "the slow group holds the rest");
+    store.save_consumer_position("slow", topics::TASK_EVENTS, head, at(0)).await.expect("save");
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 2);
+    assert!(kept(store, topics::TASK_EVENTS).await.is_empty());
+}
+
+/// Rows appended at or after the cut-off stay, and pruning stops at the first one: an older
+/// row after it in the log waits (a topic is pruned from its oldest position, never with
+/// holes).
+pub async fn check_outbox_prune_keeps_young_rows(store: &dyn Store) {
+    let (_, seqs) = aged_rows(store, "prune-young", &[0, 2 * DAY, SEC, DAY]).await;
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 1);
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[1..]);
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[0]);
+}
+
+/// A group on `task-updates` reads the `task-events` rows (its log is both topics'), so it
+/// holds them even when every `task-events` group has passed them; rows of `task-updates`
+/// itself are held by it too, and a topic no group reads goes by age alone.
+pub async fn check_outbox_prune_task_updates_group_holds_task_events(store: &dyn Store) {
+    let (u, seqs) = aged_rows(store, "prune-log", &[0, SEC, 2 * SEC]).await;
+    let n = notification(u.id, "prune-log note", 3 * SEC);
+    store.append_notification(n, format!("prune-note-{}", u.id)).await.expect("append");
+    let log = read_events(store, topics::TASK_UPDATES, seqs[2], 1).await;
+    let note = log[0].0;
+    let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
+    store.save_consumer_position("live", topics::TASK_UPDATES, seqs[0], at(0)).await.expect("save");
+
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 1);
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[1..]);
+    assert_eq!(kept(store, topics::TASK_UPDATES).await, [seqs[1], seqs[2], note]);
+
+    store.save_consumer_position("live", topics::TASK_UPDATES, note, at(0)).await.expect("save");
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 3);
+    assert!(kept(store, topics::TASK_UPDATES).await.is_empty());
+    assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), note);
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[2]);
+}
+
+/// One call prunes at most `limit` rows; calling again while it returns `limit` prunes the
+/// rest.
+pub async fn check_outbox_prune_in_batches(store: &dyn Store) {
+    let ages: Vec<i64> = (0..5).map(|i| i * SEC).collect();
+    let (_, seqs) = aged_rows(store, "prune-batch", &ages).await;
+    let mut batches = Vec::new();
+    loop {
+        let n = store.prune_outbox(at(DAY), 2).await.expect("prune_outbox");
+        batches.push(n);
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(batches, [2, 2, 1], "batches of at most two, then the rest");
+    assert!(kept(store, topics::TASK_EVENTS).await.is_empty());
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[4]);
+}
+
+/// After a prune, the kept rows read exactly as before (`read_outbox`, `read_outbox_for`),
+/// the head is unchanged, and new events are appended and read after it.
+pub async fn check_outbox_reads_after_pruning(store: &dyn Store) {
+    let (u, seqs) = aged_rows(store, "prune-read", &[0, SEC, 2 * DAY, 2 * DAY + SEC]).await;
+    let key = u.id.to_string();
+    let before = store.read_outbox(0, topics::TASK_UPDATES, 100).await.expect("read_outbox");
+    let head = store.outbox_head(topics::TASK_UPDATES).await.expect("head");
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 2);
+
+    let after = store.read_outbox(0, topics::TASK_UPDATES, 100).await.expect("read_outbox");
+    let ids =
+        |v: &[(i64, CloudEvent)]| v.iter().map(|(s, e)| (*s, e.id.clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before[2..]), "the kept rows, unchanged");
+    assert_eq!(store.outbox_head(topics::TASK_UPDATES).await.expect("head"), head);
+    let replay = store
+        .read_outbox_for(topics::TASK_UPDATES, &key, 0, head, 100)
+        .await
+        .expect("read_outbox_for");
+    assert_eq!(ids(&replay), ids(&before[2..]), "a key's replay reads the kept rows");
+    let from_middle = store
+        .read_outbox_for(topics::TASK_UPDATES, &key, seqs[2], head, 100)
+        .await
+        .expect("read_outbox_for");
+    assert_eq!(ids(&from_middle), ids(&before[3..]));
+
+    // A reader at the head (where a consumer stands) goes on reading new events.
+    store.create_task(u.id, task("prune-read new"), at(3 * DAY)).await.expect("create");
+    let new = read_events(store, topics::TASK_UPDATES, head, 1).await;
+    assert_eq!(new.len(), 1);
+    assert!(new[0].0 > head);
+    assert_eq!(store.outbox_head(topics::TASK_UPDATES).await.expect("head"), new[0].0);
+}
+
 // --- state store
 
 /// What a stamped state test holds: the state store and whatever keeps it alive.
@@ -2512,16 +2682,202 @@ pub async fn check_series_created_with_first_instance_scoped_pause_resume_delete
         store.set_series_active(b.id, s.id, false, at(1)).await,
         "pause another user's series",
     );
-    expect_not_found(store.delete_series(b.id, s.id).await, "delete another user's series");
+    expect_not_found(store.delete_series(b.id, s.id, at(1)).await, "delete another user's series");
 
     let paused = store.set_series_active(a.id, s.id, false, at(2)).await.expect("pause");
     assert!(!paused.active);
     assert!(!store.get_series(a.id, s.id).await.expect("get").active);
     let resumed = store.set_series_active(a.id, s.id, true, at(3)).await.expect("resume");
     assert!(resumed.active);
-    store.delete_series(a.id, s.id).await.expect("delete");
+    store.delete_series(a.id, s.id, at(4)).await.expect("delete");
     expect_not_found(store.get_series(a.id, s.id).await, "a deleted series");
-    assert_eq!(store.get_task(a.id, t.id).await.expect("instance stays").series, Some(link));
+    let kept = store.get_task(a.id, t.id).await.expect("instance stays");
+    assert_eq!((kept.series, kept.title.as_str()), (None, "Stretch"), "detached");
+    assert_eq!(kept.version, t.version + 1, "detaching bumps the version");
+}
+
+/// Deleting a series detaches its instances in the same transaction: each keeps its row,
+/// loses its link, has its version bumped and one updated event naming the cleared fields;
+/// other tasks are untouched.
+pub async fn check_series_delete_detaches_instances(store: &dyn Store) {
+    let a = user(store, "series-detach").await;
+    let series = daily_series(HOUR, docket_core::Mode::Fixed);
+    let first = store
+        .create_recurring_task(a.id, task("Water plants"), series, at(0))
+        .await
+        .expect("create");
+    let id = first.series.as_ref().expect("instance").series_id;
+    let due = store.get_series(a.id, id).await.expect("get").next_occurrence.expect("next");
+    store.spawn_due_instances(due, 10).await.expect("spawn");
+    let loose = store.create_task(a.id, task("Loose"), at(0)).await.expect("create_task");
+    let query = TaskQuery { series_id: Some(id.0), status: StatusFilter::All, ..all() };
+    let instances = store.list_tasks(a.id, &query, at(0)).await.expect("list").items;
+    assert_eq!(instances.len(), 2, "two instances before the delete");
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+
+    store.delete_series(a.id, id, at(9 * MIN)).await.expect("delete_series");
+    expect_not_found(store.get_series(a.id, id).await, "a deleted series");
+    let events = read_events(store, topics::TASK_EVENTS, start, 2).await;
+    assert_eq!(events.len(), 2, "one event per detached instance");
+    for before in &instances {
+        let after = store.get_task(a.id, before.id).await.expect("the instance stays");
+        assert_eq!(after.series, None, "no series link");
+        assert_eq!(after.version, before.version + 1, "version bumped");
+        assert_eq!(after.updated_at, at(9 * MIN));
+        assert_eq!(
+            Task {
+                series: None,
+                version: after.version,
+                updated_at: after.updated_at,
+                ..before.clone()
+            },
+            after
+        );
+        let (_, e) = events
+            .iter()
+            .find(|(_, e)| e.subject.as_deref() == Some(before.id.to_string().as_str()))
+            .expect("an event for each instance");
+        expect_event(e, types::TASK_UPDATED, &after);
+        let data = task_data(e);
+        assert_eq!(data.task, TaskV1::from(&after));
+        let changes = data.changes.expect("updated carries changes");
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["instance_date", "series_id"]);
+        assert_eq!(changes["series_id"].old, serde_json::json!(id.to_string()));
+        assert_eq!(changes["series_id"].new, serde_json::Value::Null);
+    }
+    assert_eq!(store.get_task(a.id, loose.id).await.expect("loose"), loose, "untouched");
+    assert!(store.list_tasks(a.id, &query, at(0)).await.expect("list").items.is_empty());
+    // Detached instances keep the unique index sane: a new series can be made beside them.
+    let again = daily_series(HOUR, docket_core::Mode::Fixed);
+    store.create_recurring_task(a.id, task("Water plants"), again, at(0)).await.expect("again");
+}
+
+fn weekly(zone_name: &str) -> docket_core::Recurrence {
+    docket_core::Recurrence::new(
+        docket_core::Pattern::Preset { preset: docket_core::Preset::Weekly, interval: 1 },
+        zone(zone_name),
+    )
+}
+
+/// `TaskPatch::recurrence`: on a one-off task it makes a series with the task as its first
+/// instance (due at the first occurrence); on an instance it replaces the series' rule (the
+/// same rule changes nothing); `None` ends the series, detaching every instance; a completed
+/// task made recurring gets its next instance at once.
+pub async fn check_series_update_makes_recurring_replaces_rule_and_ends(store: &dyn Store) {
+    let a = user(store, "series-update").await;
+    let b = user(store, "series-update-b").await;
+    let due = at(DAY + 30 * MIN);
+    let t = store
+        .create_task(a.id, NewTask { due_date: Some(due), ..task("Stretch") }, at(0))
+        .await
+        .expect("create");
+    let daily = daily_series(0, docket_core::Mode::AfterCompletion).recurrence;
+    let make = TaskPatch { recurrence: Some(Some(daily.clone())), ..TaskPatch::default() };
+    expect_not_found(
+        store.update_task(b.id, t.id, make.clone(), None, at(MIN)).await,
+        "another user's task",
+    );
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    let made = store.update_task(a.id, t.id, make, Some(1), at(MIN)).await.expect("recurring");
+    let link = made.series.clone().expect("the task is now an instance");
+    assert_eq!(made.version, 2);
+    // Due at the rule's first occurrence from its due date (whole seconds, like create).
+    let local = due.to_zoned(zone("Europe/Berlin").tz().clone()).datetime();
+    let first = docket_core::NewSeries::starting(daily.clone(), local).expect("matches").first;
+    assert_eq!(made.due_date, Some(docket_core::time::truncate_micros(first.at)));
+    let due = first.at;
+    assert_eq!(store.get_task(a.id, t.id).await.expect("get"), made, "read back as written");
+    let s = store.get_series(a.id, link.series_id).await.expect("its series");
+    assert_eq!((s.active, s.instances, s.title.as_str()), (true, 1, "Stretch"));
+    assert_eq!(s.next_occurrence, Some(due + jiff::SignedDuration::from_hours(24)));
+    let events = read_events(store, topics::TASK_EVENTS, start, 1).await;
+    assert_eq!(events.len(), 1);
+    expect_event(&events[0].1, types::TASK_UPDATED, &made);
+    let changes = task_data(&events[0].1).changes.expect("changes");
+    assert!(changes.contains_key("series_id"), "{changes:?}");
+
+    // A new rule for the instances after this one; the same rule again changes nothing.
+    let replace =
+        TaskPatch { recurrence: Some(Some(weekly("Europe/Berlin"))), ..TaskPatch::default() };
+    let replaced =
+        store.update_task(a.id, t.id, replace.clone(), None, at(2 * MIN)).await.expect("replace");
+    assert_eq!(replaced.version, 3);
+    assert_eq!(replaced.series.as_ref().map(|l| l.series_id), Some(link.series_id));
+    assert_eq!(
+        replaced.series.as_ref().map(|l| &l.recurrence),
+        Some(&weekly("Europe/Berlin").to_spec())
+    );
+    let s = store.get_series(a.id, link.series_id).await.expect("its series");
+    assert_eq!(s.recurrence, weekly("Europe/Berlin"));
+    assert_eq!(s.next_occurrence, Some(due + jiff::SignedDuration::from_hours(7 * 24)));
+    let same = store.update_task(a.id, t.id, replace, None, at(3 * MIN)).await.expect("same");
+    assert_eq!(same, replaced, "the same rule changes nothing");
+
+    // A second instance, then `None`: the series ends and every instance is detached.
+    let other = store
+        .create_task(a.id, NewTask { due_date: Some(due), ..task("Other") }, at(0))
+        .await
+        .expect("create");
+    let other = store
+        .update_task(
+            a.id,
+            other.id,
+            TaskPatch { recurrence: Some(Some(daily.clone())), ..TaskPatch::default() },
+            None,
+            at(MIN),
+        )
+        .await
+        .expect("recurring");
+    let other_series = other.series.as_ref().expect("instance").series_id;
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    let end = TaskPatch {
+        recurrence: Some(None),
+        title: Some(Title::parse("Stretch!").expect("title")),
+        ..TaskPatch::default()
+    };
+    let ended = store.update_task(a.id, t.id, end.clone(), None, at(4 * MIN)).await.expect("end");
+    assert_eq!((ended.series.as_ref(), ended.version, ended.title.as_str()), (None, 4, "Stretch!"));
+    expect_not_found(store.get_series(a.id, link.series_id).await, "an ended series");
+    let events = read_events(store, topics::TASK_EVENTS, start, 1).await;
+    assert_eq!(events.len(), 1, "one event: the task's own update");
+    let changes = task_data(&events[0].1).changes.expect("changes");
+    assert_eq!(changes.keys().collect::<Vec<_>>(), ["instance_date", "series_id", "title"]);
+    assert!(store.get_series(a.id, other_series).await.is_ok(), "other series untouched");
+    let again = store.update_task(a.id, t.id, end, None, at(5 * MIN)).await.expect("again");
+    assert_eq!(again, ended, "ending no series changes nothing");
+
+    // A completed one-off task made recurring gets its next instance now.
+    let done = store
+        .create_task(
+            a.id,
+            NewTask { due_date: Some(due), status: Status::Completed, ..task("Done") },
+            at(0),
+        )
+        .await
+        .expect("create");
+    let start = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    let linked = store
+        .update_task(
+            a.id,
+            done.id,
+            TaskPatch { recurrence: Some(Some(daily)), ..TaskPatch::default() },
+            None,
+            at(6 * MIN),
+        )
+        .await
+        .expect("recurring");
+    let sid = linked.series.as_ref().expect("instance").series_id;
+    let query = TaskQuery { series_id: Some(sid.0), status: StatusFilter::All, ..all() };
+    let instances = store.list_tasks(a.id, &query, at(0)).await.expect("list").items;
+    assert_eq!(instances.len(), 2, "the completed instance and its next one");
+    let next = instances.iter().find(|x| x.id != done.id).expect("the next instance");
+    assert_eq!(
+        (next.status, next.due_date),
+        (Status::Pending, Some(due + jiff::SignedDuration::from_hours(24)))
+    );
+    let events = read_events(store, topics::TASK_EVENTS, start, 2).await;
+    let types_seen: Vec<&str> = events.iter().map(|(_, e)| e.ty.as_str()).collect();
+    assert_eq!(types_seen, [types::TASK_UPDATED, types::TASK_CREATED]);
 }
 
 /// A due fixed-mode series makes its next instance once, however often the scheduler asks;
@@ -2611,4 +2967,483 @@ pub async fn check_series_instances_follow_the_preview(store: &dyn Store) {
         instances.sort();
         assert_eq!(listed, instances, "{rule}: the series filter lists its instances");
     }
+}
+
+// --- webhooks and deliveries
+
+/// The lease the delivery checks claim with.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn new_webhook(url: &str, events: &[&str]) -> docket_core::NewWebhook {
+    docket_core::NewWebhook {
+        url: url.to_owned(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        secret: format!("secret of {url}"),
+        active: true,
+    }
+}
+
+async fn webhook(store: &dyn Store, user: UserId, url: &str) -> docket_core::Webhook {
+    store
+        .create_webhook(user, new_webhook(url, &[types::TASK_CREATED]), at(0))
+        .await
+        .expect("create_webhook")
+}
+
+/// A delivery of event `event_id` to `hook`, due at `created`.
+fn webhook_delivery(
+    hook: &docket_core::Webhook,
+    event_id: &str,
+    created: i64,
+) -> docket_core::NewDelivery {
+    docket_core::NewDelivery {
+        id: docket_core::DeliveryId::new(),
+        user_id: hook.user_id,
+        channel: docket_core::DeliveryChannel::Webhook,
+        webhook_id: Some(hook.id),
+        reminder_id: None,
+        event_id: event_id.to_owned(),
+        event_type: types::TASK_CREATED.to_owned(),
+        target: hook.url.clone(),
+        payload: format!(r#"{{"id":"{event_id}"}}"#),
+        created_at: at(created),
+    }
+}
+
+/// An email of event `event_id` to `user`, due at `created`.
+fn email_delivery(user: &User, event_id: &str, created: i64) -> docket_core::NewDelivery {
+    docket_core::NewDelivery {
+        id: docket_core::DeliveryId::new(),
+        user_id: user.id,
+        channel: docket_core::DeliveryChannel::Email,
+        webhook_id: None,
+        reminder_id: None,
+        event_id: event_id.to_owned(),
+        event_type: types::REMINDER_TRIGGERED.to_owned(),
+        target: user.email.as_ref().expect("test users have an email").as_str().to_owned(),
+        payload: r#"{"subject":"Reminder","text":"It is due"}"#.to_owned(),
+        created_at: at(created),
+    }
+}
+
+fn claimed_ids(claimed: &[crate::webhooks::ClaimedDelivery]) -> Vec<docket_core::DeliveryId> {
+    claimed.iter().map(|c| c.delivery.id).collect()
+}
+
+/// The user's delivery `id` to `hook`, as listed.
+async fn listed_delivery(
+    store: &dyn Store,
+    user: UserId,
+    hook: docket_core::WebhookId,
+    id: docket_core::DeliveryId,
+) -> docket_core::Delivery {
+    let list = store.list_deliveries(user, hook, 200).await.expect("list_deliveries");
+    list.into_iter().find(|d| d.id == id).expect("the delivery is listed under its webhook")
+}
+
+/// Webhooks are created, listed oldest first, read, patched (only the given fields, with a new
+/// `updated_at`) and deleted with their deliveries, all only by their owner.
+pub async fn check_webhooks_crud_scoped_to_the_owner(store: &dyn Store) {
+    let a = user(store, "hook-a").await;
+    let b = user(store, "hook-b").await;
+    let events = [types::TASK_COMPLETED, types::TASK_CREATED];
+    let first = store
+        .create_webhook(a.id, new_webhook("https://example.com/one", &events), at(1))
+        .await
+        .expect("create");
+    assert_eq!(first.user_id, a.id);
+    assert_eq!(first.url, "https://example.com/one");
+    assert_eq!(first.events, events);
+    assert!(first.active);
+    assert_eq!((first.created_at, first.updated_at), (at(1), at(1)));
+    let second = store
+        .create_webhook(a.id, new_webhook("https://example.com/two", &events[..1]), at(2))
+        .await
+        .expect("create");
+    let theirs = webhook(store, b.id, "https://example.com/theirs").await;
+
+    assert_eq!(
+        store.list_webhooks(a.id).await.expect("list"),
+        vec![first.clone(), second.clone()],
+        "oldest first, read back as written"
+    );
+    assert_eq!(store.list_webhooks(b.id).await.expect("list"), vec![theirs]);
+    assert_eq!(store.get_webhook(a.id, second.id).await.expect("get"), second);
+
+    let off = docket_core::WebhookPatch { active: Some(false), ..Default::default() };
+    expect_not_found(store.get_webhook(b.id, first.id).await, "get another user's webhook");
+    expect_not_found(
+        store.update_webhook(b.id, first.id, off.clone(), at(3)).await,
+        "update another user's webhook",
+    );
+    expect_not_found(store.delete_webhook(b.id, first.id).await, "delete another's webhook");
+    expect_not_found(
+        store.list_deliveries(b.id, first.id, 50).await,
+        "list another user's deliveries",
+    );
+    expect_not_found(
+        store.get_webhook(a.id, docket_core::WebhookId::new()).await,
+        "get an unknown webhook",
+    );
+    assert_eq!(store.get_webhook(a.id, first.id).await.expect("get"), first, "untouched");
+
+    let patched = store.update_webhook(a.id, first.id, off, at(5)).await.expect("update");
+    let want = docket_core::Webhook { active: false, updated_at: at(5), ..first.clone() };
+    assert_eq!(patched, want, "only `active` and `updated_at` change");
+    assert_eq!(store.get_webhook(a.id, first.id).await.expect("get"), want);
+    let moved = docket_core::WebhookPatch {
+        url: Some("https://example.com/moved".to_owned()),
+        events: Some(vec![types::TASK_DELETED.to_owned()]),
+        active: None,
+    };
+    let patched = store.update_webhook(a.id, first.id, moved, at(6)).await.expect("update");
+    let want = docket_core::Webhook {
+        url: "https://example.com/moved".to_owned(),
+        events: vec![types::TASK_DELETED.to_owned()],
+        updated_at: at(6),
+        ..want
+    };
+    assert_eq!(patched, want, "url and events change, `active` stays off");
+    assert_eq!(store.get_webhook(a.id, first.id).await.expect("get"), want);
+
+    let gone = [webhook_delivery(&first, "evt-1", 10), webhook_delivery(&first, "evt-2", 11)];
+    let kept = webhook_delivery(&second, "evt-1", 12);
+    let added = store
+        .enqueue_deliveries(vec![gone[0].clone(), gone[1].clone(), kept.clone()])
+        .await
+        .expect("enqueue");
+    assert_eq!(added, 3);
+    assert_eq!(store.list_deliveries(a.id, first.id, 50).await.expect("list").len(), 2);
+
+    store.delete_webhook(a.id, first.id).await.expect("delete");
+    expect_not_found(store.get_webhook(a.id, first.id).await, "get a deleted webhook");
+    expect_not_found(store.delete_webhook(a.id, first.id).await, "delete twice");
+    expect_not_found(store.list_deliveries(a.id, first.id, 50).await, "a deleted one's list");
+    assert_eq!(store.list_webhooks(a.id).await.expect("list"), vec![second.clone()]);
+    let claimed = store.claim_deliveries(at(DAY), LEASE, 100).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [kept.id], "a deleted webhook's deliveries are gone");
+}
+
+/// A delivery is enqueued once per (event, channel, target); another target or channel of
+/// the same event is another delivery. Lists are newest first.
+pub async fn check_deliveries_enqueued_once(store: &dyn Store) {
+    let u = user(store, "deliver-once").await;
+    let hook = webhook(store, u.id, "https://example.com/once").await;
+    let d = webhook_delivery(&hook, "evt-once", 10);
+    assert_eq!(store.enqueue_deliveries(vec![d.clone()]).await.expect("enqueue"), 1);
+    let again = docket_core::NewDelivery {
+        id: docket_core::DeliveryId::new(),
+        payload: "{}".to_owned(),
+        created_at: at(20),
+        ..d.clone()
+    };
+    assert_eq!(
+        store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue"),
+        0,
+        "the same event, channel and target is not enqueued twice"
+    );
+    let elsewhere = docket_core::NewDelivery {
+        id: docket_core::DeliveryId::new(),
+        target: "https://example.com/elsewhere".to_owned(),
+        created_at: at(30),
+        ..d.clone()
+    };
+    let email = email_delivery(&u, "evt-once", 40);
+    let again2 = docket_core::NewDelivery { id: docket_core::DeliveryId::new(), ..again };
+    assert_eq!(
+        store.enqueue_deliveries(vec![elsewhere.clone(), again2, email]).await.expect("enqueue"),
+        2,
+        "another target and another channel are new, the repeat is not"
+    );
+
+    let list = store.list_deliveries(u.id, hook.id, 50).await.expect("list");
+    let ids: Vec<_> = list.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [elsewhere.id, d.id], "the webhook's deliveries, newest first");
+    let stored = &list[1];
+    let want = docket_core::Delivery {
+        id: d.id,
+        user_id: u.id,
+        channel: docket_core::DeliveryChannel::Webhook,
+        webhook_id: Some(hook.id),
+        reminder_id: None,
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        target: d.target.clone(),
+        payload: d.payload.clone(),
+        status: docket_core::DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: Some(at(10)),
+        last_error: None,
+        created_at: at(10),
+        delivered_at: None,
+    };
+    assert_eq!(stored, &want, "the first one stays, pending and due at once");
+    assert_eq!(store.list_deliveries(u.id, hook.id, 1).await.expect("list").len(), 1, "limit");
+}
+
+/// A claim returns the due pending deliveries earliest first, each with one more attempt and
+/// its webhook's secret, and leases them: not claimed again before the lease runs out; what
+/// is not yet due is not claimed.
+pub async fn check_deliveries_claimed_due_first_and_leased(store: &dyn Store) {
+    let u = user(store, "deliver-claim").await;
+    let hook = webhook(store, u.id, "https://example.com/claim").await;
+    let late = webhook_delivery(&hook, "evt-late", 20);
+    let early = webhook_delivery(&hook, "evt-early", 10);
+    let mail = email_delivery(&u, "evt-mail", 15);
+    let future = webhook_delivery(&hook, "evt-future", HOUR);
+    let all = vec![late.clone(), early.clone(), mail.clone(), future.clone()];
+    assert_eq!(store.enqueue_deliveries(all).await.expect("enqueue"), 4);
+
+    assert_eq!(store.claim_deliveries(at(9), LEASE, 10).await.expect("claim"), vec![]);
+    let now = at(MIN);
+    let claimed = store.claim_deliveries(now, LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [early.id, mail.id, late.id], "the due ones, earliest first");
+    for c in &claimed {
+        assert_eq!(c.delivery.attempts, 1, "a claim counts an attempt");
+        assert_eq!(c.delivery.status, docket_core::DeliveryStatus::Pending);
+    }
+    let (e, m) = (&claimed[0], &claimed[1]);
+    assert_eq!(e.secret.as_deref(), Some("secret of https://example.com/claim"));
+    assert_eq!(m.secret, None, "an email has no secret");
+    assert_eq!(
+        (&e.delivery.payload, &e.delivery.target, &e.delivery.event_id, e.delivery.webhook_id),
+        (&early.payload, &early.target, &early.event_id, Some(hook.id)),
+    );
+    assert_eq!((&m.delivery.target, m.delivery.channel), (&mail.target, mail.channel));
+
+    assert_eq!(store.claim_deliveries(now, LEASE, 10).await.expect("claim"), vec![], "leased");
+    let almost = at(MIN + 30 * SEC - 1);
+    assert_eq!(store.claim_deliveries(almost, LEASE, 10).await.expect("claim"), vec![]);
+    let again = store.claim_deliveries(at(MIN + 30 * SEC), LEASE, 10).await.expect("claim");
+    let mut got = claimed_ids(&again);
+    got.sort();
+    let mut want = vec![early.id, mail.id, late.id];
+    want.sort();
+    assert_eq!(got, want, "claimed again when the lease has run out");
+    assert!(again.iter().all(|c| c.delivery.attempts == 2), "{again:?}");
+
+    let due = store.claim_deliveries(at(HOUR), LEASE, 10).await.expect("claim");
+    assert!(claimed_ids(&due).contains(&future.id), "due at its time");
+    let f = due.iter().find(|c| c.delivery.id == future.id).expect("claimed");
+    assert_eq!(f.delivery.attempts, 1);
+    assert_eq!(store.claim_deliveries(at(HOUR), LEASE, 10).await.expect("claim"), vec![]);
+}
+
+/// Concurrent claimers share the due deliveries without any delivery claimed twice.
+pub async fn check_deliveries_claimed_once_under_concurrency(store: &dyn Store) {
+    const N: usize = 40;
+    let u = user(store, "deliver-race").await;
+    let hook = webhook(store, u.id, "https://example.com/race").await;
+    let new: Vec<_> =
+        (0..N).map(|i| webhook_delivery(&hook, &format!("evt-{i}"), i as i64)).collect();
+    let want: HashSet<_> = new.iter().map(|d| d.id).collect();
+    assert_eq!(store.enqueue_deliveries(new).await.expect("enqueue") as usize, N);
+    let now = at(MIN);
+    let racers = (0..4).map(|_| async {
+        let mut mine = Vec::new();
+        loop {
+            let claimed =
+                store.claim_deliveries(now, std::time::Duration::from_secs(3600), 3).await;
+            let claimed = claimed.expect("claim");
+            if claimed.is_empty() {
+                return mine;
+            }
+            mine.extend(claimed_ids(&claimed));
+        }
+    });
+    let all: Vec<_> = join_all(racers).await.into_iter().flatten().collect();
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "no delivery claimed twice");
+    assert_eq!(unique, want, "every due delivery claimed");
+}
+
+/// Settling: delivered ends a delivery; a retry records the error and makes it due at the
+/// given time, not before; giving up fails it for good; settling what is not pending
+/// returns false and changes nothing.
+pub async fn check_deliveries_settled(store: &dyn Store) {
+    let u = user(store, "deliver-settle").await;
+    let hook = webhook(store, u.id, "https://example.com/settle").await;
+    let ok = webhook_delivery(&hook, "evt-ok", 0);
+    let retry = webhook_delivery(&hook, "evt-retry", 1);
+    let fail = webhook_delivery(&hook, "evt-fail", 2);
+    let all = vec![ok.clone(), retry.clone(), fail.clone()];
+    assert_eq!(store.enqueue_deliveries(all).await.expect("enqueue"), 3);
+    assert_eq!(store.claim_deliveries(at(SEC), LEASE, 10).await.expect("claim").len(), 3);
+
+    let now = at(2 * SEC);
+    let settle = |id, outcome| store.settle_delivery(id, outcome, now);
+    assert!(settle(ok.id, docket_core::DeliveryOutcome::Delivered).await.expect("settle"));
+    let again = docket_core::DeliveryOutcome::Retry { error: "answered 503".into(), at: at(HOUR) };
+    assert!(settle(retry.id, again).await.expect("settle"));
+    let give_up = docket_core::DeliveryOutcome::GiveUp { error: "answered 410".into() };
+    assert!(settle(fail.id, give_up).await.expect("settle"));
+
+    let delivered = listed_delivery(store, u.id, hook.id, ok.id).await;
+    assert_eq!(delivered.status, docket_core::DeliveryStatus::Delivered);
+    assert_eq!(delivered.delivered_at, Some(now));
+    assert_eq!(delivered.attempts, 1);
+    let retrying = listed_delivery(store, u.id, hook.id, retry.id).await;
+    assert_eq!(retrying.status, docket_core::DeliveryStatus::Pending);
+    assert_eq!(retrying.last_error.as_deref(), Some("answered 503"));
+    assert_eq!(retrying.next_attempt_at, Some(at(HOUR)));
+    assert_eq!(retrying.delivered_at, None);
+    let failed = listed_delivery(store, u.id, hook.id, fail.id).await;
+    assert_eq!(failed.status, docket_core::DeliveryStatus::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("answered 410"));
+    assert_eq!(failed.delivered_at, None);
+
+    // The first claim's lease ran out long ago: the retry time alone decides.
+    assert_eq!(
+        store.claim_deliveries(at(HOUR - 1), LEASE, 10).await.expect("claim"),
+        vec![],
+        "a retry is not due before its time; delivered and failed ones never are"
+    );
+    let claimed = store.claim_deliveries(at(HOUR), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [retry.id]);
+    assert_eq!(claimed[0].delivery.attempts, 2);
+
+    let later = at(HOUR + SEC);
+    let retry_again = docket_core::DeliveryOutcome::Retry { error: "x".into(), at: at(DAY) };
+    for (id, outcome) in [
+        (ok.id, retry_again.clone()),
+        (ok.id, docket_core::DeliveryOutcome::Delivered),
+        (fail.id, docket_core::DeliveryOutcome::Delivered),
+        (fail.id, retry_again),
+        (docket_core::DeliveryId::new(), docket_core::DeliveryOutcome::Delivered),
+    ] {
+        let settled = store.settle_delivery(id, outcome.clone(), later).await.expect("settle");
+        assert!(!settled, "settling {outcome:?} on a delivery that is not pending");
+    }
+    assert_eq!(listed_delivery(store, u.id, hook.id, ok.id).await, delivered, "unchanged");
+    assert_eq!(listed_delivery(store, u.id, hook.id, fail.id).await, failed, "unchanged");
+    let claimed = store.claim_deliveries(at(10 * DAY), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [retry.id], "only the pending one is ever claimed again");
+}
+
+/// A delivery's failures show on the reminder that caused it: each failed attempt counts
+/// and records its error, giving up fails the reminder, and once retried deliveries succeed
+/// and none of its deliveries is failed, the reminder is `fired` again. Retrying is scoped
+/// to the owner and the webhook.
+pub async fn check_deliveries_drive_their_reminder(store: &dyn Store) {
+    let u = user(store, "deliver-remind").await;
+    let other = user(store, "deliver-remind-other").await;
+    let t = store.create_task(u.id, due_task("Rent", DAY), at(0)).await.expect("create");
+    let r = store.create_reminder(u.id, t.id, at_trigger(HOUR), at(1)).await.expect("reminder");
+    let fired = store.fire_due_reminders(at(HOUR), 10).await.expect("fire");
+    assert_eq!(fired.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id]);
+    let base_attempts = fired[0].attempts;
+    let reminder = || async { store.get_reminder(u.id, r.id).await.expect("get_reminder") };
+
+    let one = webhook(store, u.id, "https://example.com/remind-1").await;
+    let two = webhook(store, u.id, "https://example.com/remind-2").await;
+    let d1 = docket_core::NewDelivery {
+        reminder_id: Some(r.id),
+        ..webhook_delivery(&one, "evt-remind", HOUR)
+    };
+    let d2 = docket_core::NewDelivery {
+        reminder_id: Some(r.id),
+        ..webhook_delivery(&two, "evt-remind", HOUR)
+    };
+    assert_eq!(store.enqueue_deliveries(vec![d1.clone(), d2.clone()]).await.expect("q"), 2);
+    assert_eq!(store.claim_deliveries(at(HOUR), LEASE, 10).await.expect("claim").len(), 2);
+
+    let retry =
+        docket_core::DeliveryOutcome::Retry { error: "answered 500".into(), at: at(HOUR + MIN) };
+    assert!(store.settle_delivery(d1.id, retry, at(HOUR)).await.expect("settle"));
+    let now = reminder().await;
+    assert_eq!(now.status, ReminderStatus::Fired, "a retry leaves the reminder fired");
+    assert_eq!(now.attempts, base_attempts + 1, "a failed attempt counts");
+    assert_eq!(now.last_error.as_deref(), Some("answered 500"));
+
+    let give_up = |error: &str| docket_core::DeliveryOutcome::GiveUp { error: error.into() };
+    assert!(store.settle_delivery(d2.id, give_up("answered 404"), at(HOUR)).await.expect("s"));
+    let now = reminder().await;
+    assert_eq!(now.status, ReminderStatus::Failed, "giving up fails the reminder");
+    assert_eq!(now.attempts, base_attempts + 2);
+    assert_eq!(now.last_error.as_deref(), Some("answered 404"));
+
+    let claimed = store.claim_deliveries(at(HOUR + MIN), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [d1.id]);
+    assert!(store.settle_delivery(d1.id, give_up("timed out"), at(HOUR + MIN)).await.expect("s"));
+    let now = reminder().await;
+    assert_eq!(now.status, ReminderStatus::Failed);
+    assert_eq!(now.attempts, base_attempts + 3);
+    assert_eq!(now.last_error.as_deref(), Some("timed out"));
+
+    expect_not_found(
+        store.retry_delivery(other.id, one.id, d1.id, at(2 * HOUR)).await,
+        "retry another user's delivery",
+    );
+    expect_not_found(
+        store.retry_delivery(u.id, two.id, d1.id, at(2 * HOUR)).await,
+        "retry a delivery under another webhook",
+    );
+    expect_not_found(
+        store.retry_delivery(u.id, one.id, docket_core::DeliveryId::new(), at(2 * HOUR)).await,
+        "retry an unknown delivery",
+    );
+    let failed = listed_delivery(store, u.id, one.id, d1.id).await;
+    assert_eq!(
+        failed.status,
+        docket_core::DeliveryStatus::Failed,
+        "refused retries change nothing"
+    );
+
+    let retried = store.retry_delivery(u.id, one.id, d1.id, at(2 * HOUR)).await.expect("retry");
+    assert_eq!(retried.id, d1.id);
+    assert_eq!(retried.status, docket_core::DeliveryStatus::Pending);
+    assert_eq!(retried.attempts, 0, "attempts counted afresh");
+    assert_eq!(retried.next_attempt_at, Some(at(2 * HOUR)), "due at once");
+    assert_eq!(listed_delivery(store, u.id, one.id, d1.id).await, retried);
+    assert_eq!(reminder().await.status, ReminderStatus::Failed, "not before it is delivered");
+
+    let claimed = store.claim_deliveries(at(2 * HOUR), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [d1.id]);
+    assert_eq!(claimed[0].delivery.attempts, 1);
+    let delivered = docket_core::DeliveryOutcome::Delivered;
+    assert!(store.settle_delivery(d1.id, delivered.clone(), at(2 * HOUR)).await.expect("s"));
+    assert_eq!(
+        reminder().await.status,
+        ReminderStatus::Failed,
+        "another of its deliveries is still failed"
+    );
+    let unchanged = store.retry_delivery(u.id, one.id, d1.id, at(3 * HOUR)).await.expect("r");
+    assert_eq!(unchanged.status, docket_core::DeliveryStatus::Delivered, "a delivered one stays");
+
+    store.retry_delivery(u.id, two.id, d2.id, at(3 * HOUR)).await.expect("retry");
+    let claimed = store.claim_deliveries(at(3 * HOUR), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [d2.id]);
+    assert!(store.settle_delivery(d2.id, delivered, at(3 * HOUR)).await.expect("settle"));
+    let now = reminder().await;
+    assert_eq!(now.status, ReminderStatus::Fired, "every delivery went through: fired again");
+    assert_eq!(now.attempts, base_attempts + 3, "a success is not a failed attempt");
+}
+
+/// The next delivery time is the earliest pending `next_attempt_at`, `None` when nothing
+/// is pending.
+pub async fn check_next_delivery_at_is_the_earliest_pending(store: &dyn Store) {
+    assert_eq!(store.next_delivery_at().await.expect("next"), None, "nothing enqueued");
+    let u = user(store, "deliver-next").await;
+    let hook = webhook(store, u.id, "https://example.com/next").await;
+    let later = webhook_delivery(&hook, "evt-later", 2 * HOUR);
+    let sooner = email_delivery(&u, "evt-sooner", HOUR);
+    store.enqueue_deliveries(vec![later.clone(), sooner.clone()]).await.expect("enqueue");
+    assert_eq!(store.next_delivery_at().await.expect("next"), Some(at(HOUR)));
+
+    let claimed = store.claim_deliveries(at(HOUR), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [sooner.id]);
+    assert_eq!(
+        store.next_delivery_at().await.expect("next"),
+        Some(at(HOUR + 30 * SEC)),
+        "a claimed delivery is next due when its lease runs out"
+    );
+    let delivered = docket_core::DeliveryOutcome::Delivered;
+    assert!(store.settle_delivery(sooner.id, delivered, at(HOUR)).await.expect("settle"));
+    assert_eq!(store.next_delivery_at().await.expect("next"), Some(at(2 * HOUR)));
+
+    let claimed = store.claim_deliveries(at(2 * HOUR), LEASE, 10).await.expect("claim");
+    assert_eq!(claimed_ids(&claimed), [later.id]);
+    let give_up = docket_core::DeliveryOutcome::GiveUp { error: "gone".into() };
+    assert!(store.settle_delivery(later.id, give_up, at(2 * HOUR)).await.expect("settle"));
+    assert_eq!(store.next_delivery_at().await.expect("next"), None, "nothing pending");
 }

@@ -9,6 +9,7 @@
 //! [`notifications`] holds in-app notifications, appended by the notifier consumer.
 //! [`reminders`] holds the reminder rows, the rules task writes apply to them, and the
 //! scheduler's claim.
+//! [`webhooks`] holds users' webhooks and the deliveries owed to email and webhook channels.
 //! [`bus`] holds the tables the embedded event bus keeps beside the outbox (consumer
 //! positions and attempts).
 //!
@@ -25,6 +26,7 @@ pub mod series;
 pub mod sqlite;
 pub mod state;
 mod store;
+pub mod webhooks;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -10,6 +10,11 @@ use docket_events::CloudEvent;
 
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditPage};
+use crate::webhooks::ClaimedDelivery;
+use docket_core::{
+    Delivery, DeliveryId, DeliveryOutcome, NewDelivery, NewWebhook, Webhook, WebhookId,
+    WebhookPatch,
+};
 
 /// A user with the password hash needed to check a login.
 #[derive(Debug, Clone)]
@@ -68,7 +73,8 @@ pub struct TagCount {
 /// * Every task write appends its events (`docket_events::task_events`) to the outbox in the
 ///   same transaction as its rows: `create_task` → created; `update_task` → completed or
 ///   reopened when the status moved, else updated (with `changes`); `delete_task` → deleted;
-///   `delete_category` → updated (`changes.category`) for every task it clears. A write
+///   `delete_category` → updated (`changes.category`) for every task it clears;
+///   `delete_series` → updated (`changes.series_id`) for every instance it detaches. A write
 ///   that changes nothing, or fails, appends nothing; an event is readable exactly when its
 ///   write committed. Events carry the task's user id as `partitionkey` and its id as
 ///   `subject`. Renaming or recolouring a category appends nothing: it is not a task change
@@ -81,6 +87,29 @@ pub struct TagCount {
 ///   that commits later: an event becomes readable only once no event at a lower position
 ///   can still commit. `outbox_head(topic)` is the highest position `read_outbox` could
 ///   return now (0 when there is none).
+///
+/// # Outbox pruning (§6 housekeeping)
+/// * `prune_outbox(older_than, limit)` deletes outbox rows and returns how many. It MUST NOT
+///   delete a row of topic `T` at position `p` unless the row was appended before
+///   `older_than` and every consumer group has passed it: for every topic `X` whose log
+///   holds `T`'s rows (`docket_events::topics::log_topics(X)` contains `T`; a group on
+///   `task-updates` reads the `task-events` rows), each group's committed position in `X`
+///   is ≥ `p` and the group has no attempt recorded at or below `p`. Rows no group reads
+///   go by age alone. A group that never committed a position in `X` holds nothing.
+/// * Per topic it MUST delete a prefix in position order, stopping at the first row it must
+///   keep, and MUST NOT delete a row a reader could still be about to read (on PostgreSQL,
+///   nothing above the settled horizon). One call deletes at most `limit` rows and holds
+///   the writer or its locks for that long only; a call that deleted fewer than `limit`
+///   left nothing more to prune at `older_than` (call again while it returns `limit`). It
+///   also forgets recorded attempts at or below their group's committed position.
+/// * Pruning changes nothing else: `outbox_head` stays where it was (also when every row
+///   of a log is gone), positions are never reused, and `read_outbox`/`read_outbox_for`
+///   return the kept rows exactly as before.
+/// * `outbox_tail(topic)` is the highest position pruning has deleted from `topic`'s log,
+///   0 while it deleted none; it only grows. Every event of the log above the tail is still
+///   stored, so a reader resuming after `p ≥ tail` misses nothing; one after `p < tail` may
+///   have missed events. Read the tail after reading the log: a read that found the tail
+///   at or below where it started was complete.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and `/readyz` (`"sqlite"`, `"postgres"`).
@@ -117,7 +146,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Task, StoreError>;
     async fn get_task(&self, user: UserId, id: TaskId) -> Result<Task, StoreError>;
-    /// Applies `patch` (see `TaskPatch::apply`) and returns the task after it.
+    /// Applies `patch` (see `TaskPatch::apply`) and returns the task after it; its
+    /// `recurrence` MUST be applied in the same transaction by the rules in `crate::series`
+    /// (make recurring, replace the series' rule, or end the series), the task's link change
+    /// being part of its one version bump and event.
     async fn update_task(
         &self,
         user: UserId,
@@ -181,10 +213,30 @@ pub trait Store: Send + Sync + 'static {
     /// The highest readable position of `topic`, 0 when it has none.
     async fn outbox_head(&self, topic: &str) -> Result<i64, StoreError>;
 
+    /// The highest position pruning has deleted from `topic`'s log, 0 while none (see the
+    /// pruning rules above).
+    async fn outbox_tail(&self, topic: &str) -> Result<i64, StoreError>;
+
+    /// Deletes at most `limit` outbox rows appended before `older_than` that every consumer
+    /// group has passed (see the pruning rules above); returns how many it deleted.
+    async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError>;
+
+    /// Commits `position` for consumer `group` in `topic` in a transaction of its own, never
+    /// moving it back, and forgets the group's attempts at or below it: what a consumer's
+    /// own commit does (`crate::bus`), for operators and tests.
+    async fn save_consumer_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// The events of `topic`'s log whose partition key is `key` (a user id) with a position
     /// in `(after_seq, until]`, in order, at most `limit`. `until` MUST be a position the
     /// caller already read as readable (from `read_outbox` or `outbox_head`), so the range is
-    /// settled: reading it twice gives the same events. Served by an index on the key.
+    /// settled: reading it twice gives the same events, unless pruning deleted some in
+    /// between (`outbox_tail` tells). Served by an index on the key.
     async fn read_outbox_for(
         &self,
         topic: &str,
@@ -312,8 +364,15 @@ pub trait Store: Send + Sync + 'static {
         active: bool,
         now: Timestamp,
     ) -> Result<Series, StoreError>;
-    /// Deletes the user's series: no instance is made after; existing instances MUST stay.
-    async fn delete_series(&self, user: UserId, id: SeriesId) -> Result<(), StoreError>;
+    /// Deletes the user's series: no instance is made after; existing instances MUST stay,
+    /// detached in the same transaction (no `series_id`, `instance_date` or recurrence),
+    /// each with its version bumped and an updated event stamped `now` (`changes.series_id`).
+    async fn delete_series(
+        &self,
+        user: UserId,
+        id: SeriesId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Makes the instances of up to `limit` fixed-mode series due at `now`, each in one
     /// transaction with its created event; an occurrence MUST be made at most once however
     /// many callers race (the claim moves `next_occurrence`; `(series_id, instance_date)` is
@@ -325,4 +384,67 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Task>, StoreError>;
     /// The earliest `next_occurrence` of an active fixed-mode series.
     async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    // --- webhooks and deliveries (rules in `crate::webhooks`)
+
+    /// Creates a webhook of the user.
+    async fn create_webhook(
+        &self,
+        user: UserId,
+        new: NewWebhook,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError>;
+    /// The user's webhooks, oldest first.
+    async fn list_webhooks(&self, user: UserId) -> Result<Vec<Webhook>, StoreError>;
+    /// The user's webhook `id` (`NotFound` for another user's).
+    async fn get_webhook(&self, user: UserId, id: WebhookId) -> Result<Webhook, StoreError>;
+    /// Applies `patch` to the user's webhook and returns it.
+    async fn update_webhook(
+        &self,
+        user: UserId,
+        id: WebhookId,
+        patch: WebhookPatch,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError>;
+    /// Deletes the user's webhook and its deliveries.
+    async fn delete_webhook(&self, user: UserId, id: WebhookId) -> Result<(), StoreError>;
+    /// The deliveries to the user's webhook, newest first (at most `webhooks::MAX_LIST`).
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        webhook: WebhookId,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Enqueues deliveries in their own transaction (consumers enqueue inside theirs:
+    /// `webhooks::sqlite::enqueue`, `postgres::webhooks::enqueue`); a delivery whose
+    /// (event, channel, target) exists MUST NOT be added again. Returns how many were new.
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>) -> Result<u64, StoreError>;
+    /// Claims up to `limit` pending deliveries due at `now`, earliest first: a claim MUST
+    /// count an attempt and make the delivery not due before `now + lease`, so no two callers
+    /// hold it at once, and one whose worker died is claimed again after the lease.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Records how the attempt of a pending delivery ended, with its effect on the reminder
+    /// that caused it (see `crate::webhooks`); false (and no change) when it is not pending.
+    async fn settle_delivery(
+        &self,
+        id: DeliveryId,
+        outcome: DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Puts the user's failed delivery to webhook `webhook` back in line, due at `now`,
+    /// attempts counted afresh (`NotFound` when it is not that webhook's or not theirs).
+    async fn retry_delivery(
+        &self,
+        user: UserId,
+        webhook: WebhookId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError>;
+    /// When the next pending delivery is due.
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>, StoreError>;
 }

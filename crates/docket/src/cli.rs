@@ -114,6 +114,117 @@ pub struct ServeArgs {
         default_value = "api,worker,scheduler"
     )]
     pub roles: Vec<Role>,
+    /// With `api` but not `worker`: how long completing a recurring task waits for the next
+    /// instance, made by a `worker` process on the same database, to answer it as `next`;
+    /// 0 when no worker runs on it (then `next` is null at once). A process with `worker`
+    /// waits up to 1 s.
+    #[arg(long, env = "DOCKET_NEXT_INSTANCE_WAIT_MS", default_value_t = 1000)]
+    pub next_instance_wait_ms: u64,
+    /// How long outbox events are kept once every consumer has passed them, e.g. `7d`,
+    /// `36h`, `2w` or ISO 8601 `P7D` (role `scheduler` prunes). A real-time client away for
+    /// longer is told to resync.
+    #[arg(
+        long,
+        env = "DOCKET_OUTBOX_RETENTION",
+        default_value = "7d",
+        value_parser = parse_retention
+    )]
+    pub outbox_retention: std::time::Duration,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// How email and webhook deliveries are sent (role `worker` sends; every role checks).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeliveryArgs {
+    /// The SMTP relay for the `email` reminder channel; without it, reminders cannot ask for
+    /// email.
+    #[arg(long, env = "DOCKET_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// The relay's port (default 25 with `--smtp-tls none`, 587 with `starttls`, 465 with `tls`).
+    #[arg(long, env = "DOCKET_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// How the SMTP connection is secured.
+    #[arg(long, env = "DOCKET_SMTP_TLS", value_enum, default_value_t = SmtpTlsArg::Starttls)]
+    pub smtp_tls: SmtpTlsArg,
+    /// The SMTP user name, when the relay wants a login.
+    #[arg(long, env = "DOCKET_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    /// The SMTP password.
+    #[arg(long, env = "DOCKET_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// The `From` of reminder emails.
+    #[arg(long, env = "DOCKET_SMTP_FROM", default_value = "Docket <docket@localhost>")]
+    pub smtp_from: String,
+    /// Lets webhooks target loopback, private and link-local addresses (closed networks only).
+    #[arg(long, env = "DOCKET_WEBHOOKS_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhooks_allow_private: bool,
+    /// Attempts before a delivery fails for good (and its reminder is marked failed).
+    #[arg(long, env = "DOCKET_DELIVERY_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub delivery_max_attempts: u32,
+    /// The wait after a first failed attempt; it doubles after each further one (capped at
+    /// 1 h), e.g. `10s`, `500ms`.
+    #[arg(long, env = "DOCKET_DELIVERY_BACKOFF", default_value = "10s", value_parser = parse_retention)]
+    pub delivery_backoff: std::time::Duration,
+}
+
+/// `--smtp-tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTlsArg {
+    /// Plain text (a relay on this host or a closed network).
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+impl DeliveryArgs {
+    /// The worker's configuration.
+    pub fn config(&self) -> docket_app::delivery::DeliveryConfig {
+        use docket_app::delivery::{DeliveryConfig, SmtpConfig, SmtpTls};
+        let tls = match self.smtp_tls {
+            SmtpTlsArg::None => SmtpTls::None,
+            SmtpTlsArg::Starttls => SmtpTls::StartTls,
+            SmtpTlsArg::Tls => SmtpTls::Tls,
+        };
+        let smtp = self.smtp_host.clone().map(|host| SmtpConfig {
+            host,
+            port: self.smtp_port.unwrap_or(match tls {
+                SmtpTls::None => 25,
+                SmtpTls::StartTls => 587,
+                SmtpTls::Tls => 465,
+            }),
+            tls,
+            username: self.smtp_username.clone(),
+            password: self.smtp_password.clone().map(Into::into),
+            from: self.smtp_from.clone(),
+        });
+        DeliveryConfig {
+            max_attempts: self.delivery_max_attempts,
+            backoff_base: self.delivery_backoff,
+            allow_private: self.webhooks_allow_private,
+            smtp,
+            ..DeliveryConfig::default()
+        }
+    }
+}
+
+/// A positive duration in days, weeks, hours, minutes or seconds (`7d`, `1w 2d`, `36h`,
+/// `P7D`); days are 24 hours. Months and years are refused: their length varies.
+fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
+    let span: jiff::Span = raw
+        .trim()
+        .parse()
+        .map_err(|e| format!("duration '{raw}': {e} (expected e.g. 7d, 36h, 2w or P7D)"))?;
+    let d = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| {
+        format!("duration '{raw}': months and years vary in length (use days or weeks, e.g. 30d)")
+    })?;
+    match std::time::Duration::try_from(d) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("duration '{raw}' must be positive (e.g. 7d)")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,4 +379,31 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_retention;
+
+    #[test]
+    fn retention_takes_humane_and_iso_durations() {
+        let day = Duration::from_secs(86_400);
+        for (raw, want) in [
+            ("7d", 7 * day),
+            ("2w", 14 * day),
+            ("1w 2d", 9 * day),
+            ("36h", Duration::from_secs(36 * 3600)),
+            ("90m", Duration::from_secs(90 * 60)),
+            ("P7D", 7 * day),
+            ("PT12H", Duration::from_secs(12 * 3600)),
+        ] {
+            assert_eq!(parse_retention(raw), Ok(want), "{raw}");
+        }
+        for raw in ["", "7", "seven days", "0d", "-1d", "1 month", "P1Y"] {
+            let e = parse_retention(raw).expect_err(raw);
+            assert!(e.contains(&format!("'{raw}'")), "{raw}: {e}");
+        }
+    }
 }

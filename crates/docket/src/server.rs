@@ -1,8 +1,9 @@
 //! `docket serve`: opens the store, builds the app and the router, binds, and serves until
 //! SIGINT/SIGTERM, then drains in-flight requests.
 //!
-//! Beside HTTP it runs, as `--roles` says, the audit consumer (`docket_app::audit`) on the
-//! embedded bus over the same database (SQLite or PostgreSQL) and the reminder scheduler
+//! Beside HTTP it runs, as `--roles` says, the consumers (audit, notifier, recurrence, webhook
+//! dispatcher) on the embedded bus over the same database (SQLite or PostgreSQL), the delivery
+//! worker (`docket_app::delivery`: email and webhooks) and the reminder scheduler
 //! (`docket_app::scheduler`); on shutdown, once HTTP has drained, a `watch` channel tells
 //! them to finish what is in hand and commit. The
 //! real-time hub (`docket_app::realtime`) tails the same log for `/api/stream` and `/api/ws`;
@@ -43,6 +44,10 @@ pub struct Application {
     /// The app, for the scheduler (role `scheduler`).
     app: Arc<App>,
     scheduler: bool,
+    /// How long housekeeping keeps outbox events every consumer has passed.
+    outbox_retention: Duration,
+    /// Sends email and webhook deliveries (role `worker`).
+    sender: Arc<docket_app::delivery::Sender>,
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
@@ -52,6 +57,8 @@ struct Consumers {
     audit: Arc<dyn Processor>,
     notifier: Arc<dyn Processor>,
     recurrence: Arc<dyn Processor>,
+    /// The webhook dispatcher (task events → deliveries).
+    webhooks: Arc<dyn Processor>,
     /// The state store of the same database, for housekeeping.
     state: Arc<dyn StateStore>,
     hub: Hub,
@@ -72,7 +79,21 @@ impl Application {
         let api = args.roles.contains(&Role::Api);
         let worker = args.roles.contains(&Role::Worker);
         let scheduler = args.roles.contains(&Role::Scheduler);
-        let mut app = App::new(store, auth);
+        // Completing a recurring task waits for the recurrence consumer's next instance: the
+        // one in this process, else one a `worker` process runs on the same database, unless
+        // the operator says none does (`--next-instance-wait-ms 0`).
+        let next_instance_wait = if worker {
+            Some(docket_app::NEXT_INSTANCE_WAIT)
+        } else {
+            Some(Duration::from_millis(args.next_instance_wait_ms)).filter(|d| !d.is_zero())
+        };
+        let delivery = args.delivery.config();
+        let sender = docket_app::delivery::Sender::new(delivery.clone())
+            .context("the email settings do not work")?;
+        let mut app = App::new(store, auth)
+            .with_next_instance_wait(next_instance_wait)
+            .with_email(delivery.smtp.is_some())
+            .with_private_webhooks(delivery.allow_private);
         if api {
             app = app.with_hub(consumers.hub.clone());
         }
@@ -87,7 +108,18 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Application { listener, router, addr, consumers, api, worker, app, scheduler })
+        Ok(Application {
+            listener,
+            router,
+            addr,
+            consumers,
+            api,
+            worker,
+            app,
+            scheduler,
+            outbox_retention: args.outbox_retention,
+            sender: Arc::new(sender),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -99,8 +131,17 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let Consumers { bus, audit, notifier, recurrence, hub, wake, state } = self.consumers;
+        let Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state } =
+            self.consumers;
         let worker = self.worker;
+        let deliveries = worker.then(|| {
+            tokio::spawn(docket_app::delivery::run_delivery_worker(
+                Arc::clone(self.app.store()),
+                self.app.clock(),
+                Arc::clone(&self.sender),
+                stop.subscribe(),
+            ))
+        });
         let consumer = tokio::spawn(async move {
             if !worker {
                 return;
@@ -109,6 +150,7 @@ impl Application {
                 (audit, docket_app::audit::config()),
                 (notifier, docket_app::notifier::config()),
                 (recurrence, docket_app::recurring::config()),
+                (webhooks, docket_app::webhook::config()),
             ]
             .map(|(processor, config)| {
                 let (bus, stopped) = (Arc::clone(&bus), stopped.clone());
@@ -131,9 +173,11 @@ impl Application {
                 stop.subscribe(),
             );
             let housekeeping = docket_app::housekeeping::run_housekeeping(
+                Arc::clone(app.store()),
                 Arc::clone(&state),
                 app.clock(),
                 docket_app::housekeeping::EVERY,
+                self.outbox_retention,
                 stop.subscribe(),
             );
             tokio::spawn(async move {
@@ -168,6 +212,11 @@ impl Application {
         if tokio::time::timeout(CONSUMER_STOP, consumer).await.is_err() {
             tracing::warn!("consumers did not stop in time");
         }
+        if let Some(deliveries) = deliveries
+            && tokio::time::timeout(CONSUMER_STOP, deliveries).await.is_err()
+        {
+            tracing::warn!("the delivery worker did not stop in time");
+        }
         if let Some(scheduler) = scheduler
             && tokio::time::timeout(CONSUMER_STOP, scheduler).await.is_err()
         {
@@ -197,10 +246,14 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::clone(&store),
             docket_app::recurring::sqlite_handler(),
         ));
+        let webhooks: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
+            Arc::clone(&store),
+            docket_app::webhook::sqlite_handler(),
+        ));
         let state: Arc<dyn StateStore> = Arc::clone(&store) as Arc<dyn StateStore>;
         let store: Arc<dyn Store> = store;
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake, state }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
@@ -213,10 +266,12 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::new(PgProcessor::new(store.clone(), docket_app::notifier::pg_handler()));
         let recurrence: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::recurring::pg_handler()));
+        let webhooks: Arc<dyn Processor> =
+            Arc::new(PgProcessor::new(store.clone(), docket_app::webhook::pg_handler()));
         let state: Arc<dyn StateStore> = Arc::new(store.clone());
         let store: Arc<dyn Store> = Arc::new(store);
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, hub, wake, state }))
+        Ok((store, Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state }))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }

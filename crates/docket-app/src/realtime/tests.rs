@@ -189,3 +189,85 @@ async fn shutdown_ends_subscriptions_and_refuses_new_ones() {
     assert!(end.is_none(), "the subscription ended");
     assert!(f.hub.subscribe(&a.id.to_string(), None).is_err());
 }
+
+/// Creates a task of `user` stamped `at` (its event's outbox age).
+async fn create_at(store: &SqliteStore, user: &User, title: &str, at: Timestamp) {
+    let task = NewTask::new(Title::parse(title).expect("title"));
+    store.create_task(user.id, task, at).await.expect("create_task");
+}
+
+fn days_ago(n: i64) -> Timestamp {
+    Timestamp::now() - jiff::SignedDuration::from_hours(24 * n)
+}
+
+#[track_caller]
+fn expect_pruned_resync(item: &Item, at: i64) {
+    match item {
+        Item::Resync { sequence, reason } => {
+            assert_eq!(*reason, ResyncReason::Pruned);
+            assert_eq!(*sequence, at, "the stream goes on after the hub's position");
+        }
+        Item::Event(m) => panic!("expected a resync, got the event at {} (a silent gap)", m.seq),
+    }
+}
+
+#[tokio::test]
+async fn resuming_from_before_pruned_events_resyncs_instead_of_skipping_them() {
+    let f = fixture(HubConfig::default()).await;
+    let a = user(&f.store, "returner").await;
+    for i in 0..3 {
+        create_at(&f.store, &a, &format!("old {i}"), days_ago(10)).await;
+    }
+    for i in 0..3 {
+        create_at(&f.store, &a, &format!("new {i}"), days_ago(0)).await;
+    }
+    settle(&f).await;
+    let want = positions_of(&f.store, &a).await;
+    let pruned = f.store.prune_outbox(days_ago(1), 1000).await.expect("prune_outbox");
+    assert_eq!(pruned, 3, "the three old events are pruned");
+    let head = f.hub.position();
+
+    // From before the pruned ones: they cannot be replayed, so a resync, then live events.
+    let mut behind = f.hub.subscribe(&a.id.to_string(), Some(want[1])).expect("subscribe");
+    expect_pruned_resync(&next(&mut behind).await, head);
+
+    // From the last pruned one on, everything it missed is still there.
+    let mut resumed = f.hub.subscribe(&a.id.to_string(), Some(want[2])).expect("subscribe");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(event_seq(&next(&mut resumed).await));
+    }
+    assert_eq!(got, want[3..]);
+
+    create(&f.store, &a, "live").await;
+    let live = *positions_of(&f.store, &a).await.last().expect("events");
+    assert_eq!(event_seq(&next(&mut behind).await), live);
+    assert_eq!(event_seq(&next(&mut resumed).await), live);
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+}
+
+#[tokio::test]
+async fn a_dropped_subscriber_whose_missed_events_were_pruned_resyncs() {
+    let config = HubConfig { buffer: 2, page: 3, ..HubConfig::default() };
+    let f = fixture(config).await;
+    let a = user(&f.store, "sleeper").await;
+    let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
+    for i in 0..10 {
+        create_at(&f.store, &a, &format!("a{i}"), days_ago(10)).await;
+    }
+    // The hub has run past a buffer of 2 and dropped this subscriber; what it would replay
+    // is pruned before it catches up.
+    settle(&f).await;
+    let want = positions_of(&f.store, &a).await;
+    assert_eq!(f.store.prune_outbox(days_ago(1), 1000).await.expect("prune_outbox"), 10);
+    assert_eq!(event_seq(&next(&mut sub).await), want[0], "the buffered events still come");
+    assert_eq!(event_seq(&next(&mut sub).await), want[1]);
+    expect_pruned_resync(&next(&mut sub).await, f.hub.position());
+
+    create(&f.store, &a, "live").await;
+    let live = *positions_of(&f.store, &a).await.last().expect("events");
+    assert_eq!(event_seq(&next(&mut sub).await), live);
+    let _ = f.stop.send(true);
+    f.runner.await.expect("hub stops");
+}

@@ -126,3 +126,34 @@ fn the_first_occurrence_is_the_start_or_the_next_match() {
     assert_eq!(new.first.local, local("2026-03-16T09:00:00"));
     assert_eq!(new.instance_date().to_string(), "2026-03-16T09:00:00");
 }
+
+#[test]
+fn replacing_the_rule_restarts_it_at_the_current_instance() {
+    let mut s = series(daily("Europe/Berlin"), "2026-03-10T09:00:00");
+    let made = s.instances;
+    let every_two_weeks = Recurrence::new(
+        Pattern::Preset { preset: Preset::Weekly, interval: 2 },
+        zone("Europe/Berlin"),
+    );
+    // The current instance is due Thursday 12 March at 09:00; it is Wednesday 11th now.
+    let current = at("2026-03-12T09:00:00", "Europe/Berlin");
+    let now = at("2026-03-11T12:00:00", "Europe/Berlin");
+    assert!(s.replace_rule(every_two_weeks.clone(), current, now));
+    assert_eq!(s.start, local("2026-03-12T09:00:00"));
+    assert_eq!(s.next_occurrence, Some(at("2026-03-26T09:00:00", "Europe/Berlin")));
+    assert_eq!(s.instances, made, "the count of instances made stays");
+    check(&s, "2026-03-12T09:00:00", "2026-03-12T10:00:00", Some("2026-03-26T09:00:00"));
+    // The same rule again changes nothing.
+    let before = s.clone();
+    assert!(!s.replace_rule(every_two_weeks, current, now));
+    assert_eq!(s, before);
+    // An overdue current instance: the next occurrence is after now, not in the past.
+    let mut s = series(daily("Europe/Berlin"), "2026-03-10T09:00:00");
+    let weekly = Recurrence::new(
+        Pattern::Preset { preset: Preset::Weekly, interval: 1 },
+        zone("Europe/Berlin"),
+    );
+    let now = at("2026-03-20T12:00:00", "Europe/Berlin");
+    assert!(s.replace_rule(weekly, at("2026-03-10T09:00:00", "Europe/Berlin"), now));
+    assert_eq!(s.next_occurrence, Some(at("2026-03-24T09:00:00", "Europe/Berlin")));
+}

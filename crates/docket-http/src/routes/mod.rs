@@ -15,6 +15,7 @@ pub mod reminders;
 pub mod series;
 pub mod stream;
 pub mod tasks;
+pub mod webhooks;
 
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -59,6 +60,7 @@ use crate::problem;
         (name = "audit", description = "the audit log: task history and activity"),
         (name = "notifications", description = "in-app notifications: list, mark read"),
         (name = "series", description = "recurring series: list, pause, resume, delete"),
+        (name = "webhooks", description = "webhooks: signed event deliveries with retries"),
         (name = "reminders", description = "reminders of tasks: when, where, snooze"),
         (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
@@ -108,6 +110,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::read_notification))
         .routes(routes!(notifications::read_all_notifications))
         .routes(routes!(series::list_series))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
         .routes(routes!(series::get_series, series::delete_series))
         .routes(routes!(series::pause_series))
         .routes(routes!(series::resume_series))

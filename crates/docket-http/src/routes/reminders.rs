@@ -35,7 +35,9 @@ pub struct TriggerBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReminderBody {
     pub trigger: Option<TriggerBody>,
-    /// `in_app` (the default); `email` and `webhook` are refused until they are delivered.
+    /// `in_app` (the default), `email` (to the owner's address; refused when the server has no
+    /// SMTP relay) and `webhook` (to the owner's active webhooks receiving
+    /// `com.todo.reminder.triggered`).
     pub channels: Option<Vec<String>>,
 }
 
@@ -87,7 +89,11 @@ impl From<&Reminder> for ReminderDto {
     }
 }
 
-fn parse_body(body: ReminderBody, user: &User) -> Result<NewReminder, ValidationErrors> {
+fn parse_body(
+    body: ReminderBody,
+    user: &User,
+    email_enabled: bool,
+) -> Result<NewReminder, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let zone = user.timezone.clone().unwrap_or_else(Zone::utc);
     let trigger = match body.trigger {
@@ -113,12 +119,12 @@ fn parse_body(body: ReminderBody, user: &User) -> Result<NewReminder, Validation
     let channels =
         errors.check("channels", Channels::parse(&body.channels.unwrap_or_default())).filter(|c| {
             // Refused rather than accepted and never delivered.
-            let undeliverable = c.as_slice().iter().any(|c| *c != Channel::InApp);
+            let undeliverable = !email_enabled && c.as_slice().contains(&Channel::Email);
             if undeliverable {
                 errors.push(FieldError::custom(
                     "channels",
                     "unavailable",
-                    "email and webhook delivery are not available yet; use in_app",
+                    "email is not configured on this server (no SMTP relay); use in_app or webhook",
                 ));
             }
             !undeliverable
@@ -170,7 +176,7 @@ pub async fn create_reminder(
     TaskIdParam(task): TaskIdParam,
     JsonBody(body): JsonBody<ReminderBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = parse_body(body, &user)?;
+    let new = parse_body(body, &user, st.app.email_enabled())?;
     let r = st.app.create_reminder(&user, task, new).await?;
     Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
 }

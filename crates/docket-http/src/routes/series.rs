@@ -127,7 +127,11 @@ pub async fn resume_series(
     Ok(Json(SeriesDto::from(&st.app.set_series_active(&user, id, true).await?)))
 }
 
-/// Deletes a series: no more instances; the existing ones stay.
+/// Deletes a series: no more instances; the existing ones stay as one-off tasks, detached
+/// in the same transaction (`series_id`, `instance_date` and `recurrence` become null, the
+/// version is bumped, and each gets a `com.todo.task.updated` event whose `changes` name
+/// `series_id` and `instance_date`). A task update with `"recurrence": null` does the same
+/// for the task's series.
 #[utoipa::path(delete, path = "/series/{id}", operation_id = "delete_series", tag = "series",
     params(("id" = String, Path, description = "series id")),
     responses(

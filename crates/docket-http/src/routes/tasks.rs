@@ -113,6 +113,16 @@ pub async fn get_task(
 }
 
 /// Changes some fields of a task; `null` clears a nullable field.
+///
+/// `recurrence` (§2.3), applied in the same transaction as the rest of the change:
+/// on a one-off task it makes the task the first instance of a new series, as creating a
+/// recurring task does (the due date moves to the rule's first occurrence from it); on an
+/// instance it replaces its series' rule for the instances after this one (the rule restarts
+/// at this instance's due date, `next_occurrence` is recomputed, the same rule changes
+/// nothing, and a completed instance's next one is made at once); `null` ends the task's
+/// series as `DELETE /api/series/{id}` does (every instance, this one included, stays as a
+/// one-off task). The response shows the rule the task follows now. An invalid or
+/// never-matching rule is a 422 naming `recurrence`.
 #[utoipa::path(patch, path = "/tasks/{id}", operation_id = "update_task", tag = "tasks",
     params(
         ("id" = String, Path, description = "task id"),
@@ -144,7 +154,9 @@ pub async fn update_task(
     Ok(task_response(StatusCode::OK, &task))
 }
 
-/// Replaces a task: fields left out go back to their defaults.
+/// Replaces a task: fields left out go back to their defaults, except `recurrence`: left
+/// out, the task's series stays as it is; given (a rule or `null`), it does what it does
+/// on PATCH.
 #[utoipa::path(put, path = "/tasks/{id}", operation_id = "replace_task", tag = "tasks",
     params(
         ("id" = String, Path, description = "task id"),
@@ -202,6 +214,13 @@ pub async fn delete_task(
 }
 
 /// Completes a task (completing a completed task changes nothing).
+///
+/// For an instance of an active `after_completion` series, `next` is the instance the
+/// recurrence consumer makes for it, when that is reported within a short wait: up to 1 s
+/// when this process runs the `worker` role; in an API-only process, as long as
+/// `--next-instance-wait-ms` says (default 1000, assuming a worker on the same database;
+/// 0: none runs, answer at once). Otherwise, or when it comes later, `next` is null and the
+/// instance shows up on `/api/stream`. Paused, `fixed`-mode or deleted series answer at once.
 #[utoipa::path(post, path = "/tasks/{id}/complete", operation_id = "complete_task", tag = "tasks",
     params(
         ("id" = String, Path, description = "task id"),
@@ -227,7 +246,8 @@ pub async fn complete_task(
     Ok(completion_response(done))
 }
 
-/// Flips a task between pending and completed (the seeds' clients' "toggle complete").
+/// Flips a task between pending and completed (the seeds' clients' "toggle complete");
+/// a completion answers `next` as `POST /api/tasks/{id}/complete` does.
 #[utoipa::path(patch, path = "/tasks/{id}/complete", operation_id = "toggle_task", tag = "tasks",
     params(
         ("id" = String, Path, description = "task id"),

@@ -68,6 +68,16 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "series",
         sql: include_str!("../../migrations/postgres/0009_series.sql"),
     },
+    Migration {
+        version: 10,
+        name: "webhooks",
+        sql: include_str!("../../migrations/postgres/0010_webhooks.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "outbox_pruned",
+        sql: include_str!("../../migrations/postgres/0011_outbox_pruned.sql"),
+    },
 ];
 
 /// First key of the advisory lock (`hashtext('docket_schema_migrations')` is not a constant

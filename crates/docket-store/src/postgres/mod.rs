@@ -19,6 +19,7 @@ pub(crate) mod reminders;
 pub mod series;
 #[cfg(test)]
 mod tests;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -650,9 +651,11 @@ impl Store for PostgresStore {
         &self,
         user: UserId,
         id: docket_core::SeriesId,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
+        let now = truncate_micros(now);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        series::delete(&mut tx, user, id).await?;
+        series::delete(&mut tx, user, id, now, &self.source).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(())
     }
@@ -672,6 +675,117 @@ impl Store for PostgresStore {
     async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         series::next_due_at(&mut conn).await
+    }
+
+    async fn create_webhook(
+        &self,
+        user: UserId,
+        new: docket_core::NewWebhook,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::create(&mut conn, user, new, truncate_micros(now)).await
+    }
+
+    async fn list_webhooks(&self, user: UserId) -> Result<Vec<docket_core::Webhook>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::list(&mut conn, user).await
+    }
+
+    async fn get_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::get(&mut conn, user, id, false).await
+    }
+
+    async fn update_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+        patch: docket_core::WebhookPatch,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let hook = webhooks::update(&mut tx, user, id, patch, truncate_micros(now)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(hook)
+    }
+
+    async fn delete_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::delete(&mut conn, user, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        limit: usize,
+    ) -> Result<Vec<docket_core::Delivery>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::deliveries_of(&mut conn, user, webhook, limit).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        mut deliveries: Vec<docket_core::NewDelivery>,
+    ) -> Result<u64, StoreError> {
+        for d in &mut deliveries {
+            d.created_at = truncate_micros(d.created_at);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let added = webhooks::enqueue(&mut tx, &deliveries).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::webhooks::ClaimedDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let claimed = webhooks::claim(&mut tx, truncate_micros(now), lease, limit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(claimed)
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: docket_core::DeliveryId,
+        outcome: docket_core::DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let settled = webhooks::settle(&mut tx, id, &outcome, truncate_micros(now)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(settled)
+    }
+
+    async fn retry_delivery(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        id: docket_core::DeliveryId,
+        now: Timestamp,
+    ) -> Result<docket_core::Delivery, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let d = webhooks::retry(&mut tx, user, webhook, id, truncate_micros(now)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(d)
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::next_due(&mut conn).await
     }
 
     async fn create_task(
@@ -747,7 +861,13 @@ impl Store for PostgresStore {
         };
         let category_id = category.as_ref().map(|c| c.id);
         let before = task.clone();
-        if patch.apply(&mut task, category, now) {
+        let recurrence = patch.recurrence.take();
+        patch.apply(&mut task, category, now);
+        let catch_up = match recurrence {
+            Some(r) => series::relink(&mut tx, user, &mut task, r, now, &self.source).await?,
+            None => None,
+        };
+        if crate::series::touch(&mut task, &before, now) {
             sqlx::query(
                 "UPDATE tasks SET title = $3, title_key = $4, description = $5, status = $6, \
                  completed_at = $7, priority = $8, category_id = $9, tags = $10, due_at = $11, \
@@ -771,10 +891,14 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| task_error(e, category_id))?;
+            series::save_link(&mut tx, &before, &task).await?;
             reminders::on_task_updated(&mut tx, &before, &task, now).await?;
             if let Some(change) = TaskChange::update(&before, &task) {
                 append_outbox(&mut tx, &task_events(change, now, &self.source), now).await?;
             }
+        }
+        if let Some(id) = catch_up {
+            series::catch_up(&mut tx, user, id, now, &self.source).await?;
         }
         // Committed even without an UPDATE: a category named by the patch may have been
         // created (then the task changed too) and the row lock must be released anyway.
@@ -982,6 +1106,26 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
         outbox::read_for(&self.pool, topic, key, after_seq, until, limit).await
+    }
+
+    async fn outbox_tail(&self, topic: &str) -> Result<i64, StoreError> {
+        outbox::tail(&self.pool, topic).await
+    }
+
+    async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        outbox::prune(&self.pool, &self.settled, older_than, limit).await
+    }
+
+    async fn save_consumer_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        crate::bus::postgres::save_position(&mut tx, group, topic, position, now).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn create_reminder(

@@ -22,6 +22,14 @@
 //! Invariant this relies on: a transaction appends to the outbox only after its first write
 //! (so it has a transaction id before it allocates a position). Every store write does its
 //! row change first; [`append_outbox`] documents the rule for later writers.
+//!
+//! # Pruning
+//! [`prune`] deletes, per topic, the oldest rows every consumer group has passed, a batch per
+//! transaction, and records how far it went in `outbox_pruned` (the log's tail; it also keeps
+//! the head in place when a whole log is pruned). It never deletes above the settled horizon:
+//! a group's committed position is at most what it read, so rows below every group's position
+//! are settled anyway, and rows no group reads are held to the horizon so a reader tailing the
+//! log (the real-time hub) is never overtaken by a delete of a row it has yet to read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -197,7 +205,8 @@ fn decode_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(i64, CloudEvent)>,
         .collect()
 }
 
-/// The highest settled position of `topic`'s log, 0 when there is none.
+/// The highest settled position of `topic`'s log, 0 when there is none; pruned positions
+/// count (they were settled when pruned), so pruning never moves the head back.
 pub(super) async fn head(
     pool: &PgPool,
     settled: &Arc<AtomicI64>,
@@ -205,7 +214,7 @@ pub(super) async fn head(
 ) -> Result<i64, StoreError> {
     let upto = horizon(pool, settled).await?;
     sqlx::query_scalar(
-        "SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN ($1, $3) AND seq <= $2",
+        "SELECT greatest(            (SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN ($1, $3) AND seq <= $2),            (SELECT coalesce(max(through), 0) FROM outbox_pruned WHERE topic IN ($1, $3)))",
     )
     .bind(topics::log_topics(topic)[0])
     .bind(upto)
@@ -213,4 +222,80 @@ pub(super) async fn head(
     .fetch_one(pool)
     .await
     .map_err(unavailable)
+}
+
+/// The highest position pruning has deleted from `topic`'s log, 0 while none.
+pub(super) async fn tail(pool: &PgPool, topic: &str) -> Result<i64, StoreError> {
+    let [a, b] = topics::log_topics(topic);
+    sqlx::query_scalar(
+        "SELECT coalesce(max(through), 0) FROM outbox_pruned WHERE topic IN ($1, $2)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(pool)
+    .await
+    .map_err(unavailable)
+}
+
+/// Deletes at most `limit` rows appended before `older_than`, at or below the settled
+/// horizon, that every consumer group has passed, each topic's oldest first (the rules are in
+/// `Store::prune_outbox` and `crate::bus`), in one transaction; returns how many.
+pub(super) async fn prune(
+    pool: &PgPool,
+    settled: &Arc<AtomicI64>,
+    older_than: Timestamp,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let upto = horizon(pool, settled).await?;
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    sqlx::query(crate::bus::FORGET_PASSED_ATTEMPTS).execute(&mut *tx).await.map_err(unavailable)?;
+    let readers: Vec<(String, i64)> =
+        sqlx::query_as(crate::bus::PRUNE_READERS).fetch_all(&mut *tx).await.map_err(unavailable)?;
+    let names: Vec<String> = sqlx::query_scalar(crate::bus::OUTBOX_TOPICS)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let mut budget = i64::from(limit);
+    let mut pruned = 0u64;
+    for topic in names {
+        if budget <= 0 {
+            break;
+        }
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "SELECT seq, created_at < $2 FROM outbox WHERE topic = $1 AND seq <= $3 \
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(topic.as_str())
+        .bind(PgInstant::new(older_than))
+        .bind(upto)
+        .bind(budget)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(cut) = crate::bus::prune_cut(&rows, crate::bus::prune_bound(&readers, &topic))
+        else {
+            continue;
+        };
+        let n = sqlx::query("DELETE FROM outbox WHERE topic = $1 AND seq <= $2")
+            .bind(topic.as_str())
+            .bind(cut)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO outbox_pruned (topic, through) VALUES ($1, $2) \
+             ON CONFLICT (topic) DO UPDATE \
+             SET through = greatest(outbox_pruned.through, excluded.through)",
+        )
+        .bind(topic.as_str())
+        .bind(cut)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        budget -= i64::try_from(n).unwrap_or(i64::MAX);
+        pruned += n;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(pruned)
 }

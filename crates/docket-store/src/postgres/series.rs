@@ -6,17 +6,23 @@
 
 use docket_core::{
     Category, CategoryId, CategoryName, Color, Description, NewReminder, NewSeries, NewTask,
-    Occurrence, Priority, Series, SeriesId, Tags, Task, TaskId, Timestamp, Title, Trigger, UserId,
+    Occurrence, Priority, Recurrence, Series, SeriesId, Tags, Task, TaskId, Timestamp, Title,
+    Trigger, UserId,
 };
 use docket_events::{TaskChange, task_events};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::codec::{self, PgInstant, corrupt, get};
-use super::{INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, unavailable};
+use super::{
+    INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, task_select, unavailable,
+};
 use crate::StoreError;
 use crate::postgres::reminders;
-use crate::series::{advance, first_instance, instance, recurrence_from_json, spec_json};
+use crate::series::{
+    advance, attach, detached, first_instance, instance, recurrence_from_json, replace_rule,
+    spec_json,
+};
 
 macro_rules! series_select {
     () => {
@@ -346,9 +352,10 @@ pub async fn set_active(
     Ok(s)
 }
 
-/// On resume: when the latest instance was completed (while the series was paused, so no
-/// next one was made), makes the next one now, as that completion would have.
-async fn catch_up(
+/// On resume, or after an update linked a completed task: when the latest instance was
+/// completed (while the series was paused, or before the task joined it, so no next one was
+/// made), makes the next one now, as that completion would have.
+pub async fn catch_up(
     conn: &mut PgConnection,
     user: UserId,
     id: SeriesId,
@@ -376,14 +383,149 @@ async fn catch_up(
     Ok(())
 }
 
-/// Deletes the user's series `id`; its instances stay.
-pub async fn delete(conn: &mut PgConnection, user: UserId, id: SeriesId) -> Result<(), StoreError> {
-    let n = sqlx::query("DELETE FROM series WHERE id = $1 AND user_id = $2")
+/// Deletes the user's series `id` and detaches its instances (see `crate::series`).
+pub async fn delete(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    // Locked first: a completion making the next instance locks it too, so none is made
+    // between detaching the instances and deleting the row.
+    get_series(conn, user, id, true).await?;
+    detach_instances(conn, user, id, None, now, source).await?;
+    sqlx::query("DELETE FROM series WHERE id = $1")
         .bind(id.0)
-        .bind(user.0)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
-        .map_err(unavailable)?
-        .rows_affected();
-    if n == 0 { Err(StoreError::NotFound("series")) } else { Ok(()) }
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Detaches the user's instances of series `id` (locked by the caller) but `except`, each
+/// with its version bumped and its updated event.
+async fn detach_instances(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    except: Option<TaskId>,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query(concat!(
+        task_select!(),
+        " WHERE t.series_id = $1 AND t.user_id = $2 ORDER BY t.id FOR UPDATE OF t"
+    ))
+    .bind(id.0)
+    .bind(user.0)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let instances = rows.iter().map(codec::task).collect::<Result<Vec<_>, _>>()?;
+    for before in instances.iter().filter(|t| Some(t.id) != except) {
+        let after = detached(before, now);
+        sqlx::query(
+            "UPDATE tasks SET series_id = NULL, instance_date = NULL, recurrence = NULL, \
+             version = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(after.id.0)
+        .bind(after.version)
+        .bind(PgInstant::new(after.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        let change = TaskChange::Updated { before, after: &after };
+        append_outbox(conn, &task_events(change, now, source), now).await?;
+    }
+    Ok(())
+}
+
+/// What an update's `recurrence` does to the task's series (see
+/// `crate::series::sqlite::relink`), in `update_task`'s transaction; the task's row is locked.
+pub async fn relink(
+    conn: &mut PgConnection,
+    user: UserId,
+    task: &mut Task,
+    recurrence: Option<Recurrence>,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<SeriesId>, StoreError> {
+    let current = match task.series.as_ref().map(|l| l.series_id) {
+        None => None,
+        Some(id) => match get_series(conn, user, id, true).await {
+            Ok(s) => Some(s),
+            // A link to a series deleted before deleting detached instances: no series.
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    match (recurrence, current) {
+        (None, None) => {
+            task.series = None;
+            Ok(None)
+        }
+        (None, Some(series)) => {
+            detach_instances(conn, user, series.id, Some(task.id), now, source).await?;
+            sqlx::query("DELETE FROM series WHERE id = $1")
+                .bind(series.id.0)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+            task.series = None;
+            Ok(None)
+        }
+        (Some(recurrence), None) => {
+            let series = attach(task, recurrence, now)?;
+            insert_series(conn, &series).await?;
+            Ok(follows_completion(&series))
+        }
+        (Some(recurrence), Some(mut series)) => {
+            if !replace_rule(&mut series, task, recurrence, now) {
+                return Ok(None);
+            }
+            sqlx::query(
+                "UPDATE series SET recurrence = $2, mode = $3, start_local = $4, \
+                 next_occurrence = $5, updated_at = $6 WHERE id = $1",
+            )
+            .bind(series.id.0)
+            .bind(spec_json(&series.recurrence))
+            .bind(series.recurrence.mode().as_str())
+            .bind(series.start.to_string())
+            .bind(series.next_occurrence.map(PgInstant::new))
+            .bind(PgInstant::new(series.updated_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+            Ok(follows_completion(&series))
+        }
+    }
+}
+
+fn follows_completion(series: &Series) -> Option<SeriesId> {
+    (series.active && series.recurrence.mode() == docket_core::Mode::AfterCompletion)
+        .then_some(series.id)
+}
+
+/// Writes the link columns of `task`'s row when an update changed its link.
+pub async fn save_link(
+    conn: &mut PgConnection,
+    before: &Task,
+    task: &Task,
+) -> Result<(), StoreError> {
+    if before.series == task.series {
+        return Ok(());
+    }
+    let link = task.series.as_ref();
+    sqlx::query(
+        "UPDATE tasks SET series_id = $2, instance_date = $3, recurrence = $4 WHERE id = $1",
+    )
+    .bind(task.id.0)
+    .bind(link.map(|l| l.series_id.0))
+    .bind(link.map(|l| l.instance_date.to_string()))
+    .bind(link.map(|l| serde_json::to_string(&l.recurrence).expect("a recurrence spec serialises")))
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }

@@ -4,19 +4,22 @@
 //! `(series_id, instance_date)` still backs it.
 
 use docket_core::{
-    NewReminder, NewSeries, NewTask, Priority, Series, SeriesId, Tags, Task, TaskId, Timestamp,
-    Title, Trigger, UserId,
+    NewReminder, NewSeries, NewTask, Priority, Recurrence, Series, SeriesId, Tags, Task, TaskId,
+    Timestamp, Title, Trigger, UserId,
 };
 use docket_events::{TaskChange, task_events};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{advance, first_instance, instance, recurrence_from_json, spec_json};
+use super::{
+    advance, attach, detached, first_instance, instance, recurrence_from_json, replace_rule,
+    spec_json,
+};
 use crate::StoreError;
 use crate::reminders::sqlite as reminders;
 use crate::sqlite::append_outbox;
 use crate::sqlite::codec::{
-    DbResult as _, corrupt, i64_at, instant, micros, opt_instant_at, opt_text_at, tags_text,
-    text_at, uuid_at,
+    DbResult as _, TASK_COLUMNS, TASK_FROM, corrupt, i64_at, instant, micros, opt_instant_at,
+    opt_text_at, tags_text, task_from_row, text_at, uuid_at,
 };
 use crate::sqlite::{insert_task, resolve_category};
 
@@ -342,9 +345,10 @@ pub fn set_active(
     Ok(s)
 }
 
-/// On resume: when the latest instance was completed (while the series was paused, so no
-/// next one was made), makes the next one now, as that completion would have.
-fn catch_up(
+/// On resume, or after an update linked a completed task: when the latest instance was
+/// completed (while the series was paused, or before the task joined it, so no next one was
+/// made), makes the next one now, as that completion would have.
+pub fn catch_up(
     tx: &Transaction<'_>,
     user: UserId,
     id: SeriesId,
@@ -374,12 +378,146 @@ fn catch_up(
     Ok(())
 }
 
-/// Deletes the user's series `id`; its instances stay.
-pub fn delete(tx: &Transaction<'_>, user: UserId, id: SeriesId) -> Result<(), StoreError> {
+/// Deletes the user's series `id` and detaches its instances (see `crate::series`).
+pub fn delete(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: SeriesId,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
     let n = tx
         .prepare_cached("DELETE FROM series WHERE id = ?1 AND user_id = ?2")
         .db()?
         .execute(params![id.0.as_bytes(), user.0.as_bytes()])
         .db()?;
-    if n == 0 { Err(StoreError::NotFound("series")) } else { Ok(()) }
+    if n == 0 {
+        return Err(StoreError::NotFound("series"));
+    }
+    detach_instances(tx, user, id, None, now, source)
+}
+
+/// Detaches the user's instances of series `id` but `except`, each with its version bumped
+/// and its updated event. The one writer runs this, so no instance can be made meanwhile.
+fn detach_instances(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: SeriesId,
+    except: Option<TaskId>,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    let instances = {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM {TASK_FROM} WHERE t.series_id = ?1 AND t.user_id = ?2 ORDER BY t.id"
+            ))
+            .db()?;
+        let mut rows = st.query(params![id.0.as_bytes(), user.0.as_bytes()]).db()?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().db()? {
+            out.push(task_from_row(row)?);
+        }
+        out
+    };
+    for (seq, before) in instances.iter().filter(|(_, t)| Some(t.id) != except) {
+        let after = detached(before, now);
+        tx.prepare_cached(
+            "UPDATE tasks SET series_id = NULL, instance_date = NULL, recurrence = NULL, \
+             version = ?2, updated_at = ?3 WHERE seq = ?1",
+        )
+        .db()?
+        .execute(params![seq, after.version, micros(after.updated_at)])
+        .db()?;
+        let change = TaskChange::Updated { before, after: &after };
+        append_outbox(tx, &task_events(change, now, source), now)?;
+    }
+    Ok(())
+}
+
+/// What an update's `recurrence` does to the task's series (rules in `crate::series`), run
+/// in `update_task`'s transaction on the task after the rest of the patch; the task's own
+/// row, link and event are the caller's (see [`save_link`]). Returns the series whose next
+/// instance [`catch_up`] must check for once the task's row is saved.
+pub fn relink(
+    tx: &Transaction<'_>,
+    user: UserId,
+    task: &mut Task,
+    recurrence: Option<Recurrence>,
+    now: Timestamp,
+    source: &str,
+) -> Result<Option<SeriesId>, StoreError> {
+    let current = match task.series.as_ref().map(|l| l.series_id) {
+        None => None,
+        Some(id) => match get(tx, user, id) {
+            Ok(s) => Some(s),
+            // A link to a series deleted before deleting detached instances: no series.
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    match (recurrence, current) {
+        (None, None) => {
+            task.series = None;
+            Ok(None)
+        }
+        (None, Some(series)) => {
+            tx.prepare_cached("DELETE FROM series WHERE id = ?1")
+                .db()?
+                .execute([series.id.0.as_bytes()])
+                .db()?;
+            detach_instances(tx, user, series.id, Some(task.id), now, source)?;
+            task.series = None;
+            Ok(None)
+        }
+        (Some(recurrence), None) => {
+            let series = attach(task, recurrence, now)?;
+            insert_series(tx, &series)?;
+            Ok(follows_completion(&series))
+        }
+        (Some(recurrence), Some(mut series)) => {
+            if !replace_rule(&mut series, task, recurrence, now) {
+                return Ok(None);
+            }
+            tx.prepare_cached(
+                "UPDATE series SET recurrence = ?2, mode = ?3, start_local = ?4, \
+                 next_occurrence = ?5, updated_at = ?6 WHERE id = ?1",
+            )
+            .db()?
+            .execute(params![
+                series.id.0.as_bytes(),
+                spec_json(&series.recurrence),
+                series.recurrence.mode().as_str(),
+                series.start.to_string(),
+                series.next_occurrence.map(micros),
+                micros(series.updated_at),
+            ])
+            .db()?;
+            Ok(follows_completion(&series))
+        }
+    }
+}
+
+fn follows_completion(series: &Series) -> Option<SeriesId> {
+    (series.active && series.recurrence.mode() == docket_core::Mode::AfterCompletion)
+        .then_some(series.id)
+}
+
+/// Writes the link columns of `task`'s row when an update changed its link.
+pub fn save_link(tx: &Transaction<'_>, before: &Task, task: &Task) -> Result<(), StoreError> {
+    if before.series == task.series {
+        return Ok(());
+    }
+    match &task.series {
+        Some(_) => set_link(tx, task),
+        None => {
+            tx.prepare_cached(
+                "UPDATE tasks SET series_id = NULL, instance_date = NULL, recurrence = NULL WHERE id = ?1",
+            )
+            .db()?
+            .execute([task.id.0.as_bytes()])
+            .db()?;
+            Ok(())
+        }
+    }
 }

@@ -64,6 +64,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "series",
         sql: include_str!("../../migrations/sqlite/0009_series.sql"),
     },
+    Migration {
+        version: 10,
+        name: "webhooks",
+        sql: include_str!("../../migrations/sqlite/0010_webhooks.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "outbox_pruned",
+        sql: include_str!("../../migrations/sqlite/0011_outbox_pruned.sql"),
+    },
 ];
 
 /// Applies the migrations `conn` has not seen yet; returns how many it applied.

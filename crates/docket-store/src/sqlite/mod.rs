@@ -49,6 +49,7 @@ use crate::audit::{self, AuditEntry, AuditPage};
 use crate::notifications::sqlite as notifications;
 use crate::reminders::sqlite as reminders;
 use crate::store::{Store, TagCount, TokenInfo, UserRecord};
+use crate::webhooks::sqlite as webhooks;
 
 pub use self::outbox::append_outbox;
 pub use self::writer::MAX_BATCH;
@@ -735,8 +736,11 @@ impl Store for SqliteStore {
         &self,
         user: UserId,
         id: docket_core::SeriesId,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.write(move |tx| crate::series::sqlite::delete(tx, user, id)).await
+        let now = truncate(now);
+        let source = Arc::clone(&self.source);
+        self.write(move |tx| crate::series::sqlite::delete(tx, user, id, now, &source)).await
     }
 
     async fn spawn_due_instances(
@@ -751,6 +755,101 @@ impl Store for SqliteStore {
 
     async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError> {
         self.read(crate::series::sqlite::next_due_at).await
+    }
+
+    async fn create_webhook(
+        &self,
+        user: UserId,
+        new: docket_core::NewWebhook,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| webhooks::create(tx, user, new, now)).await
+    }
+
+    async fn list_webhooks(&self, user: UserId) -> Result<Vec<docket_core::Webhook>, StoreError> {
+        self.read(move |conn| webhooks::list(conn, user)).await
+    }
+
+    async fn get_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        self.read(move |conn| webhooks::get(conn, user, id)).await
+    }
+
+    async fn update_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+        patch: docket_core::WebhookPatch,
+        now: Timestamp,
+    ) -> Result<docket_core::Webhook, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| webhooks::update(tx, user, id, patch, now)).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        user: UserId,
+        id: docket_core::WebhookId,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| webhooks::delete(tx, user, id)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        limit: usize,
+    ) -> Result<Vec<docket_core::Delivery>, StoreError> {
+        self.read(move |conn| webhooks::deliveries_of(conn, user, webhook, limit)).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        mut deliveries: Vec<docket_core::NewDelivery>,
+    ) -> Result<u64, StoreError> {
+        for d in &mut deliveries {
+            d.created_at = truncate(d.created_at);
+        }
+        self.write(move |tx| webhooks::enqueue(tx, &deliveries)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::webhooks::ClaimedDelivery>, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| webhooks::claim(tx, now, lease, limit)).await
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: docket_core::DeliveryId,
+        outcome: docket_core::DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| webhooks::settle(tx, id, &outcome, now)).await
+    }
+
+    async fn retry_delivery(
+        &self,
+        user: UserId,
+        webhook: docket_core::WebhookId,
+        id: docket_core::DeliveryId,
+        now: Timestamp,
+    ) -> Result<docket_core::Delivery, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| webhooks::retry(tx, user, webhook, id, now)).await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(webhooks::next_due).await
     }
 
     async fn create_task(
@@ -812,12 +911,22 @@ impl Store for SqliteStore {
                 _ => None,
             };
             let before = task.clone();
-            if patch.apply(&mut task, category, now) {
+            let recurrence = patch.recurrence.take();
+            patch.apply(&mut task, category, now);
+            let catch_up = match recurrence {
+                Some(r) => crate::series::sqlite::relink(tx, user, &mut task, r, now, &source)?,
+                None => None,
+            };
+            if crate::series::touch(&mut task, &before, now) {
                 update_task_row(tx, seq, &before, &task)?;
+                crate::series::sqlite::save_link(tx, &before, &task)?;
                 reminders::on_task_updated(tx, &before, &task, now)?;
                 if let Some(change) = TaskChange::update(&before, &task) {
                     append_outbox(tx, &task_events(change, now, &source), now)?;
                 }
+            }
+            if let Some(series) = catch_up {
+                crate::series::sqlite::catch_up(tx, user, series, now, &source)?;
             }
             Ok(task)
         })
@@ -1005,6 +1114,27 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(i64, CloudEvent)>, StoreError> {
         let (topic, key) = (topic.to_owned(), key.to_owned());
         self.read(move |conn| outbox::read_for(conn, &topic, &key, after_seq, until, limit)).await
+    }
+
+    async fn outbox_tail(&self, topic: &str) -> Result<i64, StoreError> {
+        let topic = topic.to_owned();
+        self.read(move |conn| outbox::tail(conn, &topic)).await
+    }
+
+    async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.write(move |tx| outbox::prune(tx, older_than, limit)).await
+    }
+
+    async fn save_consumer_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.write(move |tx| crate::bus::sqlite::save_position(tx, &group, &topic, position, now))
+            .await
     }
 
     async fn create_reminder(

@@ -6,7 +6,12 @@
 //! writer commits batches in order and `seq` is AUTOINCREMENT, so a reader never sees a
 //! position appear below one it has already read: no horizon is needed here (unlike
 //! PostgreSQL). Each event is serialized once, here. An append marks its batch so the writer
-//! wakes the embedded bus after the commit (`writer.rs`). This module does not prune the log.
+//! wakes the embedded bus after the commit (`writer.rs`).
+//!
+//! Pruning ([`prune`], run by housekeeping through the writer) deletes, per topic, the oldest
+//! rows every consumer group has passed, at most a batch per call so the writer is never held
+//! long, and records how far it went in `outbox_pruned`: that is the log's tail, and it keeps
+//! the head in place when a whole log is pruned.
 
 use docket_core::Timestamp;
 use docket_events::{CloudEvent, OutboxEvent, sequence_string, topics};
@@ -103,12 +108,87 @@ pub(super) fn read_for(
     Ok(out)
 }
 
-/// The highest position of `topic`'s log, 0 when it is empty.
+/// The highest position of `topic`'s log, 0 when it is empty; pruned positions count, so
+/// pruning never moves the head back.
 pub(super) fn head(conn: &Connection, topic: &str) -> Result<i64, StoreError> {
-    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN (?1, ?2)")
+    let stored: i64 = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox WHERE topic IN (?1, ?2)")
         .db()?
         .query_row(topics::log_topics(topic), |r| r.get(0))
-        .db()
+        .db()?;
+    Ok(stored.max(tail(conn, topic)?))
+}
+
+/// The highest position pruning has deleted from `topic`'s log, 0 while none.
+pub(super) fn tail(conn: &Connection, topic: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "SELECT coalesce(max(through), 0) FROM outbox_pruned WHERE topic IN (?1, ?2)",
+    )
+    .db()?
+    .query_row(topics::log_topics(topic), |r| r.get(0))
+    .db()
+}
+
+/// Deletes at most `limit` rows appended before `older_than` that every consumer group has
+/// passed, each topic's oldest first (the rules are in `Store::prune_outbox` and
+/// `crate::bus`); returns how many. Runs in a [`super::SqliteStore::write`] closure.
+pub(super) fn prune(
+    tx: &Transaction<'_>,
+    older_than: Timestamp,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    tx.prepare_cached(crate::bus::FORGET_PASSED_ATTEMPTS).db()?.execute([]).db()?;
+    let readers = tx
+        .prepare_cached(crate::bus::PRUNE_READERS)
+        .db()?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let names = tx
+        .prepare_cached(crate::bus::OUTBOX_TOPICS)
+        .db()?
+        .query_map([], |r| r.get::<_, String>(0))
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let mut rows_of = tx
+        .prepare_cached(
+            "SELECT seq, created_at < ?2 FROM outbox WHERE topic = ?1 ORDER BY seq LIMIT ?3",
+        )
+        .db()?;
+    let mut budget = i64::from(limit);
+    let mut pruned = 0u64;
+    for topic in names {
+        if budget <= 0 {
+            break;
+        }
+        let rows = rows_of
+            .query_map(params![topic, micros(older_than), budget], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()?
+            .collect::<Result<Vec<(i64, bool)>, _>>()
+            .db()?;
+        let Some(cut) = crate::bus::prune_cut(&rows, crate::bus::prune_bound(&readers, &topic))
+        else {
+            continue;
+        };
+        let n = tx
+            .prepare_cached("DELETE FROM outbox WHERE topic = ?1 AND seq <= ?2")
+            .db()?
+            .execute(params![topic, cut])
+            .db()?;
+        tx.prepare_cached(
+            "INSERT INTO outbox_pruned (topic, through) VALUES (?1, ?2)
+             ON CONFLICT (topic) DO UPDATE SET through = max(through, excluded.through)",
+        )
+        .db()?
+        .execute(params![topic, cut])
+        .db()?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        budget -= n;
+        pruned += n.unsigned_abs();
+    }
+    Ok(pruned)
 }
 
 /// A stored payload as the event it is, `sequence` set to its position.
