@@ -122,6 +122,7 @@ macro_rules! store_conformance {
             check_reminders_fire_once_with_their_event,
             check_reminders_fire_exactly_once_under_concurrency,
             check_reminders_go_with_their_task,
+            check_moved_reminders_fire_at_their_new_time_only,
             check_notifications_append_once_with_their_event,
             check_notifications_scoped_newest_first_and_read,
             check_audit_append_idempotent,
@@ -129,6 +130,7 @@ macro_rules! store_conformance {
             check_audit_paging_without_skips,
             check_series_created_with_first_instance_scoped_pause_resume_delete,
             check_series_fixed_instance_made_once,
+            check_series_instances_get_the_relative_reminders,
             check_series_instances_follow_the_preview,
             check_series_delete_detaches_instances,
             check_series_update_makes_recurring_replaces_rule_and_ends,
@@ -2563,6 +2565,35 @@ pub async fn check_reminders_fire_exactly_once_under_concurrency(store: &dyn Sto
 }
 
 /// Deleting a task deletes its reminders: they are gone and never fire.
+/// A reminder whose task's due date moves fires at its new time only: moved later, nothing
+/// fires at the old time; moved earlier, it fires at the new time, once.
+pub async fn check_moved_reminders_fire_at_their_new_time_only(store: &dyn Store) {
+    let u = user(store, "remind-moved").await;
+    let later = store.create_task(u.id, due_task("Later", 10 * DAY), at(0)).await.expect("task");
+    let sooner = store.create_task(u.id, due_task("Sooner", 10 * DAY), at(0)).await.expect("task");
+    let a = store.create_reminder(u.id, later.id, before_due("P1D"), at(1)).await.expect("a");
+    let b = store.create_reminder(u.id, sooner.id, before_due("P1D"), at(1)).await.expect("b");
+    let due = |d| TaskPatch { due_date: Some(Some(at(d))), ..TaskPatch::default() };
+    store.update_task(u.id, later.id, due(20 * DAY), None, at(2)).await.expect("move later");
+    store.update_task(u.id, sooner.id, due(5 * DAY), None, at(2)).await.expect("move earlier");
+    let fired_ids = |v: Vec<Reminder>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let before_new = at(4 * DAY) - jiff::SignedDuration::from_micros(1);
+    let none = store.fire_due_reminders(before_new, 100).await.expect("fire");
+    assert!(fired_ids(none).iter().all(|id| *id != a.id && *id != b.id), "nothing early");
+    let moved_earlier = store.fire_due_reminders(at(4 * DAY), 100).await.expect("fire");
+    assert_eq!(fired_ids(moved_earlier), vec![b.id], "the earlier one at its new time");
+    let old_time = store.fire_due_reminders(at(9 * DAY), 100).await.expect("fire");
+    assert!(old_time.is_empty(), "nothing at the old time: {old_time:?}");
+    let before_later = at(19 * DAY) - jiff::SignedDuration::from_micros(1);
+    assert!(store.fire_due_reminders(before_later, 100).await.expect("fire").is_empty());
+    let moved_later = store.fire_due_reminders(at(19 * DAY), 100).await.expect("fire");
+    assert_eq!(fired_ids(moved_later), vec![a.id], "the later one at its new time");
+    assert!(store.fire_due_reminders(at(30 * DAY), 100).await.expect("fire").is_empty(), "once");
+    let list = store.list_reminders(u.id, later.id).await.expect("list");
+    assert_eq!((list[0].status, list[0].fired_at), (ReminderStatus::Fired, Some(at(19 * DAY))));
+}
+
 pub async fn check_reminders_go_with_their_task(store: &dyn Store) {
     let u = user(store, "remind-delete").await;
     let t = store.create_task(u.id, task("Gone"), at(0)).await.expect("create");
@@ -2878,6 +2909,32 @@ pub async fn check_series_update_makes_recurring_replaces_rule_and_ends(store: &
     let events = read_events(store, topics::TASK_EVENTS, start, 2).await;
     let types_seen: Vec<&str> = events.iter().map(|(_, e)| e.ty.as_str()).collect();
     assert_eq!(types_seen, [types::TASK_UPDATED, types::TASK_CREATED]);
+}
+
+/// A new instance gets the relative (`before_due`) reminders of the one before it, pending
+/// and timed from its own due date; absolute ones are not copied.
+pub async fn check_series_instances_get_the_relative_reminders(store: &dyn Store) {
+    let a = user(store, "series-reminders").await;
+    let series = daily_series(HOUR, docket_core::Mode::Fixed);
+    let first = store
+        .create_recurring_task(a.id, task("Take the pills"), series, at(0))
+        .await
+        .expect("create");
+    store.create_reminder(a.id, first.id, before_due("PT15M"), at(1)).await.expect("relative");
+    store.create_reminder(a.id, first.id, at_trigger(2 * HOUR), at(1)).await.expect("absolute");
+    let id = first.series.as_ref().expect("instance").series_id;
+    let due = store.get_series(a.id, id).await.expect("get").next_occurrence.expect("next");
+    let made = store.spawn_due_instances(due, 10).await.expect("spawn");
+    let next = made
+        .iter()
+        .find(|t| t.series.as_ref().map(|l| l.series_id) == Some(id))
+        .expect("the next instance");
+    let copied = store.list_reminders(a.id, next.id).await.expect("list");
+    assert_eq!(copied.len(), 1, "only the relative reminder is copied: {copied:?}");
+    assert_eq!(copied[0].trigger, before_due("PT15M").trigger);
+    assert_eq!(copied[0].status, ReminderStatus::Pending);
+    assert_eq!(copied[0].fire_at, Some(due - jiff::SignedDuration::from_mins(15)));
+    assert_eq!(store.list_reminders(a.id, first.id).await.expect("list").len(), 2, "kept");
 }
 
 /// A due fixed-mode series makes its next instance once, however often the scheduler asks;
