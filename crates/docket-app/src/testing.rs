@@ -453,16 +453,7 @@ impl Store for MemoryStore {
             .iter_mut()
             .find(|(w, _)| w.id == id && w.user_id == user)
             .ok_or(StoreError::NotFound("webhook"))?;
-        if let Some(url) = patch.url {
-            hook.url = url;
-        }
-        if let Some(events) = patch.events {
-            hook.events = events;
-        }
-        if let Some(active) = patch.active {
-            hook.active = active;
-        }
-        hook.updated_at = now;
+        patch.apply(hook, now);
         Ok(hook.clone())
     }
 

@@ -35,6 +35,23 @@ pub struct WebhookPatch {
     pub active: Option<bool>,
 }
 
+impl WebhookPatch {
+    /// Applies the fields given to `hook`, which was changed at `now` (the one place a
+    /// webhook update is applied, so every store applies it alike).
+    pub fn apply(self, hook: &mut Webhook, now: Timestamp) {
+        if let Some(url) = self.url {
+            hook.url = url;
+        }
+        if let Some(events) = self.events {
+            hook.events = events;
+        }
+        if let Some(active) = self.active {
+            hook.active = active;
+        }
+        hook.updated_at = now;
+    }
+}
+
 /// The outside channel a delivery goes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryChannel {

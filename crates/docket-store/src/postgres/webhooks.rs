@@ -151,16 +151,7 @@ pub async fn update(
     now: Timestamp,
 ) -> Result<Webhook, StoreError> {
     let mut hook = get(&mut *conn, user, id, true).await?;
-    if let Some(url) = patch.url {
-        hook.url = url;
-    }
-    if let Some(events) = patch.events {
-        hook.events = events;
-    }
-    if let Some(active) = patch.active {
-        hook.active = active;
-    }
-    hook.updated_at = now;
+    patch.apply(&mut hook, now);
     sqlx::query(
         "UPDATE webhooks SET url = $2, events = $3, active = $4, updated_at = $5 WHERE id = $1",
     )

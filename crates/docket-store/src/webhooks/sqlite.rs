@@ -147,16 +147,7 @@ pub fn update(
     now: Timestamp,
 ) -> Result<Webhook, StoreError> {
     let mut hook = get(tx, user, id)?;
-    if let Some(url) = patch.url {
-        hook.url = url;
-    }
-    if let Some(events) = patch.events {
-        hook.events = events;
-    }
-    if let Some(active) = patch.active {
-        hook.active = active;
-    }
-    hook.updated_at = now;
+    patch.apply(&mut hook, now);
     tx.prepare_cached(
         "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, updated_at = ?5 WHERE id = ?1",
     )
