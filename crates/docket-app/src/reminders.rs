@@ -8,7 +8,17 @@ use jiff::tz::TimeZone;
 use crate::App;
 use crate::error::AppError;
 
+/// Reminders claimed per transaction by a sweep.
+const SWEEP_BATCH: usize = 500;
+
 impl App {
+    /// Fires every reminder due now and makes every due fixed-mode instance (the scheduler's
+    /// claims: a repeated trigger fires nothing twice); `(instances made, reminders fired)`.
+    pub async fn sweep_due(&self) -> Result<(usize, usize), AppError> {
+        let now = self.clock.now();
+        Ok(crate::scheduler::sweep(self.store.as_ref(), now, SWEEP_BATCH).await?)
+    }
+
     #[tracing::instrument(name = "create_reminder", skip_all, fields(user.id = %user.id, task.id = %task), err(level = "debug"))]
     pub async fn create_reminder(
         &self,

@@ -29,6 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use problem::{FieldProblem, Problem};
+pub use routes::dapr::{DaprSubscriptions, DaprTopic, DaprTriggers};
 
 /// The default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -48,6 +49,14 @@ pub struct HttpConfig {
     /// Serve the API (default true). Without it only the operations routes are served
     /// (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`): a worker replica's probes.
     pub serve_api: bool,
+    /// In Dapr mode: the consumers the sidecar delivers to (`/dapr/subscribe`,
+    /// `/dapr/events/{topic}`, served whatever the roles); `None`: no subscriptions.
+    pub dapr: Option<Arc<DaprSubscriptions>>,
+    /// In Dapr scheduler mode: serve the job callback `POST /job/{name}` and the cron input
+    /// binding of this name (`OPTIONS`/`POST /{binding}`), both sweeping what is due.
+    pub dapr_triggers: Option<DaprTriggers>,
+    /// When set, Dapr callbacks must carry it in `dapr-api-token` (Dapr's `APP_API_TOKEN`).
+    pub app_api_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -58,6 +67,9 @@ impl Default for HttpConfig {
             login_window: Duration::from_secs(60),
             trust_forwarded_for: false,
             serve_api: true,
+            dapr: None,
+            dapr_triggers: None,
+            app_api_token: None,
         }
     }
 }

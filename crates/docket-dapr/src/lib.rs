@@ -1,0 +1,21 @@
+//! Docket over a Dapr sidecar (§7): the HTTP client of the sidecar's building blocks
+//! ([`DaprClient`]), the state store contract over Dapr state ([`DaprStateStore`]), secrets
+//! with an environment fallback ([`Secrets`]), and, behind the `test-sidecar` feature, an
+//! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]).
+//!
+//! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). This crate does not
+//! serve the app side of Dapr (`/dapr/subscribe`, delivery routes, `/job/{name}`): those are
+//! routes of `docket-http`; nor does it decide when to use Dapr: the server wires it in.
+
+mod client;
+mod secrets;
+mod state;
+#[cfg(feature = "test-sidecar")]
+pub mod testing;
+
+pub use client::{
+    API_TOKEN_HEADER, BulkFailure, CLOUDEVENTS_CONTENT_TYPE, Concurrency, DEFAULT_HTTP_PORT,
+    DaprClient, DaprError, Job, SaveState, StateItem,
+};
+pub use secrets::{DATABASE_URL, JWT_SECRET, SMTP_PASSWORD, Secrets};
+pub use state::DaprStateStore;
