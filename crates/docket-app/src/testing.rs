@@ -402,6 +402,23 @@ impl Store for MemoryStore {
         Ok(None)
     }
 
+    async fn upcoming_series(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::SeriesId, Timestamp)>, StoreError> {
+        let st = self.state()?;
+        let mut due: Vec<(docket_core::SeriesId, Timestamp)> = st
+            .series
+            .iter()
+            .filter(|s| s.active && s.recurrence.mode() == docket_core::Mode::Fixed)
+            .filter_map(|s| s.next_occurrence.filter(|at| *at <= until).map(|at| (s.id, at)))
+            .collect();
+        due.sort_by_key(|&(id, at)| (at, id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     async fn create_webhook(
         &self,
         user: UserId,
@@ -976,6 +993,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn consumer_position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
+        let st = self.state()?;
+        Ok(st.offsets.get(&(group.to_owned(), topic.to_owned())).copied().unwrap_or(0))
+    }
+
     async fn create_reminder(
         &self,
         user: UserId,
@@ -1072,6 +1094,23 @@ impl Store for MemoryStore {
             .filter(|r| r.status == ReminderStatus::Pending)
             .filter_map(|r| r.fire_at)
             .min())
+    }
+
+    async fn upcoming_reminders(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ReminderId, Timestamp)>, StoreError> {
+        let st = self.state()?;
+        let mut due: Vec<(ReminderId, Timestamp)> = st
+            .reminders
+            .iter()
+            .filter(|r| r.status == ReminderStatus::Pending)
+            .filter_map(|r| r.fire_at.filter(|at| *at <= until).map(|at| (r.id, at)))
+            .collect();
+        due.sort_by_key(|&(id, at)| (at, id));
+        due.truncate(limit);
+        Ok(due)
     }
 
     async fn append_notification(

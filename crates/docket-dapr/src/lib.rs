@@ -1,13 +1,15 @@
 //! Docket over a Dapr sidecar (§7): the HTTP client of the sidecar's building blocks
 //! ([`DaprClient`]), the state store contract over Dapr state ([`DaprStateStore`]), secrets
 //! with an environment fallback ([`Secrets`]), and, behind the `test-sidecar` feature, an
-//! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]).
+//! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]);
+//! and the outbox relay of Dapr mode ([`relay`]).
 //!
 //! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). This crate does not
 //! serve the app side of Dapr (`/dapr/subscribe`, delivery routes, `/job/{name}`): those are
 //! routes of `docket-http`; nor does it decide when to use Dapr: the server wires it in.
 
 mod client;
+pub mod relay;
 mod secrets;
 mod state;
 #[cfg(feature = "test-sidecar")]

@@ -112,6 +112,7 @@ macro_rules! store_conformance {
             check_outbox_read_for_key,
             check_outbox_concurrent_readers_miss_nothing,
             check_outbox_prune_deletes_old_rows_every_group_passed,
+            check_consumer_positions_read_back_and_never_move_back,
             check_outbox_prune_keeps_rows_a_group_has_not_passed,
             check_outbox_prune_keeps_young_rows,
             check_outbox_prune_task_updates_group_holds_task_events,
@@ -123,6 +124,7 @@ macro_rules! store_conformance {
             check_reminders_fire_exactly_once_under_concurrency,
             check_reminders_go_with_their_task,
             check_moved_reminders_fire_at_their_new_time_only,
+            check_upcoming_reminders_are_the_pending_ones_earliest_first,
             check_notifications_append_once_with_their_event,
             check_notifications_scoped_newest_first_and_read,
             check_audit_append_idempotent,
@@ -134,6 +136,7 @@ macro_rules! store_conformance {
             check_series_instances_follow_the_preview,
             check_series_delete_detaches_instances,
             check_series_update_makes_recurring_replaces_rule_and_ends,
+            check_upcoming_series_are_the_active_fixed_ones_earliest_first,
             check_webhooks_crud_scoped_to_the_owner,
             check_deliveries_enqueued_once,
             check_deliveries_claimed_due_first_and_leased,
@@ -1927,6 +1930,21 @@ async fn kept(store: &dyn Store, topic: &str) -> Vec<i64> {
         .collect()
 }
 
+/// A group's committed position reads back as saved, per topic, never moves back, and is
+/// 0 for a group that never committed one.
+pub async fn check_consumer_positions_read_back_and_never_move_back(store: &dyn Store) {
+    let group = format!("relay-{}", unique("positions"));
+    let read = |topic| store.consumer_position(&group, topic);
+    assert_eq!(read(topics::TASK_EVENTS).await.expect("read"), 0, "none yet");
+    store.save_consumer_position(&group, topics::TASK_EVENTS, 7, at(0)).await.expect("save");
+    assert_eq!(read(topics::TASK_EVENTS).await.expect("read"), 7);
+    assert_eq!(read(topics::REMINDERS).await.expect("read"), 0, "per topic");
+    store.save_consumer_position(&group, topics::TASK_EVENTS, 3, at(1)).await.expect("save");
+    assert_eq!(read(topics::TASK_EVENTS).await.expect("read"), 7, "never moves back");
+    store.save_consumer_position(&group, topics::TASK_EVENTS, 9, at(2)).await.expect("save");
+    assert_eq!(read(topics::TASK_EVENTS).await.expect("read"), 9);
+}
+
 /// Rows appended before the cut-off that every group has passed are pruned, oldest first; the
 /// tail names the last one and the head does not move; a second prune finds nothing.
 pub async fn check_outbox_prune_deletes_old_rows_every_group_passed(store: &dyn Store) {
@@ -2594,6 +2612,82 @@ pub async fn check_moved_reminders_fire_at_their_new_time_only(store: &dyn Store
     assert_eq!((list[0].status, list[0].fired_at), (ReminderStatus::Fired, Some(at(19 * DAY))));
 }
 
+/// `upcoming_reminders(until, limit)` lists the pending reminders with a fire time at or
+/// before `until` (overdue included), earliest first, ties by id, at most `limit`: exactly
+/// what `fire_due_reminders` at `until` claims; never canceled, fired, undated or deleted
+/// ones; a moved fire time is listed at its new time; reading changes nothing.
+pub async fn check_upcoming_reminders_are_the_pending_ones_earliest_first(store: &dyn Store) {
+    let u = user(store, "remind-upcoming").await;
+    let t = store.create_task(u.id, due_task("Trip", 10 * DAY), at(0)).await.expect("create");
+    let second = store.create_reminder(u.id, t.id, at_trigger(2 * HOUR), at(1)).await.expect("r");
+    let first = store.create_reminder(u.id, t.id, at_trigger(HOUR), at(1)).await.expect("r");
+    let tie = store.create_reminder(u.id, t.id, at_trigger(2 * HOUR), at(1)).await.expect("r");
+    let rel = store.create_reminder(u.id, t.id, before_due("P1D"), at(1)).await.expect("rel");
+    // Never listed: no fire time, canceled by completion, gone with its task.
+    let undated = store.create_task(u.id, task("Someday"), at(0)).await.expect("create");
+    store.create_reminder(u.id, undated.id, before_due("PT1H"), at(1)).await.expect("undated");
+    let done = store.create_task(u.id, task("Done"), at(0)).await.expect("create");
+    store.create_reminder(u.id, done.id, at_trigger(HOUR), at(1)).await.expect("canceled");
+    store
+        .update_task(u.id, done.id, patch_status(Status::Completed), None, at(2))
+        .await
+        .expect("complete");
+    let gone = store.create_task(u.id, task("Gone"), at(0)).await.expect("create");
+    store.create_reminder(u.id, gone.id, at_trigger(HOUR), at(1)).await.expect("deleted");
+    store.delete_task(u.id, gone.id, None, at(2)).await.expect("delete");
+
+    let mut ties = [second.id, tie.id];
+    ties.sort();
+    let want_all = vec![
+        (first.id, at(HOUR)),
+        (ties[0], at(2 * HOUR)),
+        (ties[1], at(2 * HOUR)),
+        (rel.id, at(9 * DAY)),
+    ];
+    let all = store.upcoming_reminders(at(30 * DAY), 100).await.expect("upcoming");
+    assert_eq!(all, want_all, "pending ones only, earliest first, ties by id");
+    assert_eq!(
+        store.upcoming_reminders(at(30 * DAY), 100).await.expect("again"),
+        all,
+        "reading changes nothing"
+    );
+    assert_eq!(
+        store.upcoming_reminders(at(2 * HOUR), 100).await.expect("upcoming"),
+        want_all[..3],
+        "`until` is inclusive"
+    );
+    let just_before = at(2 * HOUR) - jiff::SignedDuration::from_micros(1);
+    assert_eq!(
+        store.upcoming_reminders(just_before, 100).await.expect("upcoming"),
+        want_all[..1],
+        "nothing after `until`"
+    );
+    assert_eq!(
+        store.upcoming_reminders(at(30 * DAY), 2).await.expect("upcoming"),
+        want_all[..2],
+        "at most `limit`, the earliest"
+    );
+    assert_eq!(store.upcoming_reminders(at(0), 100).await.expect("upcoming"), vec![]);
+
+    let moved = TaskPatch { due_date: Some(Some(at(20 * DAY))), ..TaskPatch::default() };
+    store.update_task(u.id, t.id, moved, None, at(3)).await.expect("move the due date");
+    let listed = store.upcoming_reminders(at(30 * DAY), 100).await.expect("upcoming");
+    assert_eq!(listed.last(), Some(&(rel.id, at(19 * DAY))), "listed at its new time");
+
+    // Overdue ones stay listed until they fire; what is listed is what fires.
+    let now = at(3 * HOUR);
+    let due = store.upcoming_reminders(now, 100).await.expect("upcoming");
+    let fired = store.fire_due_reminders(now, 100).await.expect("fire");
+    let fired: Vec<(ReminderId, Timestamp)> =
+        fired.iter().map(|r| (r.id, r.fire_at.expect("fired with a fire time"))).collect();
+    assert_eq!(due, fired, "upcoming until `now` is what fire_due_reminders(now) claims");
+    assert_eq!(
+        store.upcoming_reminders(at(30 * DAY), 100).await.expect("upcoming"),
+        vec![(rel.id, at(19 * DAY))],
+        "fired ones are no longer listed"
+    );
+}
+
 pub async fn check_reminders_go_with_their_task(store: &dyn Store) {
     let u = user(store, "remind-delete").await;
     let t = store.create_task(u.id, task("Gone"), at(0)).await.expect("create");
@@ -2935,6 +3029,56 @@ pub async fn check_series_instances_get_the_relative_reminders(store: &dyn Store
     assert_eq!(copied[0].status, ReminderStatus::Pending);
     assert_eq!(copied[0].fire_at, Some(due - jiff::SignedDuration::from_mins(15)));
     assert_eq!(store.list_reminders(a.id, first.id).await.expect("list").len(), 2, "kept");
+}
+
+/// `upcoming_series(until, limit)` lists the active fixed-mode series whose next occurrence
+/// is at or before `until`, earliest first, at most `limit`: never paused, deleted or
+/// `after_completion` ones; after an instance is made, the series is listed at its next one.
+pub async fn check_upcoming_series_are_the_active_fixed_ones_earliest_first(store: &dyn Store) {
+    use docket_core::Mode;
+    let u = user(store, "series-upcoming").await;
+    let owner = u.id;
+    let make = |start: i64, mode: Mode, title: &'static str| {
+        let series = daily_series(start, mode);
+        async move {
+            let t = store.create_recurring_task(owner, task(title), series, at(0)).await;
+            let id = t.expect("create").series.expect("an instance").series_id;
+            store.get_series(owner, id).await.expect("get")
+        }
+    };
+    let later = make(2 * HOUR, Mode::Fixed, "Later").await;
+    let sooner = make(HOUR, Mode::Fixed, "Sooner").await;
+    make(HOUR, Mode::AfterCompletion, "On completion").await;
+    let paused = make(HOUR, Mode::Fixed, "Paused").await;
+    store.set_series_active(u.id, paused.id, false, at(1)).await.expect("pause");
+    let deleted = make(HOUR, Mode::Fixed, "Deleted").await;
+    store.delete_series(u.id, deleted.id, at(1)).await.expect("delete");
+
+    let next = |s: &docket_core::Series| s.next_occurrence.expect("a next occurrence");
+    let want = vec![(sooner.id, next(&sooner)), (later.id, next(&later))];
+    assert!(want[0].1 < want[1].1, "the fixture's order");
+    let far = at(30 * DAY);
+    assert_eq!(
+        store.upcoming_series(next(&later), 100).await.expect("upcoming"),
+        want,
+        "active fixed-mode series only, earliest first, `until` inclusive"
+    );
+    assert_eq!(store.upcoming_series(next(&later), 100).await.expect("again"), want, "no change");
+    let just_before = next(&later) - jiff::SignedDuration::from_micros(1);
+    assert_eq!(store.upcoming_series(just_before, 100).await.expect("upcoming"), want[..1]);
+    assert_eq!(store.upcoming_series(far, 1).await.expect("upcoming"), want[..1], "`limit`");
+    assert_eq!(store.upcoming_series(at(0), 100).await.expect("upcoming"), vec![]);
+
+    store.spawn_due_instances(next(&sooner), 10).await.expect("spawn");
+    let moved = store.get_series(u.id, sooner.id).await.expect("get");
+    assert_eq!(
+        store.upcoming_series(far, 100).await.expect("upcoming"),
+        vec![(later.id, next(&later)), (sooner.id, next(&moved))],
+        "after its instance, a series is listed at its next occurrence"
+    );
+    store.set_series_active(u.id, paused.id, true, at(2)).await.expect("resume");
+    let listed = store.upcoming_series(far, 100).await.expect("upcoming");
+    assert!(listed.contains(&(paused.id, next(&paused))), "a resumed series is listed again");
 }
 
 /// A due fixed-mode series makes its next instance once, however often the scheduler asks;

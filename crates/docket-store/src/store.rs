@@ -231,6 +231,8 @@ pub trait Store: Send + Sync + 'static {
         position: i64,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Consumer `group`'s committed position in `topic`, 0 when it has none.
+    async fn consumer_position(&self, group: &str, topic: &str) -> Result<i64, StoreError>;
 
     /// The events of `topic`'s log whose partition key is `key` (a user id) with a position
     /// in `(after_seq, until]`, in order, at most `limit`. `until` MUST be a position the
@@ -280,6 +282,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Reminder>, StoreError>;
     /// The earliest fire time of a pending reminder.
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Up to `limit` pending reminders with a fire time at or before `until` (overdue ones
+    /// included), as `(id, fire_at)`, earliest first, ties by id. MUST list exactly what
+    /// [`Store::fire_due_reminders`] at `until` would claim (none canceled, fired, without a
+    /// fire time, or of a deleted task), MUST be served by the index of pending fire times
+    /// (what a Dapr job registrar reads every round), and MUST NOT change anything.
+    async fn upcoming_reminders(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ReminderId, Timestamp)>, StoreError>;
 
     // --- notifications (rules in `crate::notifications`)
 
@@ -384,6 +396,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Task>, StoreError>;
     /// The earliest `next_occurrence` of an active fixed-mode series.
     async fn next_series_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Up to `limit` active fixed-mode series whose `next_occurrence` is at or before `until`
+    /// (overdue ones included), as `(id, next_occurrence)`, earliest first, ties by id. MUST
+    /// list exactly the series [`Store::spawn_due_instances`] at `until` would consider (none
+    /// paused, ended, deleted or in `after_completion` mode), MUST be served by the index of
+    /// due series, and MUST NOT change anything.
+    async fn upcoming_series(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(SeriesId, Timestamp)>, StoreError>;
 
     // --- webhooks and deliveries (rules in `crate::webhooks`)
 

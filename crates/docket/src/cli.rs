@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (API, with the embedded SQLite database by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Manage accounts directly in the database.
@@ -132,6 +132,50 @@ pub struct ServeArgs {
     pub outbox_retention: std::time::Duration,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub dapr: DaprArgs,
+}
+
+/// Which building blocks go through a Dapr sidecar (`DAPR_HTTP_PORT`, default 3500;
+/// `DAPR_API_TOKEN` when the sidecar wants one).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaprArgs {
+    /// Events: `embedded` (the outbox is the bus) or `dapr` (the outbox is relayed to the
+    /// sidecar's Pub/Sub; the consumers are served at `/dapr/subscribe` and
+    /// `/dapr/events/{topic}`).
+    #[arg(long, env = "DOCKET_BUS", value_enum, default_value_t = Backend::Embedded)]
+    pub bus: Backend,
+    /// Timers: `embedded` (the scheduler sleeps on the database's index) or `dapr` (reminders
+    /// and fixed-mode occurrences become Dapr jobs calling `POST /job/{name}`; the cron
+    /// binding `POST /{binding}` sweeps too).
+    #[arg(long, env = "DOCKET_SCHEDULER", value_enum, default_value_t = Backend::Embedded)]
+    pub scheduler: Backend,
+    /// The key-value state store: `embedded` (the database) or `dapr` (the sidecar's state
+    /// store). Consumers' `processed:` keys stay in the database transaction either way.
+    #[arg(long, env = "DOCKET_STATE", value_enum, default_value_t = Backend::Embedded)]
+    pub state: Backend,
+    /// The Pub/Sub component.
+    #[arg(long, env = "DOCKET_DAPR_PUBSUB", default_value = "docket-pubsub")]
+    pub dapr_pubsub: String,
+    /// The state store component.
+    #[arg(long, env = "DOCKET_DAPR_STATE_STORE", default_value = "docket-state")]
+    pub dapr_state_store: String,
+    /// The `bindings.cron` component whose trigger sweeps what is due.
+    #[arg(long, env = "DOCKET_DAPR_CRON_BINDING", default_value = "docket-sweep")]
+    pub dapr_cron_binding: String,
+    /// When set, Dapr's calls to this app must carry it (`dapr-api-token`), as daprd does
+    /// with the same `APP_API_TOKEN`.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
+    pub app_api_token: Option<String>,
+}
+
+/// Where a building block lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// In this process, over the database.
+    Embedded,
+    /// Through the Dapr sidecar.
+    Dapr,
 }
 
 /// How email and webhook deliveries are sent (role `worker` sends; every role checks).

@@ -44,7 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(&args.log_format);
-            server::serve(args).await
+            server::serve(*args).await
         }
         Command::Migrate(args) => admin::migrate(&args).await,
         Command::User { command: UserCommand::Add(args) } => admin::user_add(args).await,

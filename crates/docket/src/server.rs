@@ -25,11 +25,12 @@ use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
-use docket_http::HttpConfig;
+use docket_dapr::{DaprClient, DaprStateStore};
+use docket_http::{DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
 use docket_store::{StateStore, Store};
 use tokio::sync::watch;
 
-use crate::cli::{Role, ServeArgs};
+use crate::cli::{Backend, DaprArgs, Role, ServeArgs};
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -48,6 +49,57 @@ pub struct Application {
     outbox_retention: Duration,
     /// Sends email and webhook deliveries (role `worker`).
     sender: Arc<docket_app::delivery::Sender>,
+    /// What goes through the Dapr sidecar.
+    dapr: Dapr,
+}
+
+/// The Dapr side of a server: the sidecar's client when any building block uses it, and which.
+struct Dapr {
+    client: Option<DaprClient>,
+    bus: bool,
+    scheduler: bool,
+    pubsub: String,
+}
+
+impl Dapr {
+    fn new(args: &DaprArgs) -> anyhow::Result<Dapr> {
+        let uses = [args.bus, args.scheduler, args.state].contains(&Backend::Dapr);
+        let client = if uses {
+            Some(DaprClient::from_env().context("cannot reach the Dapr sidecar's address")?)
+        } else {
+            None
+        };
+        Ok(Dapr {
+            client,
+            bus: args.bus == Backend::Dapr,
+            scheduler: args.scheduler == Backend::Dapr,
+            pubsub: args.dapr_pubsub.clone(),
+        })
+    }
+}
+
+/// The consumers a worker runs, by group: the same processors and names whichever bus
+/// delivers to them.
+fn consumer_runs(c: &Consumers) -> [(Arc<dyn Processor>, docket_bus::runtime::ConsumerConfig); 4] {
+    [
+        (Arc::clone(&c.audit), docket_app::audit::config()),
+        (Arc::clone(&c.notifier), docket_app::notifier::config()),
+        (Arc::clone(&c.recurrence), docket_app::recurring::config()),
+        (Arc::clone(&c.webhooks), docket_app::webhook::config()),
+    ]
+}
+
+/// The subscriptions of Dapr mode: one per topic, handing each event to that topic's consumers.
+fn dapr_subscriptions(pubsub: &str, c: &Consumers) -> DaprSubscriptions {
+    let mut topics: Vec<DaprTopic> = Vec::new();
+    for (processor, config) in consumer_runs(c) {
+        let entry = (config.name.clone(), processor);
+        match topics.iter_mut().find(|t| t.topic == config.topic) {
+            Some(t) => t.consumers.push(entry),
+            None => topics.push(DaprTopic { topic: config.topic.clone(), consumers: vec![entry] }),
+        }
+    }
+    DaprSubscriptions { pubsub: pubsub.to_owned(), topics }
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
@@ -70,7 +122,7 @@ const CONSUMER_STOP: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
-        let (store, consumers) = open_serving(&args.db.database).await?;
+        let (store, mut consumers) = open_serving(&args.db.database).await?;
         let secret = crate::secret::jwt_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
         let mut auth = AuthConfig::new(secret);
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
@@ -98,9 +150,20 @@ impl Application {
             app = app.with_hub(consumers.hub.clone());
         }
         let app = Arc::new(app);
+        let dapr = Dapr::new(&args.dapr)?;
+        if let (Some(client), Backend::Dapr) = (&dapr.client, args.dapr.state) {
+            consumers.state =
+                Arc::new(DaprStateStore::new(client.clone(), args.dapr.dapr_state_store.clone()));
+        }
         let http = HttpConfig {
             trust_forwarded_for: args.trust_forwarded_for,
             serve_api: api,
+            // The sidecar delivers to the consumers of a worker process.
+            dapr: (args.dapr.bus == Backend::Dapr && worker)
+                .then(|| Arc::new(dapr_subscriptions(&args.dapr.dapr_pubsub, &consumers))),
+            dapr_triggers: (args.dapr.scheduler == Backend::Dapr)
+                .then(|| DaprTriggers { cron_binding: args.dapr.dapr_cron_binding.clone() }),
+            app_api_token: args.dapr.app_api_token.clone(),
             ..HttpConfig::default()
         };
         let router = docket_http::router(Arc::clone(&app), http);
@@ -119,6 +182,7 @@ impl Application {
             scheduler,
             outbox_retention: args.outbox_retention,
             sender: Arc::new(sender),
+            dapr,
         })
     }
 
@@ -131,9 +195,22 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state } =
-            self.consumers;
+        let runs = consumer_runs(&self.consumers);
+        let Consumers { bus, hub, wake, state, .. } = self.consumers;
         let worker = self.worker;
+        // Dapr mode: a worker relays the outbox to the sidecar, which delivers to the
+        // consumers' routes; the embedded consumers do not run.
+        let relay = match (&self.dapr.client, self.dapr.bus && worker) {
+            (Some(client), true) => Some(tokio::spawn(docket_dapr::relay::run_relay(
+                Arc::clone(self.app.store()),
+                client.clone(),
+                docket_dapr::relay::RelayConfig::new(&self.dapr.pubsub),
+                Some(wake.clone()),
+                stop.subscribe(),
+            ))),
+            _ => None,
+        };
+        let embedded_consumers = worker && !self.dapr.bus;
         let deliveries = worker.then(|| {
             tokio::spawn(docket_app::delivery::run_delivery_worker(
                 Arc::clone(self.app.store()),
@@ -143,16 +220,10 @@ impl Application {
             ))
         });
         let consumer = tokio::spawn(async move {
-            if !worker {
+            if !embedded_consumers {
                 return;
             }
-            let runs = [
-                (audit, docket_app::audit::config()),
-                (notifier, docket_app::notifier::config()),
-                (recurrence, docket_app::recurring::config()),
-                (webhooks, docket_app::webhook::config()),
-            ]
-            .map(|(processor, config)| {
+            let runs = runs.map(|(processor, config)| {
                 let (bus, stopped) = (Arc::clone(&bus), stopped.clone());
                 async move {
                     let name = config.name.clone();
@@ -165,13 +236,26 @@ impl Application {
         });
         let scheduler = self.scheduler.then(|| {
             let app = &self.app;
-            let timers = run_scheduler(
-                Arc::clone(app.store()),
-                app.clock(),
-                app.scheduler_wake(),
-                SchedulerConfig::default(),
-                stop.subscribe(),
-            );
+            // Dapr mode: the timers are Dapr jobs calling back `POST /job/{name}`; this
+            // process keeps them registered. Otherwise the embedded scheduler times them.
+            let timers: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+                match (&self.dapr.client, self.dapr.scheduler) {
+                    (Some(client), true) => Box::pin(docket_app::dapr_jobs::run_job_registrar(
+                        Arc::clone(app.store()),
+                        app.clock(),
+                        client.clone(),
+                        docket_app::dapr_jobs::JobsConfig::default(),
+                        app.scheduler_wake(),
+                        stop.subscribe(),
+                    )),
+                    _ => Box::pin(run_scheduler(
+                        Arc::clone(app.store()),
+                        app.clock(),
+                        app.scheduler_wake(),
+                        SchedulerConfig::default(),
+                        stop.subscribe(),
+                    )),
+                };
             let housekeeping = docket_app::housekeeping::run_housekeeping(
                 Arc::clone(app.store()),
                 Arc::clone(&state),
@@ -216,6 +300,11 @@ impl Application {
             && tokio::time::timeout(CONSUMER_STOP, deliveries).await.is_err()
         {
             tracing::warn!("the delivery worker did not stop in time");
+        }
+        if let Some(relay) = relay
+            && tokio::time::timeout(CONSUMER_STOP, relay).await.is_err()
+        {
+            tracing::warn!("the Dapr relay did not stop in time");
         }
         if let Some(scheduler) = scheduler
             && tokio::time::timeout(CONSUMER_STOP, scheduler).await.is_err()

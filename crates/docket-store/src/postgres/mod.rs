@@ -677,6 +677,15 @@ impl Store for PostgresStore {
         series::next_due_at(&mut conn).await
     }
 
+    async fn upcoming_series(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::SeriesId, Timestamp)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        series::upcoming(&mut conn, until, limit).await
+    }
+
     async fn create_webhook(
         &self,
         user: UserId,
@@ -1128,6 +1137,11 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn consumer_position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        crate::bus::postgres::position(&mut conn, group, topic).await
+    }
+
     async fn create_reminder(
         &self,
         user: UserId,
@@ -1194,6 +1208,15 @@ impl Store for PostgresStore {
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         reminders::next_fire_at(&mut conn).await
+    }
+
+    async fn upcoming_reminders(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ReminderId, Timestamp)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        reminders::upcoming(&mut conn, until, limit).await
     }
 
     async fn append_notification(

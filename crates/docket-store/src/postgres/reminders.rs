@@ -233,3 +233,28 @@ pub async fn next_fire_at(conn: &mut PgConnection) -> Result<Option<Timestamp>, 
     .map_err(unavailable)?;
     codec::opt_instant(&row, "next")
 }
+
+/// Up to `limit` pending reminders due at or before `until`, `(id, fire_at)`, earliest first:
+/// a range scan of the partial index `reminders_due (fire_at, id)`, which also gives the order.
+pub async fn upcoming(
+    conn: &mut PgConnection,
+    until: Timestamp,
+    limit: usize,
+) -> Result<Vec<(ReminderId, Timestamp)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, fire_at FROM reminders
+         WHERE status = 'pending' AND fire_at IS NOT NULL AND fire_at <= $1
+         ORDER BY fire_at, id LIMIT $2",
+    )
+    .bind(PgInstant::new(until))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            let id: uuid::Uuid = row.try_get("id").map_err(unavailable)?;
+            Ok((ReminderId(id), codec::instant(row, "fire_at")?))
+        })
+        .collect()
+}

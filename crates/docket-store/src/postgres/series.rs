@@ -324,6 +324,28 @@ pub async fn next_due_at(conn: &mut PgConnection) -> Result<Option<Timestamp>, S
     v.map(|v| v.timestamp().map_err(|e| corrupt("series.next_occurrence", e))).transpose()
 }
 
+/// Up to `limit` active fixed-mode series due at or before `until`, `(id,
+/// next_occurrence)`, earliest first: a range scan of the partial index `series_due`.
+pub async fn upcoming(
+    conn: &mut PgConnection,
+    until: Timestamp,
+    limit: usize,
+) -> Result<Vec<(SeriesId, Timestamp)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, next_occurrence FROM series \
+         WHERE active AND mode = 'fixed' AND next_occurrence IS NOT NULL \
+         AND next_occurrence <= $1 ORDER BY next_occurrence, id LIMIT $2",
+    )
+    .bind(PgInstant::new(until))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| Ok((SeriesId(get(row, "id")?), codec::instant(row, "next_occurrence")?)))
+        .collect()
+}
+
 /// Pauses or resumes the user's series `id` and returns it.
 pub async fn set_active(
     conn: &mut PgConnection,

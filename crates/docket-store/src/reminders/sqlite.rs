@@ -248,3 +248,28 @@ pub fn next_fire_at(conn: &Connection) -> Result<Option<Timestamp>, StoreError> 
         .db()?;
     instant(v)
 }
+
+/// Up to `limit` pending reminders due at or before `until`, `(id, fire_at)`, earliest first:
+/// a range scan of the partial index `reminders_due (fire_at, id)`, which also gives the order.
+pub fn upcoming(
+    conn: &Connection,
+    until: Timestamp,
+    limit: usize,
+) -> Result<Vec<(ReminderId, Timestamp)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, fire_at FROM reminders INDEXED BY reminders_due
+             WHERE status = 'pending' AND fire_at IS NOT NULL AND fire_at <= ?1
+             ORDER BY fire_at, id LIMIT ?2",
+        )
+        .db()?;
+    let mut rows =
+        st.query(params![micros(until), i64::try_from(limit).unwrap_or(i64::MAX)]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        let id = ReminderId(uuid(row, 0)?);
+        let at = instant(Some(row.get(1).db()?))?.ok_or_else(|| corrupt("fire_at"))?;
+        out.push((id, at));
+    }
+    Ok(out)
+}

@@ -320,6 +320,29 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
     v.map(instant).transpose()
 }
 
+/// Up to `limit` active fixed-mode series due at or before `until`, `(id,
+/// next_occurrence)`, earliest first: a range scan of the partial index `series_due`.
+pub fn upcoming(
+    conn: &Connection,
+    until: Timestamp,
+    limit: usize,
+) -> Result<Vec<(SeriesId, Timestamp)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, next_occurrence FROM series INDEXED BY series_due \
+             WHERE active = 1 AND mode = 'fixed' AND next_occurrence IS NOT NULL \
+             AND next_occurrence <= ?1 ORDER BY next_occurrence, id LIMIT ?2",
+        )
+        .db()?;
+    let mut rows =
+        st.query(params![micros(until), i64::try_from(limit).unwrap_or(i64::MAX)]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        out.push((SeriesId(uuid_at(row, 0)?), instant(i64_at(row, 1)?)?));
+    }
+    Ok(out)
+}
+
 /// Pauses or resumes the user's series `id` and returns it.
 pub fn set_active(
     tx: &Transaction<'_>,

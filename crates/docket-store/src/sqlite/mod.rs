@@ -757,6 +757,14 @@ impl Store for SqliteStore {
         self.read(crate::series::sqlite::next_due_at).await
     }
 
+    async fn upcoming_series(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::SeriesId, Timestamp)>, StoreError> {
+        self.read(move |c| crate::series::sqlite::upcoming(c, until, limit)).await
+    }
+
     async fn create_webhook(
         &self,
         user: UserId,
@@ -1137,6 +1145,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn consumer_position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.read(move |conn| crate::bus::sqlite::position(conn, &group, &topic)).await
+    }
+
     async fn create_reminder(
         &self,
         user: UserId,
@@ -1201,6 +1214,14 @@ impl Store for SqliteStore {
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError> {
         self.read(reminders::next_fire_at).await
+    }
+
+    async fn upcoming_reminders(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ReminderId, Timestamp)>, StoreError> {
+        self.read(move |c| reminders::upcoming(c, until, limit)).await
     }
 
     async fn append_notification(

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod cli;
+mod dapr;
 mod durability;
 mod email;
 mod lists;

@@ -1,0 +1,128 @@
+//! The outbox relay against the test sidecar over a real SQLite store: a batch is published
+//! in order with one bulk call and its position committed; nothing is published twice by a
+//! later round; a partial bulk failure commits only the prefix before the first refused
+//! event, and the rest is tried again.
+
+use docket_core::{DisplayName, Email, NewTask, NewUser, TaskPatch, Title};
+use docket_dapr::relay::{GROUP, RelayError, relay_once};
+use docket_dapr::testing::TestSidecar;
+use docket_events::topics;
+use docket_store::Store;
+use docket_store::sqlite::SqliteStore;
+
+const PUBSUB: &str = "docket-pubsub";
+
+async fn store_with_events(dir: &tempfile::TempDir) -> SqliteStore {
+    let path = dir.path().join("docket.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
+    let now = jiff::Timestamp::now();
+    let user = store
+        .create_user(
+            NewUser {
+                email: Some(Email::parse("relay@example.com").expect("email")),
+                name: DisplayName::parse("Relay").expect("name"),
+                timezone: None,
+                password_hash: None,
+                external_subject: None,
+            },
+            now,
+        )
+        .await
+        .expect("user");
+    let first = store
+        .create_task(user.id, NewTask::new(Title::parse("One").expect("title")), now)
+        .await
+        .expect("task");
+    let patch = TaskPatch {
+        title: Some(Title::parse("One, renamed").expect("title")),
+        ..TaskPatch::default()
+    };
+    store.update_task(user.id, first.id, patch, None, now).await.expect("update");
+    store
+        .create_task(user.id, NewTask::new(Title::parse("Two").expect("title")), now)
+        .await
+        .expect("task");
+    store
+}
+
+fn ids(published: &[docket_dapr::testing::Published]) -> Vec<String> {
+    published.iter().map(|p| p.event["id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_batch_is_published_in_order_once_and_its_position_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_with_events(&dir).await;
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    let client = sidecar.client();
+    let rows = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read");
+    assert_eq!(rows.len(), 3);
+
+    let n = relay_once(&store, &client, PUBSUB, topics::TASK_EVENTS, 100).await.expect("relay");
+    assert_eq!(n, 3);
+    let expected: Vec<String> = rows.iter().map(|(_, e)| e.id.clone()).collect();
+    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)), expected, "in log order");
+    assert_eq!(
+        store.consumer_position(GROUP, topics::TASK_EVENTS).await.expect("position"),
+        rows[2].0
+    );
+    assert_eq!(
+        relay_once(&store, &client, PUBSUB, topics::TASK_EVENTS, 100).await.expect("again"),
+        0
+    );
+    assert_eq!(sidecar.published(PUBSUB, topics::TASK_EVENTS).len(), 3, "nothing twice");
+
+    // The task-updates log carries the same task events to its own topic.
+    let n = relay_once(&store, &client, PUBSUB, topics::TASK_UPDATES, 100).await.expect("relay");
+    assert_eq!(n, 3);
+    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_UPDATES)), expected);
+
+    // One at a time works too (a batch of one is a plain publish).
+    let other = tempfile::tempdir().expect("temp dir");
+    let store = store_with_events(&other).await;
+    let single = TestSidecar::builder().start().await.expect("sidecar");
+    let expected: Vec<String> = store
+        .read_outbox(0, topics::TASK_EVENTS, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    for _ in 0..3 {
+        assert_eq!(
+            relay_once(&store, &single.client(), PUBSUB, topics::TASK_EVENTS, 1)
+                .await
+                .expect("one"),
+            1
+        );
+    }
+    assert_eq!(ids(&single.published(PUBSUB, topics::TASK_EVENTS)), expected);
+}
+
+#[tokio::test]
+async fn a_refused_event_holds_the_position_before_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_with_events(&dir).await;
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    sidecar.reject_type("com.todo.task.updated");
+    let client = sidecar.client();
+    let rows = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read");
+
+    let err =
+        relay_once(&store, &client, PUBSUB, topics::TASK_EVENTS, 100).await.expect_err("refused");
+    assert!(
+        matches!(&err, RelayError::Refused { event_id, .. } if *event_id == rows[1].1.id),
+        "{err}"
+    );
+    assert_eq!(
+        store.consumer_position(GROUP, topics::TASK_EVENTS).await.expect("position"),
+        rows[0].0,
+        "committed up to the event before the refused one"
+    );
+    // Tried again from the refused event on: still refused, the position stays.
+    relay_once(&store, &client, PUBSUB, topics::TASK_EVENTS, 100).await.expect_err("refused");
+    assert_eq!(
+        store.consumer_position(GROUP, topics::TASK_EVENTS).await.expect("position"),
+        rows[0].0
+    );
+}

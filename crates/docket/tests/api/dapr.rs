@@ -1,0 +1,225 @@
+//! Dapr mode end to end. No daprd exists on the build machines, so the server runs against
+//! `docket_dapr::testing::TestSidecar`, a fixture following the published Dapr HTTP contract
+//! (its module doc cites the pages): the relay publishes the outbox to it, it reads the app's
+//! `GET /dapr/subscribe` and delivers to the listed routes as daprd does, honouring SUCCESS,
+//! RETRY and DROP, and it fires jobs at `POST /job/{name}`.
+//!
+//! Flows: create → audit, complete a recurring task → next instance, a redelivered event
+//! changes nothing, poison input is dropped and counted, and (with `--scheduler dapr`) a
+//! reminder becomes a job whose trigger makes the notification, once.
+
+use std::time::Duration;
+
+use docket_dapr::testing::{Answer, TestSidecar};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Db, TestServer, all_activity, postgres_url};
+
+const PUBSUB: &str = "docket-pubsub";
+
+async fn start(sidecar: &TestSidecar, db: Db, scheduler: &str) -> TestServer {
+    let env = vec![
+        ("DAPR_HTTP_PORT".to_owned(), sidecar.port().to_string()),
+        ("DOCKET_BUS".to_owned(), "dapr".to_owned()),
+        ("DOCKET_SCHEDULER".to_owned(), scheduler.to_owned()),
+    ];
+    let s = TestServer::start_on(db, env).await;
+    let subscriptions = sidecar.attach_app(&s.url).await.expect("the app serves its subscriptions");
+    let mut seen: Vec<(String, String, String, Option<String>)> = subscriptions
+        .into_iter()
+        .map(|x| (x.pubsubname, x.topic, x.route, x.dead_letter_topic))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                PUBSUB.to_owned(),
+                "reminders".to_owned(),
+                "/dapr/events/reminders".to_owned(),
+                Some("reminders.dlq".to_owned())
+            ),
+            (
+                PUBSUB.to_owned(),
+                "task-events".to_owned(),
+                "/dapr/events/task-events".to_owned(),
+                Some("task-events.dlq".to_owned())
+            ),
+        ],
+        "one subscription per consumed topic"
+    );
+    s
+}
+
+/// Polls `f` until it returns `Some` (at most 30 s).
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn events_through_the_sidecar(db: Db) {
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    let s = start(&sidecar, db, "embedded").await;
+    let (token, _) = s.signup("dapr-bus@example.com").await;
+
+    // create → published to Dapr → delivered → audited.
+    let r = s.post("/api/tasks", &token, json!({"title": "Through the sidecar"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let task = r.body["id"].as_str().expect("id").to_owned();
+    let entries = until("the audit entry", async || {
+        let all = all_activity(&s, &token).await;
+        (!all.is_empty()).then_some(all)
+    })
+    .await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["event_type"], "com.todo.task.created");
+    let event_id = entries[0]["event_id"].as_str().expect("event id").to_owned();
+    let published = sidecar.published(PUBSUB, "task-events");
+    let created = published
+        .iter()
+        .find(|p| p.event["id"] == event_id.as_str())
+        .expect("the relay published the event");
+    assert_eq!(created.content_type, "application/cloudevents+json");
+    assert_eq!(created.event["data"]["task"]["id"], task.as_str());
+    assert!(
+        sidecar
+            .published(PUBSUB, "task-updates")
+            .iter()
+            .any(|p| p.event["id"] == event_id.as_str()),
+        "task-updates carries the task events too"
+    );
+    let delivered = sidecar.deliveries();
+    assert!(
+        delivered.iter().any(|d| d.event_id == event_id
+            && d.answer == Answer::Success
+            && d.topic == "task-events"),
+        "{delivered:?}"
+    );
+
+    // The same event delivered again (Dapr is at least once): nothing changes.
+    let client = sidecar.client();
+    let again = docket_events::CloudEvent::parse(created.event.to_string().as_bytes())
+        .expect("our envelope");
+    client.publish(PUBSUB, "task-events", &again).await.expect("publish again");
+    sidecar.idle().await;
+    let twice = sidecar.deliveries().iter().filter(|d| d.event_id == event_id).count();
+    assert!(twice >= 2, "delivered twice");
+    assert_eq!(all_activity(&s, &token).await.len(), 1, "one audit entry per event");
+
+    // Completing a recurring instance: the recurrence consumer, fed by Dapr, makes the next.
+    let r = s.post("/api/tasks", &token, json!({"title": "Stretch", "recurrence": "daily"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let first = r.body["id"].as_str().expect("id").to_owned();
+    let series = r.body["series_id"].as_str().expect("a series").to_owned();
+    let r = s.post(&format!("/api/tasks/{first}/complete"), &token, json!({})).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let instances = until("the next instance", async || {
+        let r = s.get(&format!("/api/tasks?series_id={series}&status=all"), &token).await;
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2).then_some(items)
+    })
+    .await;
+    assert!(instances.iter().any(|t| t["status"] == "pending" && t["id"] != first.as_str()));
+
+    // Poison: data no consumer can read is dropped (not retried) and counted.
+    let poison = docket_events::CloudEvent::parse(
+        json!({
+            "specversion": "1.0", "id": "poison-1", "source": "/elsewhere",
+            "type": "com.todo.reminder.triggered", "datacontenttype": "application/json",
+            "data": {"not": "a reminder"},
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .expect("a CloudEvent");
+    client.publish(PUBSUB, "reminders", &poison).await.expect("publish poison");
+    sidecar.idle().await;
+    let answers: Vec<Answer> = sidecar
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event_id == "poison-1")
+        .map(|d| d.answer)
+        .collect();
+    assert_eq!(answers, vec![Answer::Drop], "dropped at once");
+    let metrics = s.request(reqwest::Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("docket_dapr_deliveries_total")
+            && l.contains("status=\"DROP\"")
+            && l.contains("topic=\"reminders\"")),
+        "{metrics}"
+    );
+    assert!(sidecar.published(PUBSUB, "reminders.dlq").is_empty(), "a drop is not dead-lettered");
+}
+
+#[tokio::test]
+async fn events_go_through_the_sidecar_sqlite() {
+    events_through_the_sidecar(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn events_go_through_the_sidecar_postgres() {
+    let Some(base) = postgres_url("events_go_through_the_sidecar_postgres") else {
+        return;
+    };
+    events_through_the_sidecar(Db::Postgres(base)).await;
+}
+
+#[tokio::test]
+async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    let s = start(&sidecar, Db::Sqlite, "dapr").await;
+    let (token, _) = s.signup("dapr-jobs@example.com").await;
+    let r = s.post("/api/tasks", &token, json!({"title": "Take the pills"})).await;
+    let task = r.body["id"].as_str().expect("id").to_owned();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
+    let r = s
+        .post(
+            &format!("/api/tasks/{task}/reminders"),
+            &token,
+            json!({"trigger": {"at": at.to_string()}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let fire_at: jiff::Timestamp = r.body["fire_at"].as_str().expect("fire_at").parse().expect("t");
+
+    // The scheduler registers a job due at the fire time.
+    let name = format!("reminder-{reminder}");
+    let job = until("the job", async || sidecar.jobs().into_iter().find(|j| j.name == name)).await;
+    assert_eq!(job.due_time, fire_at);
+
+    // The sidecar triggers it at its due time: the reminder fires, the notifier (fed through
+    // Dapr) makes one notification.
+    let notes = until("the notification", async || {
+        let r = s.get("/api/notifications", &token).await;
+        let list = r.body.as_array().cloned().unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["title"], "Take the pills");
+    let firings = sidecar.job_firings();
+    let fired: Vec<_> = firings.iter().filter(|f| f.name == name).collect();
+    assert!(!fired.is_empty(), "{firings:?}");
+    assert!(fired.iter().all(|f| f.fired_at >= fire_at), "never early: {fired:?}");
+    assert_eq!(fired.last().and_then(|f| f.status), Some(200));
+
+    // A repeated trigger (a job fired again) fires nothing twice.
+    let r = s.request(reqwest::Method::POST, &format!("/job/{name}"), None, Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["reminders"], 0);
+    sidecar.idle().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.get("/api/notifications", &token).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let r = s.get(&format!("/api/tasks/{task}/reminders"), &token).await;
+    assert_eq!(r.body[0]["status"], "fired");
+    let _: &Value = &r.body;
+}
