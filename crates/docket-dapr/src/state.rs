@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use docket_core::Timestamp;
+use docket_store::state::{expiry, missing_with_etag, new_etag, stale_etag};
 use docket_store::{StateEntry, StateError, StateKey, StateStore, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -160,20 +161,6 @@ fn backend(e: DaprError) -> StateError {
     StateError::Store(StoreError::unavailable(BACKEND, e))
 }
 
-fn stale_etag(key: &StateKey, etag: &str) -> StateError {
-    StateError::Conflict {
-        key: key.to_string(),
-        message: format!("etag '{etag}' is not the current one (read the key again)"),
-    }
-}
-
-fn missing_with_etag(key: &StateKey, etag: &str) -> StateError {
-    StateError::Conflict {
-        key: key.to_string(),
-        message: format!("etag '{etag}' was given but the key does not exist"),
-    }
-}
-
 /// Dapr's conflict on the conditional write: someone wrote between our read and our write.
 fn raced(key: &StateKey, etag: &str, e: DaprError) -> StateError {
     match e {
@@ -182,30 +169,11 @@ fn raced(key: &StateKey, etag: &str, e: DaprError) -> StateError {
     }
 }
 
-/// The expiry of a write at `now` with `ttl`, at microsecond precision.
-fn expiry(now: Timestamp, ttl: Option<Duration>) -> Result<Option<Timestamp>, StateError> {
-    let Some(ttl) = ttl else { return Ok(None) };
-    let micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::from_microsecond(now.as_microsecond().saturating_add(micros)).map(Some).map_err(
-        |_| {
-            StoreError::InvalidReference {
-                field: "ttlInSeconds",
-                message: format!("ttl of {}s is too far in the future", ttl.as_secs()),
-            }
-            .into()
-        },
-    )
-}
-
 /// Whole seconds, rounded up and at least one, so Dapr never expires an entry before `now`
 /// says it has.
 fn ttl_in_seconds(ttl: Duration) -> i64 {
     let secs = ttl.as_secs().saturating_add(u64::from(ttl.subsec_nanos() > 0)).max(1);
     i64::try_from(secs).unwrap_or(i64::MAX)
-}
-
-fn new_etag() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[async_trait]

@@ -107,14 +107,16 @@ impl From<StateError> for StoreError {
     }
 }
 
-fn stale_etag(key: &StateKey, etag: &str) -> StateError {
+/// The conflict of a write whose ETag is not the key's current one.
+pub fn stale_etag(key: &StateKey, etag: &str) -> StateError {
     StateError::Conflict {
         key: key.to_string(),
         message: format!("etag '{etag}' is not the current one (read the key again)"),
     }
 }
 
-fn missing_with_etag(key: &StateKey, etag: &str) -> StateError {
+/// The conflict of a write with an ETag to a key that does not exist.
+pub fn missing_with_etag(key: &StateKey, etag: &str) -> StateError {
     StateError::Conflict {
         key: key.to_string(),
         message: format!("etag '{etag}' was given but the key does not exist"),
@@ -132,12 +134,12 @@ pub struct StateEntry {
 
 /// A fresh ETag: unique across writes and across deletes and re-creates of a key, so a
 /// stale ETag never matches again (no ABA).
-fn new_etag() -> String {
+pub fn new_etag() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// The expiry of a write at `now` with `ttl`, at microsecond precision.
-fn expiry(now: Timestamp, ttl: Option<Duration>) -> Result<Option<Timestamp>, StateError> {
+pub fn expiry(now: Timestamp, ttl: Option<Duration>) -> Result<Option<Timestamp>, StateError> {
     let Some(ttl) = ttl else { return Ok(None) };
     let micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
     Timestamp::from_microsecond(now.as_microsecond().saturating_add(micros)).map(Some).map_err(
