@@ -1,17 +1,23 @@
 //! Client commands (`add`, `ls`, `done`, `rm`) that talk to a running server over HTTP.
 //!
 //! Output is a readable table by default and the server's JSON with `--json`. Server errors
-//! (problem+json) are shown as their title, detail and field errors.
+//! (problem+json) are shown as their title, detail and field errors; errors a Dapr sidecar
+//! answers (`errorCode`, `message`) as those.
+//!
+//! The base URL (`--url`, `DOCKET_URL`) may carry a path prefix: API paths go under it, so
+//! `http://127.0.0.1:3500/v1.0/invoke/docket-api/method` reaches the server through Dapr
+//! service invocation (DESIGN §7).
 
 use anyhow::{Context as _, anyhow, bail};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::cli::{AddArgs, ClientArgs, IdArgs, LsArgs};
 
 struct Client {
     http: reqwest::Client,
-    base: String,
+    base: Url,
     token: String,
 }
 
@@ -26,7 +32,7 @@ impl Client {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Client { http, base: args.url.trim_end_matches('/').to_owned(), token })
+        Ok(Client { http, base: parse_base(&args.url)?, token })
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -47,9 +53,34 @@ impl Client {
         bail!("{}", describe_problem(status.as_u16(), &text))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    fn url(&self, path: &str) -> Url {
+        join(&self.base, path)
     }
+}
+
+/// The server's base URL: http or https, with an optional path prefix and no query or fragment
+/// (they would end up in the middle of every request URL).
+fn parse_base(raw: &str) -> anyhow::Result<Url> {
+    let raw = raw.trim();
+    let url = Url::parse(raw).map_err(|e| {
+        anyhow!("--url '{raw}' is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--url '{raw}': the scheme must be http or https");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("--url '{raw}': a base URL takes no query or fragment (give the path prefix only)");
+    }
+    Ok(url)
+}
+
+/// `path` (absolute, e.g. `/api/tasks`) under the base's path prefix, whether or not the base
+/// ends with a slash. `Url::join` would replace the prefix instead, so the paths are glued.
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
+    url
 }
 
 /// One line (plus field errors) from a problem+json answer.
@@ -57,6 +88,11 @@ fn describe_problem(status: u16, body: &str) -> String {
     let Ok(p) = serde_json::from_str::<Value>(body) else {
         return format!("server answered {status}");
     };
+    // Not the server's answer but the Dapr sidecar's, e.g. the app id in --url is unknown.
+    if let Some(code) = p.get("errorCode").and_then(Value::as_str) {
+        let message = p.get("message").and_then(Value::as_str).unwrap_or("request failed");
+        return format!("dapr sidecar: {message} ({code}, {status})");
+    }
     let title = p.get("title").and_then(Value::as_str).unwrap_or("request failed");
     let mut msg = format!("{title} ({status})");
     if let Some(detail) = p.get("detail").and_then(Value::as_str) {
@@ -228,6 +264,44 @@ mod tests {
             "validation failed (422): 1 field is invalid\n  title: title must not be empty"
         );
         assert_eq!(describe_problem(502, "<html>"), "server answered 502");
+    }
+
+    #[test]
+    fn sidecar_errors_are_described() {
+        let body = r#"{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: nope"}"#;
+        assert_eq!(
+            describe_problem(500, body),
+            "dapr sidecar: failed to invoke, id: nope (ERR_DIRECT_INVOKE, 500)"
+        );
+    }
+
+    fn check_join(base: &str, path: &str, expect: &str) {
+        let base = parse_base(base).expect("a valid base");
+        assert_eq!(join(&base, path).as_str(), expect, "{base} + {path}");
+    }
+
+    #[test]
+    fn paths_go_under_the_base_prefix() {
+        let invoke = "http://127.0.0.1:3500/v1.0/invoke/docket-api/method";
+        let under = "http://127.0.0.1:3500/v1.0/invoke/docket-api/method/api/tasks";
+        check_join(invoke, "/api/tasks", under);
+        check_join(&format!("{invoke}/"), "/api/tasks", under);
+        check_join(&format!("  {invoke}// "), "/api/tasks", under);
+        check_join("http://127.0.0.1:8080", "/api/tasks", "http://127.0.0.1:8080/api/tasks");
+        check_join("http://127.0.0.1:8080/", "/api/tasks", "http://127.0.0.1:8080/api/tasks");
+        check_join(
+            "https://tasks.example.com/docket",
+            "/api/tasks/1",
+            "https://tasks.example.com/docket/api/tasks/1",
+        );
+        check_join("http://h/p", "api/tasks", "http://h/p/api/tasks");
+    }
+
+    #[test]
+    fn bad_bases_are_refused() {
+        for bad in ["127.0.0.1:8080", "ftp://h/", "http://h/?x=1", "http://h/#top", ""] {
+            assert!(parse_base(bad).is_err(), "{bad:?} is refused");
+        }
     }
 
     #[test]

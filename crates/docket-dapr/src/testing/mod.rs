@@ -34,10 +34,27 @@
 //!   triggered once with `POST {app}/job/{name}` carrying `data`, never before its due time,
 //!   and retried like deliveries when the app fails.
 //! * "Health API reference": `GET /v1.0/healthz` and `/v1.0/healthz/outbound` answer 204.
+//! * "Service invocation API reference" (/reference/api/service_invocation_api): any method on
+//!   `/v1.0/invoke/{app-id}/method/{method-name}` reaches the attached app at `/{method-name}`
+//!   with the same method, query string, headers and body, and the app's status, headers and
+//!   body come back as they are ("XXX: upstream status returned"). The sidecar serves one app,
+//!   named with [`SidecarBuilder::app_id`] (`docket-api` by default), so the caller's and the
+//!   callee's sidecar are the same and both `dapr-caller-app-id` and `dapr-callee-app-id` are
+//!   that id; `x-forwarded-for`, `x-forwarded-host` and `forwarded` are added as daprd does.
+//!   A `traceparent` keeps its trace id and gets a new parent span id; without one a new
+//!   trace starts. Hop-by-hop headers (RFC 9110 §7.6.1, and those `connection` names) and
+//!   `dapr-api-token` are not forwarded. Any other app id, no attached app or an unreachable
+//!   app is a 500 with `ERR_DIRECT_INVOKE` ("if there's a network error… Dapr will return a
+//!   500"); an empty method name is a 400 ("method name not given"). Redirects are passed
+//!   back, not followed. The request body is read whole before it is forwarded; the response
+//!   body is streamed chunk by chunk as the app writes it, so server-sent events arrive as
+//!   they are sent, and no timeout cuts a long answer (daprd has none unless a resiliency
+//!   policy sets one).
 //!
 //! With an API token set, every other call without the `dapr-api-token` header is a 401.
-//! Not implemented: state transactions, bulk get, queries, actors, workflows, service
-//! invocation, configuration, bindings, declarative and streaming subscriptions, routing
+//! Not implemented: state transactions, bulk get, queries, actors, workflows, invocation by
+//! the `dapr-app-id` header, namespaced app ids (`app.namespace`), non-Dapr endpoints and
+//! gRPC invocation, configuration, bindings, declarative and streaming subscriptions, routing
 //! rules (only `route` or `routes.default`), bulk subscribe.
 
 mod routes;
@@ -60,6 +77,10 @@ use crate::client::{CLOUDEVENTS_CONTENT_TYPE, DaprClient};
 /// How often the job runner looks at the system clock when no manual clock drives it.
 const SYSTEM_CLOCK_POLL: Duration = Duration::from_millis(20);
 const APP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an invocation may take to connect to the app (the answer itself has no limit).
+const INVOKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The app id the sidecar serves unless the builder names another.
+pub const DEFAULT_APP_ID: &str = "docket-api";
 
 /// A clock tests move by hand; the sidecar's TTLs and job due times follow it.
 #[derive(Clone)]
@@ -208,6 +229,9 @@ struct Shared {
     token: Option<String>,
     policy: RetryPolicy,
     http: reqwest::Client,
+    /// Forwards service invocations: no overall timeout, redirects passed back to the caller.
+    invoke_http: reqwest::Client,
+    app_id: String,
     state: Mutex<HashMap<(String, String), Slot>>,
     secrets: BTreeMap<String, BTreeMap<String, String>>,
     published: Mutex<Vec<(String, String, Published)>>,
@@ -229,6 +253,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Builds a [`TestSidecar`].
 pub struct SidecarBuilder {
     clock: SidecarClock,
+    app_id: String,
     token: Option<String>,
     policy: RetryPolicy,
     secrets: BTreeMap<String, BTreeMap<String, String>>,
@@ -237,6 +262,13 @@ pub struct SidecarBuilder {
 impl SidecarBuilder {
     pub fn clock(mut self, clock: SidecarClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The app id the attached app is invoked by (`/v1.0/invoke/{app_id}/method/…`);
+    /// [`DEFAULT_APP_ID`] unless set.
+    pub fn app_id(mut self, app_id: &str) -> Self {
+        self.app_id = app_id.to_owned();
         self
     }
 
@@ -269,11 +301,18 @@ impl SidecarBuilder {
             .timeout(APP_TIMEOUT)
             .build()
             .map_err(|e| std::io::Error::other(format!("cannot build the HTTP client: {e}")))?;
+        let invoke_http = reqwest::Client::builder()
+            .connect_timeout(INVOKE_CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| std::io::Error::other(format!("cannot build the HTTP client: {e}")))?;
         let shared = Arc::new(Shared {
             clock: self.clock,
             token: self.token,
             policy: self.policy,
             http,
+            invoke_http,
+            app_id: self.app_id,
             state: Mutex::new(HashMap::new()),
             secrets: self.secrets,
             published: Mutex::new(Vec::new()),
@@ -290,7 +329,8 @@ impl SidecarBuilder {
         let addr = listener.local_addr()?;
         let router = routes::router(shared.clone());
         let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "test sidecar stopped serving");
             }
         });
@@ -318,6 +358,7 @@ impl TestSidecar {
     pub fn builder() -> SidecarBuilder {
         SidecarBuilder {
             clock: SidecarClock::System,
+            app_id: DEFAULT_APP_ID.to_owned(),
             token: None,
             policy: RetryPolicy::default(),
             secrets: BTreeMap::new(),
@@ -333,6 +374,17 @@ impl TestSidecar {
         self.addr.port()
     }
 
+    /// `http://127.0.0.1:{port}/v1.0/invoke/{app_id}/method`: the base a client of the app
+    /// puts its paths under to reach it through this sidecar.
+    pub fn invoke_url(&self) -> String {
+        format!("{}/v1.0/invoke/{}/method", self.url(), self.shared.app_id)
+    }
+
+    /// The app id the attached app answers to.
+    pub fn app_id(&self) -> &str {
+        &self.shared.app_id
+    }
+
     /// A client of this sidecar (with its API token, if it has one).
     pub fn client(&self) -> DaprClient {
         DaprClient::new(&self.url(), self.shared.token.clone().map(SecretString::from))
@@ -344,7 +396,8 @@ impl TestSidecar {
     }
 
     /// Reads the app's programmatic subscriptions (`GET {app}/dapr/subscribe`) and from now
-    /// on delivers published events to it and triggers its due jobs.
+    /// on delivers published events to it, triggers its due jobs and forwards invocations of
+    /// its app id to it.
     pub async fn attach_app(&self, app: &str) -> Result<Vec<Subscription>, AttachError> {
         let base = Url::parse(app).map_err(|e| AttachError(format!("app URL '{app}': {e}")))?;
         let url = base.join("dapr/subscribe").map_err(|e| AttachError(e.to_string()))?;
@@ -552,8 +605,29 @@ fn as_delivered(
 
 fn new_traceparent() -> String {
     let trace = uuid::Uuid::now_v7().simple().to_string();
-    let span = uuid::Uuid::now_v7().simple().to_string();
-    format!("00-{trace}-{}-01", &span[16..])
+    format!("00-{trace}-{}-01", new_span_id())
+}
+
+/// 16 hex digits: the random tail of a UUIDv7.
+fn new_span_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[16..].to_owned()
+}
+
+/// The `traceparent` the sidecar sends on: the caller's trace with a new parent span id, or a
+/// new trace when the caller sent none or one that is not W3C version 00.
+fn child_traceparent(parent: Option<&str>) -> String {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(parent) = parent {
+        let parts: Vec<&str> = parent.trim().split('-').collect();
+        if let ["00", trace, span, flags] = parts[..]
+            && hex(trace, 32)
+            && hex(span, 16)
+            && hex(flags, 2)
+        {
+            return format!("00-{trace}-{}-{flags}", new_span_id());
+        }
+    }
+    new_traceparent()
 }
 
 async fn deliver(

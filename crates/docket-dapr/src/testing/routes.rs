@@ -1,22 +1,25 @@
 //! The test sidecar's HTTP routes: the Dapr API side (state, secrets, publish, bulk publish,
-//! jobs, health) over the fixture's shared maps. The rules each route follows, and the pages
+//! jobs, service invocation, health) over the fixture's shared maps. The rules each route follows, and the pages
 //! they come from, are in the module doc of [`super`]; this file only speaks HTTP.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Published, ScheduledJob, Shared, Slot, TraceHeaders, accept, lock, plus};
+use super::{
+    Published, ScheduledJob, Shared, Slot, TraceHeaders, accept, child_traceparent, lock, plus,
+};
 use crate::client::{API_TOKEN_HEADER, CLOUDEVENTS_CONTENT_TYPE};
 
 type SidecarState = State<Arc<Shared>>;
@@ -29,6 +32,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1.0/publish/{pubsub}/{topic}", post(publish))
         .route("/v1.0-alpha1/publish/bulk/{pubsub}/{topic}", post(bulk_publish))
         .route("/v1.0-alpha1/jobs/{name}", post(schedule_job).delete(delete_job))
+        .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke))
+        .route("/v1.0/invoke/{app_id}/method", any(no_method))
+        .route("/v1.0/invoke/{app_id}/method/", any(no_method))
         .layer(middleware::from_fn_with_state(shared.clone(), require_token));
     Router::new()
         .route("/v1.0/healthz", get(healthy))
@@ -389,4 +395,140 @@ async fn schedule_job(
 async fn delete_job(State(shared): SidecarState, Path(name): Path<String>) -> StatusCode {
     lock(&shared.jobs).remove(&name);
     StatusCode::NO_CONTENT
+}
+
+// --- service invocation
+
+/// Headers about one connection rather than the message (RFC 9110 §7.6.1 and the older ones
+/// proxies still drop); a proxy never forwards them.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers, and those the `connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(named.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
+}
+
+fn direct_invoke_error(app_id: &str, err: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_DIRECT_INVOKE",
+        format!("failed to invoke, id: {app_id}, err: {err}"),
+    )
+}
+
+async fn no_method() -> Response {
+    error(StatusCode::BAD_REQUEST, "ERR_DIRECT_INVOKE", "method name not given")
+}
+
+/// The method part of the path as the caller wrote it (still percent-encoded), which is what
+/// the app receives.
+fn raw_method(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1.0/invoke/")?;
+    let (_app_id, rest) = rest.split_once('/')?;
+    rest.strip_prefix("method/")
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+/// The request headers the app receives: the caller's, less hop-by-hop ones, the API token and
+/// what the next hop recomputes, plus what daprd adds.
+fn forwarded_headers(shared: &Shared, incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    for name in [header::HOST, header::CONTENT_LENGTH] {
+        headers.remove(name);
+    }
+    headers.remove(API_TOKEN_HEADER);
+    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ip = peer.ip().to_string();
+    let forwarded_for = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip.clone(),
+    };
+    set(&mut headers, "x-forwarded-for", &forwarded_for);
+    set(&mut headers, "x-forwarded-host", host);
+    set(&mut headers, "forwarded", &format!("for={ip};host={host}"));
+    set(&mut headers, "dapr-caller-app-id", &shared.app_id);
+    set(&mut headers, "dapr-callee-app-id", &shared.app_id);
+    let parent = incoming.get("traceparent").and_then(|v| v.to_str().ok());
+    set(&mut headers, "traceparent", &child_traceparent(parent));
+    headers
+}
+
+async fn invoke(
+    State(shared): SidecarState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((app_id, _method)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if app_id != shared.app_id {
+        return direct_invoke_error(&app_id, format!("couldn't find service: {app_id}"));
+    }
+    let Some(app) = lock(&shared.app).clone() else {
+        return direct_invoke_error(&app_id, "app channel is not initialized");
+    };
+    let (parts, body) = request.into_parts();
+    let Some(method) = raw_method(parts.uri.path()) else {
+        return no_method().await;
+    };
+    let mut target = format!("{}/{method}", app.base.as_str().trim_end_matches('/'));
+    if let Some(query) = parts.uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let Ok(url) = reqwest::Url::parse(&target) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ERR_DIRECT_INVOKE",
+            format!("method '{method}' does not make a URL"),
+        );
+    };
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(e) => return direct_invoke_error(&app_id, format!("reading the request body: {e}")),
+    };
+    let headers = forwarded_headers(&shared, &parts.headers, peer);
+    let mut upstream = shared.invoke_http.request(parts.method, url).headers(headers);
+    if !body.is_empty() {
+        upstream = upstream.body(body);
+    }
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => return direct_invoke_error(&app_id, e),
+    };
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    // Streamed as the app writes it: an event stream reaches the caller event by event.
+    let chunks = futures::stream::try_unfold(answer, |mut answer| async move {
+        Ok::<_, reqwest::Error>(answer.chunk().await?.map(|chunk| (chunk, answer)))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(chunks));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }

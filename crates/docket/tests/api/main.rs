@@ -7,6 +7,7 @@ mod cli;
 mod dapr;
 mod durability;
 mod email;
+mod invoke;
 mod lists;
 mod ops;
 mod recurrence;
