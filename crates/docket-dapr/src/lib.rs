@@ -19,5 +19,5 @@ pub use client::{
     API_TOKEN_HEADER, BulkFailure, CLOUDEVENTS_CONTENT_TYPE, Concurrency, DEFAULT_HTTP_PORT,
     DaprClient, DaprError, Job, SaveState, StateItem,
 };
-pub use secrets::{DATABASE_URL, JWT_SECRET, SMTP_PASSWORD, Secrets};
+pub use secrets::{DATABASE_URL, DEFAULT_SECRET, JWT_SECRET, SMTP_PASSWORD, Secrets};
 pub use state::DaprStateStore;

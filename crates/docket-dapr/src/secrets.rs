@@ -1,41 +1,54 @@
 //! [`Secrets`]: Docket's secrets (JWT secret, SMTP password, database URL) from a Dapr secret
-//! store, falling back to the environment.
+//! store, falling back to the environment (`--secrets dapr`).
 //!
-//! For the server (`--secrets dapr`): build it with [`Secrets::dapr`] (or [`Secrets::env`]
-//! without Dapr) and ask [`Secrets::get`] for [`JWT_SECRET`], [`SMTP_PASSWORD`] or
-//! [`DATABASE_URL`] at boot. The secret named `name` is read from the store; when the store
-//! has no such secret (Dapr answers 204, or the secret's map has neither a `name` entry nor a
-//! single entry) or Dapr is not configured, the environment variable `DOCKET_` + `name` in
-//! upper case with `-` as `_` is used (`jwt-secret` → `DOCKET_JWT_SECRET`). A sidecar that is
-//! unreachable or has no such secret store is an error, not a fallback, so a misnamed store
-//! fails at boot instead of silently using another value. Values are `SecretString`s and never
-//! logged; this module does not cache or rotate them.
+//! The layout is the deployment's (`deploy/`): one secret, `docket` by default — a Kubernetes
+//! Secret, or a multi-valued key of the local-file store — whose keys are the environment
+//! names: [`JWT_SECRET`] (`DOCKET_JWT_SECRET`), [`SMTP_PASSWORD`], [`DATABASE_URL`].
+//! [`Secrets::get`] reads that secret once (the first call; the answer is kept for the
+//! process) and returns its key, else the environment variable of the same name; an empty value
+//! counts as unset. A store without the secret (Dapr answers 204) leaves every key to the
+//! environment; an unreachable sidecar or a misnamed store is an error, not a fallback, so a
+//! wrong setting fails at boot instead of silently using another value. Values are
+//! `SecretString`s and never logged.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use secrecy::SecretString;
+use tokio::sync::OnceCell;
 
 use crate::client::{DaprClient, DaprError};
 
-/// The JWT signing secret (`DOCKET_JWT_SECRET`).
-pub const JWT_SECRET: &str = "jwt-secret";
-/// The SMTP relay password (`DOCKET_SMTP_PASSWORD`).
-pub const SMTP_PASSWORD: &str = "smtp-password";
-/// The database URL (`DOCKET_DATABASE_URL`).
-pub const DATABASE_URL: &str = "database-url";
+/// The JWT signing secret.
+pub const JWT_SECRET: &str = "DOCKET_JWT_SECRET";
+/// The SMTP relay password.
+pub const SMTP_PASSWORD: &str = "DOCKET_SMTP_PASSWORD";
+/// The database URL.
+pub const DATABASE_URL: &str = "DOCKET_DATABASE_URL";
+/// The secret holding them, by default.
+pub const DEFAULT_SECRET: &str = "docket";
 
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+struct Source {
+    client: DaprClient,
+    store: String,
+    secret: String,
+    read: OnceCell<BTreeMap<String, SecretString>>,
+}
 
 /// Where Docket's secrets come from.
 #[derive(Clone)]
 pub struct Secrets {
-    dapr: Option<(DaprClient, String)>,
+    dapr: Option<Arc<Source>>,
     env: EnvLookup,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets").field("store", &self.dapr.as_ref().map(|(_, s)| s)).finish()
+        f.debug_struct("Secrets")
+            .field("store", &self.dapr.as_ref().map(|s| (&s.store, &s.secret)))
+            .finish()
     }
 }
 
@@ -45,9 +58,16 @@ impl Secrets {
         Secrets { dapr: None, env: Arc::new(|name| std::env::var(name).ok()) }
     }
 
-    /// Secrets from the Dapr secret store component `store`, then the environment.
-    pub fn dapr(client: DaprClient, store: impl Into<String>) -> Secrets {
-        Secrets { dapr: Some((client, store.into())), ..Secrets::env() }
+    /// Secrets from the keys of secret `secret` in the Dapr secret store component `store`,
+    /// then the environment.
+    pub fn dapr(
+        client: DaprClient,
+        store: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Secrets {
+        let source =
+            Source { client, store: store.into(), secret: secret.into(), read: OnceCell::new() };
+        Secrets { dapr: Some(Arc::new(source)), ..Secrets::env() }
     }
 
     /// Replaces the environment lookup (tests: no process-wide variables).
@@ -58,42 +78,21 @@ impl Secrets {
         Secrets { env: Arc::new(lookup), ..self }
     }
 
-    /// The environment variable a secret falls back to.
-    pub fn env_var(name: &str) -> String {
-        let upper: String = name
-            .chars()
-            .map(|c| if c == '-' || c == '.' { '_' } else { c.to_ascii_uppercase() })
-            .collect();
-        format!("DOCKET_{upper}")
-    }
-
-    /// The secret `name`: from the store, else from the environment, else `None`. An empty
-    /// environment value counts as unset.
-    pub async fn get(&self, name: &str) -> Result<Option<SecretString>, DaprError> {
-        if let Some((client, store)) = &self.dapr
-            && let Some(mut map) = client.secret(store, name).await?
-        {
-            if let Some(value) = map.remove(name) {
-                return Ok(Some(value));
-            }
-            if map.len() == 1
-                && let Some((_, value)) = map.pop_first()
-            {
-                return Ok(Some(value));
+    /// The secret `key` (an environment name such as [`JWT_SECRET`]): from the store, else
+    /// from the environment, else `None`.
+    pub async fn get(&self, key: &str) -> Result<Option<SecretString>, DaprError> {
+        if let Some(source) = &self.dapr {
+            let keys = source
+                .read
+                .get_or_try_init(|| async {
+                    let read = source.client.secret(&source.store, &source.secret).await?;
+                    Ok::<_, DaprError>(read.unwrap_or_default())
+                })
+                .await?;
+            if let Some(value) = keys.get(key) {
+                return Ok(Some(value.clone()));
             }
         }
-        Ok((self.env)(&Secrets::env_var(name)).filter(|v| !v.is_empty()).map(SecretString::from))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_names() {
-        assert_eq!(Secrets::env_var(JWT_SECRET), "DOCKET_JWT_SECRET");
-        assert_eq!(Secrets::env_var(SMTP_PASSWORD), "DOCKET_SMTP_PASSWORD");
-        assert_eq!(Secrets::env_var(DATABASE_URL), "DOCKET_DATABASE_URL");
+        Ok((self.env)(key).filter(|v| !v.is_empty()).map(SecretString::from))
     }
 }

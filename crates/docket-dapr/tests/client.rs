@@ -96,28 +96,43 @@ fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync 
 #[tokio::test]
 async fn secrets_come_from_the_store_then_the_environment() {
     let sidecar = TestSidecar::builder()
-        .secret("secretstore", "jwt-secret", "from-dapr")
+        .secret_keys(
+            "secretstore",
+            "docket",
+            &[("DOCKET_JWT_SECRET", "from-dapr"), ("DOCKET_DATABASE_URL", "postgres://db/docket")],
+        )
+        .secret_store("empty")
         .start()
         .await
         .expect("start");
-    let secrets = Secrets::dapr(sidecar.client(), "secretstore").with_env(env(&[
+    let secrets = Secrets::dapr(sidecar.client(), "secretstore", "docket").with_env(env(&[
         ("DOCKET_JWT_SECRET", "from-env"),
         ("DOCKET_SMTP_PASSWORD", "smtp-from-env"),
-        ("DOCKET_DATABASE_URL", ""),
     ]));
     let get = |name: &'static str| {
         let secrets = secrets.clone();
         async move { secrets.get(name).await.expect("get").map(|s| s.expose_secret().to_owned()) }
     };
-    assert_eq!(get(docket_dapr::JWT_SECRET).await.as_deref(), Some("from-dapr"));
-    assert_eq!(get(docket_dapr::SMTP_PASSWORD).await.as_deref(), Some("smtp-from-env"));
-    assert_eq!(get(docket_dapr::DATABASE_URL).await, None, "empty counts as unset");
+    assert_eq!(get(docket_dapr::JWT_SECRET).await.as_deref(), Some("from-dapr"), "store first");
+    assert_eq!(get(docket_dapr::DATABASE_URL).await.as_deref(), Some("postgres://db/docket"));
+    assert_eq!(
+        get(docket_dapr::SMTP_PASSWORD).await.as_deref(),
+        Some("smtp-from-env"),
+        "a key the secret lacks falls back"
+    );
+
+    // A store without the secret leaves everything to the environment; empty is unset.
+    let absent = Secrets::dapr(sidecar.client(), "empty", "docket")
+        .with_env(env(&[("DOCKET_JWT_SECRET", "from-env"), ("DOCKET_DATABASE_URL", "")]));
+    let jwt = absent.get(docket_dapr::JWT_SECRET).await.expect("get").expect("set");
+    assert_eq!(jwt.expose_secret(), "from-env");
+    assert!(absent.get(docket_dapr::DATABASE_URL).await.expect("get").is_none());
 
     let env_only = Secrets::env().with_env(env(&[("DOCKET_JWT_SECRET", "from-env")]));
     let jwt = env_only.get(docket_dapr::JWT_SECRET).await.expect("get").expect("set");
     assert_eq!(jwt.expose_secret(), "from-env");
 
-    let misnamed = Secrets::dapr(sidecar.client(), "no-such-store")
+    let misnamed = Secrets::dapr(sidecar.client(), "no-such-store", "docket")
         .with_env(env(&[("DOCKET_JWT_SECRET", "from-env")]));
     match misnamed.get(docket_dapr::JWT_SECRET).await {
         Err(DaprError::Unavailable { status: Some(400), .. }) => {}

@@ -154,6 +154,17 @@ pub struct DaprArgs {
     /// store). Consumers' `processed:` keys stay in the database transaction either way.
     #[arg(long, env = "DOCKET_STATE", value_enum, default_value_t = Backend::Embedded)]
     pub state: Backend,
+    /// Secrets (JWT secret, SMTP password, database URL): `embedded` (flags and environment)
+    /// or `dapr` (the keys `DOCKET_JWT_SECRET`, `DOCKET_SMTP_PASSWORD`, `DOCKET_DATABASE_URL`
+    /// of one secret in the sidecar's secret store win; flags and environment fill the rest).
+    #[arg(long, env = "DOCKET_SECRETS", value_enum, default_value_t = Backend::Embedded)]
+    pub secrets: Backend,
+    /// The secret store component.
+    #[arg(long, env = "DOCKET_DAPR_SECRET_STORE", default_value = "docket-secrets")]
+    pub dapr_secret_store: String,
+    /// The secret (in that store) holding Docket's secrets as keys.
+    #[arg(long, env = "DOCKET_DAPR_SECRET_NAME", default_value = "docket")]
+    pub dapr_secret_name: String,
     /// The Pub/Sub component.
     #[arg(long, env = "DOCKET_DAPR_PUBSUB", default_value = "docket-pubsub")]
     pub dapr_pubsub: String,

@@ -25,9 +25,10 @@ use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
-use docket_dapr::{DaprClient, DaprStateStore};
+use docket_dapr::{DaprClient, DaprStateStore, Secrets};
 use docket_http::{DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
 use docket_store::{StateStore, Store};
+use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 
 use crate::cli::{Backend, DaprArgs, Role, ServeArgs};
@@ -122,8 +123,35 @@ const CONSUMER_STOP: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
-        let (store, mut consumers) = open_serving(&args.db.database).await?;
-        let secret = crate::secret::jwt_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
+        let secrets = match args.dapr.secrets {
+            Backend::Dapr => Some(Secrets::dapr(
+                DaprClient::from_env().context("cannot reach the Dapr sidecar's address")?,
+                args.dapr.dapr_secret_store.clone(),
+                args.dapr.dapr_secret_name.clone(),
+            )),
+            Backend::Embedded => None,
+        };
+        let from_store = |key: &'static str| {
+            let secrets = secrets.clone();
+            async move {
+                match secrets {
+                    Some(s) => s
+                        .get(key)
+                        .await
+                        .with_context(|| format!("cannot read {key} from the Dapr secret store"))
+                        .map(|v| v.map(|v| v.expose_secret().to_owned())),
+                    None => Ok(None),
+                }
+            }
+        };
+        let database = from_store(docket_dapr::DATABASE_URL)
+            .await?
+            .unwrap_or_else(|| args.db.database.clone());
+        let jwt_secret =
+            from_store(docket_dapr::JWT_SECRET).await?.or_else(|| args.jwt_secret.clone());
+        let smtp_password = from_store(docket_dapr::SMTP_PASSWORD).await?;
+        let (store, mut consumers) = open_serving(&database).await?;
+        let secret = crate::secret::jwt_secret(jwt_secret.as_deref(), &args.data_dir)?;
         let mut auth = AuthConfig::new(secret);
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
         auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
@@ -139,7 +167,10 @@ impl Application {
         } else {
             Some(Duration::from_millis(args.next_instance_wait_ms)).filter(|d| !d.is_zero())
         };
-        let delivery = args.delivery.config();
+        let mut delivery = args.delivery.config();
+        if let (Some(smtp), Some(password)) = (delivery.smtp.as_mut(), smtp_password) {
+            smtp.password = Some(password.into());
+        }
         let sender = docket_app::delivery::Sender::new(delivery.clone())
             .context("the email settings do not work")?;
         let mut app = App::new(store, auth)

@@ -102,9 +102,9 @@ fn serve_help() -> String {
 }
 
 /// Environment names the deployment sets that `docket serve --help` does not list: the
-/// secrets switch not built yet (issue 5), the sidecar port Dapr itself defines (read by the
-/// Dapr client, not a flag), and the Redis password only the Dapr components read.
-const PENDING_ENV: [&str; 3] = ["DOCKET_SECRETS", "DAPR_HTTP_PORT", "DOCKET_REDIS_PASSWORD"];
+/// sidecar port Dapr itself defines (read by the Dapr client, not a flag) and the Redis
+/// password only the Dapr components read.
+const PENDING_ENV: [&str; 2] = ["DAPR_HTTP_PORT", "DOCKET_REDIS_PASSWORD"];
 
 fn assert_env_known(help: &str, var: &str, what: &str) {
     if PENDING_ENV.contains(&var) {

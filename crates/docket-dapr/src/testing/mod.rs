@@ -11,8 +11,9 @@
 //!   per-key version counters that start again at 1 after a delete, as the Redis state store
 //!   does; a mismatch is 409 (dapr/dapr#2619). `first-write` without an ETag only creates.
 //!   TTL is measured on the fixture's clock ([`SidecarClock`]), which tests can drive.
-//! * "Secrets API reference" (/reference/api/secrets_api/): 200 with `{name: value}` (name/value
-//!   semantics), 204 for an unknown secret, 400 for an unknown store.
+//! * "Secrets API reference" (/reference/api/secrets_api/): 200 with the secret's keys (a plain
+//!   secret is `{name: value}`, a multi-valued one all its keys), 204 for an unknown secret,
+//!   400 for an unknown store.
 //! * "Pub/sub API reference" (/reference/api/pubsub_api), "Publishing & subscribing messages
 //!   with Cloudevents" (/developing-applications/building-blocks/pubsub/pubsub-cloudevents),
 //!   "Publish and subscribe to bulk messages" (…/pubsub/pubsub-bulk/) and "Dead Letter
@@ -233,7 +234,7 @@ struct Shared {
     invoke_http: reqwest::Client,
     app_id: String,
     state: Mutex<HashMap<(String, String), Slot>>,
-    secrets: BTreeMap<String, BTreeMap<String, String>>,
+    secrets: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     published: Mutex<Vec<(String, String, Published)>>,
     rejected_types: Mutex<HashSet<String>>,
     app: Mutex<Option<Arc<App>>>,
@@ -256,7 +257,7 @@ pub struct SidecarBuilder {
     app_id: String,
     token: Option<String>,
     policy: RetryPolicy,
-    secrets: BTreeMap<String, BTreeMap<String, String>>,
+    secrets: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl SidecarBuilder {
@@ -285,7 +286,16 @@ impl SidecarBuilder {
 
     /// Seeds secret `name` of secret store `store`.
     pub fn secret(mut self, store: &str, name: &str, value: &str) -> Self {
-        self.secrets.entry(store.to_owned()).or_default().insert(name.to_owned(), value.to_owned());
+        let entry = [(name.to_owned(), value.to_owned())].into_iter().collect();
+        self.secrets.entry(store.to_owned()).or_default().insert(name.to_owned(), entry);
+        self
+    }
+
+    /// Adds a multi-valued secret `name` to `store` (a Kubernetes Secret, or a local-file store
+    /// with `multiValued`): the API answers all its keys together.
+    pub fn secret_keys(mut self, store: &str, name: &str, entries: &[(&str, &str)]) -> Self {
+        let map = entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.secrets.entry(store.to_owned()).or_default().insert(name.to_owned(), map);
         self
     }
 

@@ -206,10 +206,9 @@ async fn get_secret(
     };
     match secrets.get(&name) {
         None => StatusCode::NO_CONTENT.into_response(),
-        Some(value) => {
-            // Name/value semantics: one entry named like the secret.
+        Some(entries) => {
             let body: Map<String, Value> =
-                [(name, Value::String(value.clone()))].into_iter().collect();
+                entries.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             axum::Json(body).into_response()
         }
     }

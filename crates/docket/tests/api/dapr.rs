@@ -223,3 +223,68 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     assert_eq!(r.body[0]["status"], "fired");
     let _: &Value = &r.body;
 }
+
+/// `--secrets dapr`: the database URL and the JWT secret come from the keys of the secret
+/// `docket` in the sidecar's secret store, winning over the flags; the server signs with that
+/// secret and opens that database.
+#[tokio::test]
+async fn secrets_come_from_the_sidecars_secret_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("from-the-secret-store.db");
+    let jwt = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let sidecar = TestSidecar::builder()
+        .secret_keys(
+            "docket-secrets",
+            "docket",
+            &[
+                ("DOCKET_JWT_SECRET", jwt),
+                ("DOCKET_DATABASE_URL", &format!("sqlite://{}", database.display())),
+            ],
+        )
+        .start()
+        .await
+        .expect("sidecar");
+    let env = vec![
+        ("DAPR_HTTP_PORT".to_owned(), sidecar.port().to_string()),
+        ("DOCKET_SECRETS".to_owned(), "dapr".to_owned()),
+    ];
+    let s = TestServer::start_on(Db::Sqlite, env).await;
+    let (token, user) = s.signup("dapr-secrets@example.com").await;
+    assert!(database.exists(), "the database named by the secret store was opened");
+
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(jwt.as_bytes()),
+        &validation,
+    )
+    .expect("the session is signed with the secret from the store");
+    assert_eq!(claims.claims["sub"], user.as_str());
+    assert!(
+        jsonwebtoken::decode::<Value>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(b"some other secret of enough length!!"),
+            &validation,
+        )
+        .is_err(),
+        "and not with another"
+    );
+
+    // A misnamed store stops the server at boot rather than falling back.
+    let env = vec![
+        ("DAPR_HTTP_PORT".to_owned(), sidecar.port().to_string()),
+        ("DOCKET_SECRETS".to_owned(), "dapr".to_owned()),
+        ("DOCKET_DAPR_SECRET_STORE".to_owned(), "no-such-store".to_owned()),
+    ];
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_docket"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .envs(env)
+        .output()
+        .await
+        .expect("run docket serve");
+    assert!(!out.status.success(), "a misnamed secret store is fatal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DOCKET_DATABASE_URL"), "names what it could not read: {stderr}");
+}
