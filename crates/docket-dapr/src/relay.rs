@@ -9,13 +9,15 @@
 //! `task-events` rows and its own, as everywhere (`topics::log_topics`), so each Dapr topic
 //! carries exactly what its subscribers read. Delivery is at least once: an event published
 //! just before a crash, or after a partial bulk failure, may be published again, and the
-//! consumers dedupe on the CloudEvent id. Several relays on one database only duplicate work.
+//! consumers dedupe on the CloudEvent id. With several worker replicas, one relay per topic
+//! publishes at a time: it holds a [`Lease`] in the state store (created with a TTL, renewed
+//! with its ETag); the others wait, and take over within the TTL when the holder dies.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use docket_events::CloudEvent;
-use docket_store::Store;
+use docket_store::{StateStore, Store};
 use tokio::sync::watch;
 
 use crate::client::{DaprClient, DaprError};
@@ -102,18 +104,81 @@ pub async fn relay_once(
     }
 }
 
+/// How long a relay's lease lasts without renewal (a dead holder's topic waits this long).
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// Leadership of one topic's relay among replicas: the state entry `relay:lease:{topic}`
+/// holding this process's id, created only when missing or expired (`StateStore::create`) and
+/// renewed with its ETag before a third of its TTL has passed.
+pub struct Lease {
+    state: Arc<dyn StateStore>,
+    key: String,
+    holder: Vec<u8>,
+    ttl: Duration,
+    held: Option<(String, std::time::Instant)>,
+}
+
+impl Lease {
+    pub fn new(state: Arc<dyn StateStore>, topic: &str, holder: &str, ttl: Duration) -> Lease {
+        Lease {
+            state,
+            key: format!("relay:lease:{topic}"),
+            holder: holder.as_bytes().to_vec(),
+            ttl,
+            held: None,
+        }
+    }
+
+    /// Whether this process holds the lease now, taking or renewing it as needed.
+    pub async fn hold(&mut self) -> bool {
+        let now = jiff::Timestamp::now();
+        if let Some((etag, renewed)) = &self.held {
+            if renewed.elapsed() < self.ttl / 3 {
+                return true;
+            }
+            let renewal =
+                self.state.set(&self.key, self.holder.clone(), Some(etag), Some(self.ttl), now);
+            match renewal.await {
+                Ok(etag) => {
+                    self.held = Some((etag, std::time::Instant::now()));
+                    return true;
+                }
+                Err(e) => {
+                    tracing::info!(key = %self.key, error = %e, "relay lease lost");
+                    self.held = None;
+                }
+            }
+        }
+        match self.state.create(&self.key, self.holder.clone(), Some(self.ttl), now).await {
+            Ok(Some(etag)) => {
+                self.held = Some((etag, std::time::Instant::now()));
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "cannot take the relay lease");
+                false
+            }
+        }
+    }
+}
+
 /// Relays every configured topic until `shutdown` turns true. `wake` (the embedded bus's
-/// append signal) makes it look at once; otherwise it looks every `poll`.
+/// append signal) makes it look at once; otherwise it looks every `poll`. With `leases` (the
+/// process's state store), a topic is relayed only while this process holds its [`Lease`].
 pub async fn run_relay(
     store: Arc<dyn Store>,
     client: DaprClient,
     config: RelayConfig,
     wake: Option<watch::Receiver<u64>>,
+    leases: Option<Arc<dyn StateStore>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let holder = uuid::Uuid::now_v7().to_string();
     let runs = config.topics.iter().map(|topic| {
         let (store, client, config) = (Arc::clone(&store), client.clone(), config.clone());
         let (wake, mut shutdown) = (wake.clone(), shutdown.clone());
+        let mut lease = leases.clone().map(|s| Lease::new(s, topic, &holder, LEASE_TTL));
         let topic = topic.clone();
         async move {
             let mut wake = wake;
@@ -121,6 +186,17 @@ pub async fn run_relay(
             loop {
                 if *shutdown.borrow_and_update() {
                     return;
+                }
+                let leading = match lease.as_mut() {
+                    Some(l) => l.hold().await,
+                    None => true,
+                };
+                if !leading {
+                    tokio::select! {
+                        () = tokio::time::sleep(config.poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
                 }
                 let wait = match relay_once(
                     store.as_ref(),

@@ -247,6 +247,50 @@ impl StateStore for DaprStateStore {
         Ok(())
     }
 
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Option<String>, StateError> {
+        let key = StateKey::parse(key)?;
+        let expires_at = expiry(now, ttl)?;
+        // Missing: Dapr's first-write without an ETag only creates. Expired but still stored:
+        // first-write with its Dapr ETag replaces it only if nobody else did in between.
+        let dapr_etag = match self.read(&key).await? {
+            Some(s) if s.live(now) => return Ok(None),
+            Some(s) => s.dapr_etag,
+            None => None,
+        };
+        let new = new_etag();
+        let envelope = Envelope {
+            docket_state: ENVELOPE_VERSION,
+            value: BASE64.encode(&value),
+            etag: new.clone(),
+            expires_at_us: expires_at.map(|t| t.as_microsecond()),
+        };
+        let value = serde_json::to_value(&envelope).map_err(|e| backend_msg(e.to_string()))?;
+        let item = SaveState {
+            key: key.to_string(),
+            value,
+            concurrency: Some(Concurrency::FirstWrite),
+            etag: dapr_etag,
+            ttl_in_seconds: Some(ttl.map(ttl_in_seconds).unwrap_or(-1)),
+        };
+        match self.client.save_state(&self.store, std::slice::from_ref(&item)).await {
+            Ok(()) => {
+                self.track(
+                    &key,
+                    expires_at.map(|expires_at| Tracked { etag: new.clone(), expires_at }),
+                );
+                Ok(Some(new))
+            }
+            Err(DaprError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StateError> {
         let due: Vec<(String, Tracked)> = match self.tracked.lock() {
             Ok(map) => map

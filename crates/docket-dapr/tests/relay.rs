@@ -126,3 +126,64 @@ async fn a_refused_event_holds_the_position_before_it() {
         rows[0].0
     );
 }
+
+/// Two relays (two worker replicas) on one database: with leases, each event is published
+/// once; the lease passes to the other when its holder stops renewing.
+#[tokio::test]
+async fn replicas_share_the_work_through_a_lease() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use docket_dapr::relay::{Lease, RelayConfig, run_relay};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(store_with_events(&dir).await);
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    let expected: Vec<String> = store
+        .read_outbox(0, topics::TASK_EVENTS, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    let mut config = RelayConfig::new(PUBSUB);
+    config.topics = vec![topics::TASK_EVENTS.to_owned()];
+    config.poll = Duration::from_millis(20);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let state: Arc<dyn docket_store::StateStore> = store.clone();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(run_relay(
+                store.clone(),
+                sidecar.client(),
+                config.clone(),
+                None,
+                Some(Arc::clone(&state)),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sidecar.published(PUBSUB, topics::TASK_EVENTS).len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "published in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give the other replica every chance to publish again: it must not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)), expected, "each once");
+    let _ = stop.send(true);
+    for r in relays {
+        r.await.expect("relay stops");
+    }
+
+    // A lease is exclusive while held and passes on once its holder stops renewing.
+    let short = Duration::from_millis(200);
+    let mut a = Lease::new(Arc::clone(&state), "lease-test", "a", short);
+    let mut b = Lease::new(Arc::clone(&state), "lease-test", "b", short);
+    assert!(a.hold().await, "a takes the free lease");
+    assert!(!b.hold().await, "b waits while a holds it");
+    assert!(a.hold().await, "a keeps it");
+    tokio::time::sleep(short + Duration::from_millis(50)).await;
+    assert!(b.hold().await, "b takes it once a let it run out");
+    assert!(!a.hold().await, "a lost it: its renewal conflicts");
+}

@@ -2101,6 +2101,7 @@ macro_rules! state_conformance {
             check_state_etag_on_missing_key_conflicts,
             check_state_delete_with_stale_etag_conflicts,
             check_state_ttl_expiry,
+            check_state_create_only_when_missing_or_expired,
             check_state_purge_expired,
             check_state_invalid_keys,
         );
@@ -2241,6 +2242,35 @@ pub async fn check_state_ttl_expiry(state: &dyn StateStore) {
     state.set(&key, b"w".to_vec(), None, None, at(62 * SEC)).await.expect("set over expired");
     let got = state.get(&key, at(DAY)).await.expect("get").expect("no ttl now");
     assert_eq!((got.value, got.expires_at), (b"w".to_vec(), None), "a set without ttl clears it");
+}
+
+/// `create` writes only a missing or expired key; of concurrent creates exactly one wins.
+pub async fn check_state_create_only_when_missing_or_expired(state: &dyn StateStore) {
+    let key = state_key("create");
+    let ttl = Some(std::time::Duration::from_secs(10));
+    let etag = state.create(&key, b"a".to_vec(), ttl, at(0)).await.expect("create");
+    let etag = etag.expect("a missing key is created");
+    let got = state.get(&key, at(SEC)).await.expect("get").expect("live");
+    assert_eq!((got.value, got.etag), (b"a".to_vec(), etag), "read back with its etag");
+    assert_eq!(
+        state.create(&key, b"b".to_vec(), ttl, at(5 * SEC)).await.expect("create"),
+        None,
+        "a live key is not replaced"
+    );
+    assert_eq!(value_of(state, &key, at(6 * SEC)).await.as_deref(), Some(&b"a"[..]));
+    let again = state.create(&key, b"c".to_vec(), ttl, at(10 * SEC)).await.expect("create");
+    assert!(again.is_some(), "an expired key is created again");
+    assert_eq!(value_of(state, &key, at(11 * SEC)).await.as_deref(), Some(&b"c"[..]));
+
+    let race = state_key("create-race");
+    let tries = (0..8u8).map(|i| state.create(&race, vec![i], None, at(0)));
+    let won = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.expect("create"))
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(won, 1, "exactly one concurrent create wins");
 }
 
 /// `purge_expired` removes exactly the entries expired at `now`.

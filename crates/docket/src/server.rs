@@ -237,6 +237,7 @@ impl Application {
                 client.clone(),
                 docket_dapr::relay::RelayConfig::new(&self.dapr.pubsub),
                 Some(wake.clone()),
+                Some(Arc::clone(&state)),
                 stop.subscribe(),
             ))),
             _ => None,

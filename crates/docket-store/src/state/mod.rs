@@ -168,6 +168,9 @@ pub fn expiry(now: Timestamp, ttl: Option<Duration>) -> Result<Option<Timestamp>
 ///   `purge_expired` has removed it yet. A `set` without a ttl clears an earlier one.
 /// * `delete` removes the key; with `etag: Some(e)` the same concurrency rule as `set`
 ///   applies. Deleting a missing key without an ETag succeeds (idempotent).
+/// * `create` stores `value` only when the key is missing or expired, and returns its new ETag;
+///   `None` (and no change) when a live entry exists. Of concurrent creates of one key at
+///   most one MUST get `Some` (a lease is built on this).
 /// * `purge_expired(now)` removes the entries expired at `now` and returns how many.
 /// * A write that returned `Ok` is durable, like every store write.
 #[async_trait]
@@ -183,5 +186,12 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<String, StateError>;
     async fn delete(&self, key: &str, etag: Option<&str>, now: Timestamp)
     -> Result<(), StateError>;
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Option<String>, StateError>;
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StateError>;
 }

@@ -213,6 +213,40 @@ impl StateStore for PostgresStore {
         delete(&mut conn, &key, etag, now).await
     }
 
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Option<String>, StateError> {
+        let key = StateKey::parse(key)?;
+        let expires_at = expiry(now, ttl)?.map(|t| t.as_microsecond());
+        let new = new_etag();
+        let mut conn = self.pool().acquire().await.map_err(db)?;
+        // One statement: the conflicting row is locked, and replaced only when expired.
+        let row: Option<String> = sqlx::query_scalar(concat!(
+            "INSERT INTO state (key, value, etag, expires_at, updated_at) VALUES ($1, $2, $3, ",
+            at!(4),
+            ", ",
+            at!(5),
+            ") ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, \
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at \
+             WHERE state.expires_at IS NOT NULL AND state.expires_at <= ",
+            at!(5),
+            " RETURNING etag"
+        ))
+        .bind(key.as_str())
+        .bind(value)
+        .bind(new.as_str())
+        .bind(expires_at)
+        .bind(now.as_microsecond())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        Ok(row)
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StateError> {
         let mut conn = self.pool().acquire().await.map_err(db)?;
         purge_expired(&mut conn, now).await

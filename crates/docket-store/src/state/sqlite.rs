@@ -173,6 +173,22 @@ impl StateStore for SqliteStore {
         write(self, move |tx| delete(tx, &key, etag.as_deref(), now)).await
     }
 
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Option<String>, StateError> {
+        let key = StateKey::parse(key)?;
+        // The one writer runs this whole closure in its transaction: check and write are one.
+        write(self, move |tx| match get(tx, &key, now)? {
+            Some(_) => Ok(None),
+            None => set(tx, &key, &value, None, ttl, now).map(Some),
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StateError> {
         write(self, move |tx| purge_expired(tx, now)).await
     }
