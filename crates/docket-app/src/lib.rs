@@ -54,6 +54,17 @@ pub struct App {
     webhooks_allow_private: bool,
     /// Whether an SMTP relay is configured, so reminders may ask for email.
     email_enabled: bool,
+    /// Another dependency readiness waits for (`with_dependency`).
+    dependency: Option<Dependency>,
+}
+
+/// A readiness probe of a dependency: `Err` says why it is not ready.
+pub type Probe =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+struct Dependency {
+    name: &'static str,
+    probe: Probe,
 }
 
 impl App {
@@ -67,6 +78,7 @@ impl App {
             next_instance_wait: Some(tasks::NEXT_INSTANCE_WAIT),
             webhooks_allow_private: false,
             email_enabled: false,
+            dependency: None,
         }
     }
 
@@ -140,7 +152,20 @@ impl App {
 
     /// Whether the database answers.
     pub async fn ready(&self) -> Result<(), AppError> {
-        Ok(self.store.ping().await?)
+        self.store.ping().await?;
+        if let Some(check) = &self.dependency {
+            (check.probe)()
+                .await
+                .map_err(|e| AppError::Unavailable(format!("{} is not ready: {e}", check.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Makes readiness also require `probe` (named `name` in the answer), e.g. the Dapr
+    /// sidecar's outbound health when building blocks go through it.
+    pub fn with_dependency(mut self, name: &'static str, probe: Probe) -> App {
+        self.dependency = Some(Dependency { name, probe });
+        self
     }
 
     pub fn now(&self) -> docket_core::Timestamp {

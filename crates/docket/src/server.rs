@@ -180,8 +180,18 @@ impl Application {
         if api {
             app = app.with_hub(consumers.hub.clone());
         }
-        let app = Arc::new(app);
         let dapr = Dapr::new(&args.dapr)?;
+        if let Some(client) = &dapr.client {
+            // Not ready while the sidecar cannot reach its components (its outbound health,
+            // which does not wait for this app, so the two never wait for each other).
+            let client = client.clone();
+            let probe: docket_app::Probe = Arc::new(move || {
+                let client = client.clone();
+                Box::pin(async move { client.healthz_outbound().await.map_err(|e| e.to_string()) })
+            });
+            app = app.with_dependency("the Dapr sidecar", probe);
+        }
+        let app = Arc::new(app);
         if let (Some(client), Backend::Dapr) = (&dapr.client, args.dapr.state) {
             consumers.state =
                 Arc::new(DaprStateStore::new(client.clone(), args.dapr.dapr_state_store.clone()));

@@ -288,3 +288,27 @@ async fn secrets_come_from_the_sidecars_secret_store() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DOCKET_DATABASE_URL"), "names what it could not read: {stderr}");
 }
+
+/// In Dapr mode the process is ready only while its sidecar's outbound side is healthy.
+#[tokio::test]
+async fn readiness_waits_for_the_sidecar() {
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    let s = start(&sidecar, Db::Sqlite, "embedded").await;
+    let r = s.request(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A sidecar that does not answer: not ready (the same fresh database is fine, so the
+    // sidecar is why; the reason goes to the log, the answer stays generic).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let env = vec![
+        ("DAPR_HTTP_PORT".to_owned(), port.to_string()),
+        ("DOCKET_BUS".to_owned(), "dapr".to_owned()),
+    ];
+    let lonely = TestServer::start_on(Db::Sqlite, env).await;
+    let r = lonely.request(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let r = lonely.request(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "alive all the same");
+}
