@@ -1174,6 +1174,13 @@ mod dapr {
             list.text
         );
 
+        // Other methods on a one-segment path are simply not routes (404, not 405).
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let r = h.call(method.clone(), "/favicon.ico", None, None).await;
+            r.problem(StatusCode::NOT_FOUND);
+            assert_eq!(r.body["type"], "urn:docket:problem:no-route", "{method}");
+        }
+
         // A process not in Dapr scheduler mode serves no triggers.
         let plain = harness();
         plain.call(Method::POST, "/job/x", None, None).await.problem(StatusCode::NOT_FOUND);

@@ -18,9 +18,8 @@
 //! Scheduling (`HttpConfig::dapr_triggers`): a Dapr job's trigger (`POST /job/{name}`) and the
 //! `bindings.cron` fallback (`OPTIONS /{binding}` → 200 so Dapr knows the app takes it,
 //! `POST /{binding}`) both sweep what is due through the scheduler's claims
-//! (`App::sweep_due`), so a duplicate or late trigger fires nothing twice. (Because
-//! `/{binding}` takes any one-segment path for `POST` and `OPTIONS`, another method on an
-//! unknown one-segment path answers 405 rather than 404.)
+//! (`App::sweep_due`), so a duplicate or late trigger fires nothing twice. (`/{binding}`
+//! matches every one-segment path; for other methods the edge answers 404, not 405.)
 //!
 //! With `HttpConfig::app_api_token` set (Dapr's `APP_API_TOKEN`), every callback must carry
 //! it in the `dapr-api-token` header, so only the sidecar can drive them.
@@ -276,6 +275,9 @@ pub async fn job(
 fn is_cron_binding(st: &AppState, name: &str) -> bool {
     st.config.dapr_triggers.as_ref().is_some_and(|t| t.cron_binding == name)
 }
+
+/// The route of the cron binding's callbacks.
+pub const BINDING_ROUTE: &str = "/{binding}";
 
 /// The answer to Dapr's probe of an input binding.
 #[derive(Debug, Serialize, ToSchema)]
