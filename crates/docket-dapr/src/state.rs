@@ -176,6 +176,33 @@ fn ttl_in_seconds(ttl: Duration) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
+/// The Dapr save of `value` as our envelope (with our ETag `etag` and the expiry), and
+/// `ttlInSeconds` for Dapr's own expiry (`-1`: keep, clearing an earlier ttl).
+fn save_item(
+    key: &StateKey,
+    value: &[u8],
+    etag: &str,
+    expires_at: Option<Timestamp>,
+    ttl: Option<Duration>,
+    concurrency: Option<Concurrency>,
+    dapr_etag: Option<String>,
+) -> Result<SaveState, StateError> {
+    let envelope = Envelope {
+        docket_state: ENVELOPE_VERSION,
+        value: BASE64.encode(value),
+        etag: etag.to_owned(),
+        expires_at_us: expires_at.map(|t| t.as_microsecond()),
+    };
+    let value = serde_json::to_value(&envelope).map_err(|e| backend_msg(e.to_string()))?;
+    Ok(SaveState {
+        key: key.to_string(),
+        value,
+        concurrency,
+        etag: dapr_etag,
+        ttl_in_seconds: Some(ttl.map(ttl_in_seconds).unwrap_or(-1)),
+    })
+}
+
 #[async_trait]
 impl StateStore for DaprStateStore {
     async fn get(&self, key: &str, now: Timestamp) -> Result<Option<StateEntry>, StateError> {
@@ -202,20 +229,8 @@ impl StateStore for DaprStateStore {
             None => None,
         };
         let new = new_etag();
-        let envelope = Envelope {
-            docket_state: ENVELOPE_VERSION,
-            value: BASE64.encode(&value),
-            etag: new.clone(),
-            expires_at_us: expires_at.map(|t| t.as_microsecond()),
-        };
-        let value = serde_json::to_value(&envelope).map_err(|e| backend_msg(e.to_string()))?;
-        let item = SaveState {
-            key: key.to_string(),
-            value,
-            concurrency: dapr_etag.as_ref().map(|_| Concurrency::FirstWrite),
-            etag: dapr_etag,
-            ttl_in_seconds: Some(ttl.map(ttl_in_seconds).unwrap_or(-1)),
-        };
+        let concurrency = dapr_etag.as_ref().map(|_| Concurrency::FirstWrite);
+        let item = save_item(&key, &value, &new, expires_at, ttl, concurrency, dapr_etag)?;
         self.client
             .save_state(&self.store, std::slice::from_ref(&item))
             .await
@@ -264,20 +279,8 @@ impl StateStore for DaprStateStore {
             None => None,
         };
         let new = new_etag();
-        let envelope = Envelope {
-            docket_state: ENVELOPE_VERSION,
-            value: BASE64.encode(&value),
-            etag: new.clone(),
-            expires_at_us: expires_at.map(|t| t.as_microsecond()),
-        };
-        let value = serde_json::to_value(&envelope).map_err(|e| backend_msg(e.to_string()))?;
-        let item = SaveState {
-            key: key.to_string(),
-            value,
-            concurrency: Some(Concurrency::FirstWrite),
-            etag: dapr_etag,
-            ttl_in_seconds: Some(ttl.map(ttl_in_seconds).unwrap_or(-1)),
-        };
+        let first_write = Some(Concurrency::FirstWrite);
+        let item = save_item(&key, &value, &new, expires_at, ttl, first_write, dapr_etag)?;
         match self.client.save_state(&self.store, std::slice::from_ref(&item)).await {
             Ok(()) => {
                 self.track(

@@ -1,31 +1,9 @@
 //! The CLI end to end: `user add` and `token create` on the database, then the client
 //! commands `add`, `ls`, `done`, `rm` against a running server, in table and JSON form.
 
-use std::process::Output;
-
 use serde_json::Value;
 
-use crate::support::TestServer;
-
-fn docket(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_docket"));
-    cmd.args(args)
-        .env_remove("DOCKET_TOKEN")
-        .env_remove("DOCKET_URL")
-        .env_remove("DOCKET_DATABASE_URL");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run docket")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::{TestServer, docket, stderr, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_and_client_commands() {

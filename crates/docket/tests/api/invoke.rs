@@ -3,13 +3,11 @@
 //! No daprd exists on the build machines; `docket_dapr::testing::TestSidecar` follows the
 //! published service invocation contract (its module doc cites the page).
 
-use std::process::Output;
-
 use docket_dapr::testing::TestSidecar;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, docket, stderr, stdout};
 
 /// The real server and a sidecar that invokes it as `docket-api`.
 async fn through_dapr() -> (TestServer, TestSidecar) {
@@ -84,26 +82,6 @@ async fn the_api_answers_through_service_invocation() {
     let direct = server.all_tasks(&token).await;
     assert_eq!(direct.len(), 1);
     assert_eq!(direct[0]["title"], "Invoked");
-}
-
-fn docket(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_docket"));
-    cmd.args(args)
-        .env_remove("DOCKET_TOKEN")
-        .env_remove("DOCKET_URL")
-        .env_remove("DOCKET_DATABASE_URL");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run docket")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,3 +267,25 @@ pub async fn all_activity(s: &TestServer, token: &str) -> Vec<Value> {
         }
     }
 }
+
+/// Runs the `docket` binary (the CLI) with `args` and `envs`, without the caller's own
+/// `DOCKET_TOKEN`, `DOCKET_URL` or `DOCKET_DATABASE_URL`.
+pub fn docket(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_docket"));
+    cmd.args(args)
+        .env_remove("DOCKET_TOKEN")
+        .env_remove("DOCKET_URL")
+        .env_remove("DOCKET_DATABASE_URL");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run docket")
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
