@@ -65,6 +65,14 @@ impl App {
         self.create_reminder(user, original.task_id, new).await
     }
 
+    /// Retries the caller's failed reminder: pending again, due now (every channel is sent
+    /// again by the next firing).
+    pub async fn retry_reminder(&self, user: &User, id: ReminderId) -> Result<Reminder, AppError> {
+        let r = self.store.retry_reminder(user.id, id, self.clock.now()).await?;
+        self.wake_scheduler();
+        Ok(r)
+    }
+
     /// Tells the scheduler that a fire time may have moved earlier.
     pub(crate) fn wake_scheduler(&self) {
         self.scheduler_wake.notify_one();

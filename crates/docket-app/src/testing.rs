@@ -1055,6 +1055,29 @@ impl Store for MemoryStore {
         if st.reminders.len() == before { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
     }
 
+    async fn retry_reminder(
+        &self,
+        user: UserId,
+        id: ReminderId,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let mut st = self.state()?;
+        let r = st
+            .reminders
+            .iter_mut()
+            .find(|r| r.id == id && r.user_id == user)
+            .ok_or(StoreError::NotFound("reminder"))?;
+        if r.status != ReminderStatus::Failed {
+            return Err(StoreError::Conflict(format!(
+                "only a failed reminder can be retried; this one is {}",
+                r.status.as_str()
+            )));
+        }
+        r.status = ReminderStatus::Pending;
+        r.fire_at = Some(now);
+        Ok(r.clone())
+    }
+
     async fn fire_due_reminders(
         &self,
         now: Timestamp,

@@ -747,6 +747,7 @@ const ROUTES: &[&str] = &[
     "get /api/{user_id}/tasks/{id}",
     "patch /api/{user_id}/tasks/{id}",
     "put /api/{user_id}/tasks/{id}",
+    "post /api/reminders/{id}/retry",
     "get /dapr/subscribe",
     "post /dapr/events/{topic}",
     "post /job/{name}",
@@ -789,6 +790,7 @@ const BODYLESS: &[&str] = &[
     "retry_delivery",
     // Its body is a CloudEvent from the Dapr sidecar, not a JSON request of ours.
     "dapr_deliver",
+    "retry_reminder",
     // Dapr's triggers: what they send is ignored; they sweep what is due.
     "dapr_job",
     "dapr_binding",

@@ -143,6 +143,7 @@ macro_rules! store_conformance {
             check_deliveries_claimed_once_under_concurrency,
             check_deliveries_settled,
             check_deliveries_drive_their_reminder,
+            check_failed_reminders_are_retried,
             check_next_delivery_at_is_the_earliest_pending,
         );
     };
@@ -3549,6 +3550,53 @@ pub async fn check_deliveries_settled(store: &dyn Store) {
     assert_eq!(listed_delivery(store, u.id, hook.id, fail.id).await, failed, "unchanged");
     let claimed = store.claim_deliveries(at(10 * DAY), LEASE, 10).await.expect("claim");
     assert_eq!(claimed_ids(&claimed), [retry.id], "only the pending one is ever claimed again");
+}
+
+/// A failed reminder is retried (pending again, due now, fired again by the next firing);
+/// any other reminder is a conflict, another user's not found.
+pub async fn check_failed_reminders_are_retried(store: &dyn Store) {
+    let a = user(store, "retry-reminder").await;
+    let b = user(store, "retry-reminder-b").await;
+    let t = store.create_task(a.id, due_task("Retry", 10 * DAY), at(0)).await.expect("task");
+    let r = store.create_reminder(a.id, t.id, at_trigger(HOUR), at(1)).await.expect("reminder");
+    expect_conflict(store.retry_reminder(a.id, r.id, at(2)).await, "retry a pending reminder");
+    let fired = store.fire_due_reminders(at(HOUR), 10).await.expect("fire");
+    assert!(fired.iter().any(|x| x.id == r.id));
+    expect_conflict(store.retry_reminder(a.id, r.id, at(HOUR)).await, "retry a fired reminder");
+    let new = docket_core::NewDelivery {
+        id: docket_core::DeliveryId::new(),
+        user_id: a.id,
+        channel: docket_core::DeliveryChannel::Email,
+        webhook_id: None,
+        reminder_id: Some(r.id),
+        event_id: format!("evt-{}", unique("retry")),
+        event_type: "com.todo.reminder.triggered".to_owned(),
+        target: "a@example.com".to_owned(),
+        payload: "{}".to_owned(),
+        created_at: at(HOUR),
+    };
+    store.enqueue_deliveries(vec![new.clone()]).await.expect("enqueue");
+    let lease = std::time::Duration::from_secs(60);
+    store.claim_deliveries(at(HOUR), lease, 10).await.expect("claim");
+    let give_up = docket_core::DeliveryOutcome::GiveUp { error: "relay down".to_owned() };
+    store.settle_delivery(new.id, give_up, at(HOUR)).await.expect("settle");
+    assert_eq!(store.get_reminder(a.id, r.id).await.expect("get").status, ReminderStatus::Failed);
+
+    expect_not_found(store.retry_reminder(b.id, r.id, at(2 * HOUR)).await, "another user's");
+    let again = store.retry_reminder(a.id, r.id, at(2 * HOUR)).await.expect("retry");
+    assert_eq!((again.status, again.fire_at), (ReminderStatus::Pending, Some(at(2 * HOUR))));
+    assert_eq!(again.trigger, r.trigger, "nothing else changes");
+    assert_eq!(again.last_error.as_deref(), Some("relay down"), "the error stays for the record");
+    let refired = store.fire_due_reminders(at(2 * HOUR), 10).await.expect("fire");
+    assert_eq!(refired.iter().filter(|x| x.id == r.id).count(), 1, "fires again, once");
+    assert!(
+        store
+            .fire_due_reminders(at(3 * HOUR), 10)
+            .await
+            .expect("fire")
+            .iter()
+            .all(|x| x.id != r.id)
+    );
 }
 
 /// A delivery's failures show on the reminder that caused it: each failed attempt counts

@@ -282,6 +282,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Reminder>, StoreError>;
     /// The earliest fire time of a pending reminder.
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Retries the user's `failed` reminder: it MUST become `pending` with `fire_at = now`
+    /// (so the next firing sends it again, on every channel) and change nothing else; a
+    /// reminder in any other state is a `Conflict` and stays as it is.
+    async fn retry_reminder(
+        &self,
+        user: UserId,
+        id: ReminderId,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError>;
     /// Up to `limit` pending reminders with a fire time at or before `until` (overdue ones
     /// included), as `(id, fire_at)`, earliest first, ties by id. MUST list exactly what
     /// [`Store::fire_due_reminders`] at `until` would claim (none canceled, fired, without a

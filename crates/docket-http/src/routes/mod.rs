@@ -108,6 +108,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(reminders::list_reminders, reminders::create_reminder))
         .routes(routes!(reminders::delete_reminder))
         .routes(routes!(reminders::snooze_reminder))
+        .routes(routes!(reminders::retry_reminder))
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::read_notification))
         .routes(routes!(notifications::read_all_notifications))

@@ -1,5 +1,6 @@
 //! Reminders (§2.4, §3): `GET`/`POST /api/tasks/{id}/reminders`,
-//! `DELETE /api/tasks/{id}/reminders/{rid}`, `POST /api/reminders/{id}/snooze`.
+//! `DELETE /api/tasks/{id}/reminders/{rid}`, `POST /api/reminders/{id}/snooze`,
+//! `POST /api/reminders/{id}/retry`.
 //!
 //! A trigger is `{"at": instant}` (an offset-less date-time is local time in the caller's
 //! zone) or `{"before_due": "PT15M"}` (ISO 8601, zero or more; days count in the task's zone).
@@ -18,8 +19,8 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::extract::{Caller, JsonBody, ReminderIdParam, TaskIdParam, TaskReminderIdParam};
 use crate::problem::{
-    ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
-    UnsupportedMediaType,
+    ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    Unprocessable, UnsupportedMediaType,
 };
 
 /// When a reminder fires: exactly one of `at` and `before_due`.
@@ -236,4 +237,23 @@ pub async fn snooze_reminder(
     };
     let r = st.app.snooze_reminder(&user, id, by).await?;
     Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+}
+
+/// Retries a failed reminder (`failed → pending`): it fires again now, on all its channels.
+#[utoipa::path(post, path = "/reminders/{id}/retry", operation_id = "retry_reminder", tag = "reminders",
+    params(("id" = String, Path, description = "reminder id")),
+    responses(
+        (status = 200, description = "the reminder, pending again", body = ReminderDto),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry_reminder(
+    State(st): State<AppState>,
+    Caller(user): Caller,
+    ReminderIdParam(id): ReminderIdParam,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(ReminderDto::from(&st.app.retry_reminder(&user, id).await?)))
 }

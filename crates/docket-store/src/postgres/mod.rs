@@ -1193,6 +1193,16 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn retry_reminder(
+        &self,
+        user: UserId,
+        id: ReminderId,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        reminders::retry(&mut conn, user, id, truncate_micros(now)).await
+    }
+
     async fn fire_due_reminders(
         &self,
         now: Timestamp,

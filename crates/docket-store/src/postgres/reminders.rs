@@ -117,6 +117,29 @@ pub async fn get(
     row.as_ref().map(from_row).transpose()?.ok_or(StoreError::NotFound("reminder"))
 }
 
+/// Retries the user's failed reminder `id` (rules on `Store::retry_reminder`).
+pub async fn retry(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: ReminderId,
+    now: Timestamp,
+) -> Result<Reminder, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE reminders SET status = 'pending', fire_at = $3
+         WHERE id = $1 AND user_id = $2 AND status = 'failed' RETURNING {COLUMNS}"
+    )))
+    .bind(id.0)
+    .bind(user.0)
+    .bind(PgInstant::new(now))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    match row {
+        Some(row) => from_row(&row),
+        None => Err(crate::reminders::not_failed(&get(conn, user, id).await?)),
+    }
+}
+
 /// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
 pub async fn delete(
     conn: &mut PgConnection,

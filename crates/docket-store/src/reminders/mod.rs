@@ -21,6 +21,14 @@ use docket_core::{
     Zone,
 };
 
+/// The conflict of retrying a reminder that has not failed.
+pub(crate) fn not_failed(r: &Reminder) -> crate::StoreError {
+    crate::StoreError::Conflict(format!(
+        "only a failed reminder can be retried; this one is {}",
+        r.status.as_str()
+    ))
+}
+
 /// The zone a relative reminder counts days in: the task's, else its owner's, else UTC.
 pub fn effective_zone(task: &Task, user_zone: Option<Zone>) -> Option<Zone> {
     task.timezone.clone().or(user_zone)

@@ -116,6 +116,24 @@ pub fn get(conn: &Connection, user: UserId, id: ReminderId) -> Result<Reminder, 
     }
 }
 
+/// Retries the user's failed reminder `id` (rules on `Store::retry_reminder`).
+pub fn retry(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: ReminderId,
+    now: Timestamp,
+) -> Result<Reminder, StoreError> {
+    let r = get(tx, user, id)?;
+    if r.status != ReminderStatus::Failed {
+        return Err(super::not_failed(&r));
+    }
+    tx.prepare_cached("UPDATE reminders SET status = 'pending', fire_at = ?2 WHERE id = ?1")
+        .db()?
+        .execute(params![id.0.as_bytes(), micros(now)])
+        .db()?;
+    get(tx, user, id)
+}
+
 /// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
 pub fn delete(tx: &Transaction<'_>, task: TaskId, id: ReminderId) -> Result<(), StoreError> {
     let n = tx

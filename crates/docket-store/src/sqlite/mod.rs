@@ -1202,6 +1202,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn retry_reminder(
+        &self,
+        user: UserId,
+        id: ReminderId,
+        now: Timestamp,
+    ) -> Result<Reminder, StoreError> {
+        let now = truncate(now);
+        self.write(move |tx| reminders::retry(tx, user, id, now)).await
+    }
+
     async fn fire_due_reminders(
         &self,
         now: Timestamp,

@@ -67,6 +67,7 @@ const ROUTES: &[&str] = &[
     "delete /api/series/{id}",
     "post /api/series/{id}/pause",
     "post /api/series/{id}/resume",
+    "post /api/reminders/{id}/retry",
     "get /dapr/subscribe",
     "post /dapr/events/{topic}",
     "post /job/{name}",

@@ -297,6 +297,7 @@ async fn a_reminder_reaches_webhooks_and_a_failure_is_recorded_not_lost() {
 
 #[tokio::test]
 async fn a_reminder_asking_for_webhooks_with_none_subscribed_is_marked_failed() {
+    let receiver = Receiver::start(Vec::new()).await;
     let s = TestServer::start_on(Db::Sqlite, env(true)).await;
     let (token, _) = s.signup("hook-none@example.com").await;
     let r = s.post("/api/tasks", &token, json!({"title": "Lonely"})).await;
@@ -321,6 +322,41 @@ async fn a_reminder_asking_for_webhooks_with_none_subscribed_is_marked_failed() 
         assert!(tokio::time::Instant::now() < deadline, "{}", r.text);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let reminder = s.get(&format!("/api/tasks/{task}/reminders"), &token).await.body[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Fixed by adding a webhook, then retried: failed → pending, and it fires again.
+    let r = s
+        .post(
+            "/api/webhooks",
+            &token,
+            json!({"url": receiver.url, "events": ["com.todo.reminder.triggered"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (other, _) = s.signup("hook-none-other@example.com").await;
+    let retry = format!("/api/reminders/{reminder}/retry");
+    assert_eq!(s.post(&retry, &other, json!({})).await.status, StatusCode::NOT_FOUND);
+    let r = s.post(&retry, &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "pending");
+    let seen = receiver.until(1).await;
+    let event: Value = serde_json::from_str(&seen[0].body).expect("JSON");
+    assert_eq!(event["data"]["reminder"]["id"], reminder.as_str());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.get(&format!("/api/tasks/{task}/reminders"), &token).await;
+        if r.body[0]["status"] == "fired" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only a failed reminder can be retried.
+    let r = s.post(&retry, &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 }
 
 #[tokio::test]
