@@ -176,6 +176,15 @@ struct BulkEntryWire<'a> {
     event: &'a CloudEvent,
     #[serde(rename = "contentType")]
     content_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<PartitionKeyWire<'a>>,
+}
+
+/// An entry's metadata: the event's partition key (see [`DaprClient::publish`]).
+#[derive(Serialize)]
+struct PartitionKeyWire<'a> {
+    #[serde(rename = "partitionKey")]
+    partition_key: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -374,7 +383,9 @@ impl DaprClient {
     }
 
     /// Publishes one event as is (`Content-Type: application/cloudevents+json`, so Dapr passes
-    /// our envelope through and only adds its own attributes).
+    /// our envelope through and only adds its own attributes). An event with a `partitionkey`
+    /// is published with `metadata.partitionKey` set to it (per entry in a bulk publish), so
+    /// brokers that partition (Kafka, Event Hubs) keep one key's events in one partition.
     pub async fn publish(
         &self,
         pubsub: &str,
@@ -382,7 +393,10 @@ impl DaprClient {
         event: &CloudEvent,
     ) -> Result<(), DaprError> {
         const OP: &str = "publish";
-        let url = self.url(&["v1.0", "publish", pubsub, topic]);
+        let mut url = self.url(&["v1.0", "publish", pubsub, topic]);
+        if let Some(key) = &event.partitionkey {
+            url.query_pairs_mut().append_pair("metadata.partitionKey", key);
+        }
         let builder = self
             .request(Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, CLOUDEVENTS_CONTENT_TYPE)
@@ -411,6 +425,10 @@ impl DaprClient {
                 entry_id: i.to_string(),
                 event,
                 content_type: CLOUDEVENTS_CONTENT_TYPE,
+                metadata: event
+                    .partitionkey
+                    .as_deref()
+                    .map(|partition_key| PartitionKeyWire { partition_key }),
             })
             .collect();
         let url = self.url(&["v1.0-alpha1", "publish", "bulk", pubsub, topic]);

@@ -2,12 +2,14 @@
 //! ([`DaprClient`]), the state store contract over Dapr state ([`DaprStateStore`]), secrets
 //! with an environment fallback ([`Secrets`]), and, behind the `test-sidecar` feature, an
 //! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]);
-//! and the outbox relay of Dapr mode ([`relay`]).
+//! the outbox relay of Dapr mode ([`relay`]); and the event bus contract over Dapr Pub/Sub
+//! ([`bus::DaprBus`], which serves its own `/dapr/subscribe` and delivery routes).
 //!
-//! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). This crate does not
-//! serve the app side of Dapr (`/dapr/subscribe`, delivery routes, `/job/{name}`): those are
-//! routes of `docket-http`; nor does it decide when to use Dapr: the server wires it in.
+//! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). Apart from the
+//! bus's router, the app side of Dapr (`/job/{name}`, the server's delivery routes) is
+//! routes of `docket-http`; nor does this crate decide when to use Dapr: the server wires it in.
 
+pub mod bus;
 mod client;
 pub mod relay;
 mod secrets;

@@ -1,6 +1,7 @@
 //! `DaprClient` and `Secrets` against the test sidecar: publish passes our envelope through
-//! with the CloudEvents content type, bulk publish reports failed entries, secrets fall back
-//! to the environment, ETag mismatches are conflicts, the API token is sent.
+//! with the CloudEvents content type and its partition key as metadata, bulk publish reports
+//! failed entries, secrets fall back to the environment, ETag mismatches are conflicts, the
+//! API token is sent.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,6 +59,23 @@ async fn a_refused_publish_is_unavailable() {
             assert_eq!(code.as_deref(), Some("ERR_PUBSUB_PUBLISH_MESSAGE"))
         }
         other => panic!("expected Unavailable 500, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_sends_the_partition_key_as_metadata() {
+    let sidecar = sidecar().await;
+    let client = sidecar.client();
+    let mut keyless = event("com.todo.task.created");
+    keyless.partitionkey = None;
+    client.publish("pubsub", "one", &event("com.todo.task.created")).await.expect("publish");
+    client.publish("pubsub", "one", &keyless).await.expect("publish");
+    let events = [event("com.todo.task.created"), keyless];
+    assert_eq!(client.bulk_publish("pubsub", "bulk", &events).await.expect("bulk"), []);
+    for topic in ["one", "bulk"] {
+        let keys: Vec<_> =
+            sidecar.published("pubsub", topic).into_iter().map(|p| p.partition_key).collect();
+        assert_eq!(keys, [Some("user-1".to_owned()), None], "on '{topic}'");
     }
 }
 

@@ -19,7 +19,8 @@
 //!   "Publish and subscribe to bulk messages" (…/pubsub/pubsub-bulk/) and "Dead Letter
 //!   Topics" (…/pubsub/pubsub-deadletter/): publish (`application/cloudevents+json` passes
 //!   the envelope through; other content is wrapped), bulk publish answering 500 with
-//!   `failedEntries`, programmatic subscriptions from the app's `GET /dapr/subscribe`, and
+//!   `failedEntries`, the `partitionKey` metadata of a publish (query `metadata.partitionKey`)
+//!   or of a bulk entry (its `metadata`) recorded with the event, programmatic subscriptions from the app's `GET /dapr/subscribe`, and
 //!   deliveries to each route as CloudEvents with the attributes Dapr adds (`pubsubname`,
 //!   `topic`, `traceid`, `traceparent`, `tracestate`). The app's answer: 2xx with
 //!   `{"status": "SUCCESS"}` or an empty body is handled; `DROP` is logged as a warning and
@@ -27,7 +28,14 @@
 //!   After the last attempt the event goes to the subscription's `deadLetterTopic`, if any.
 //!   Retries are a fixed number of attempts with a fixed delay ([`RetryPolicy`], standing in
 //!   for a resiliency policy). Only events published after [`TestSidecar::attach_app`] reach
-//!   the app.
+//!   the app. By default every event is delivered on its own, concurrently with the others
+//!   (as with the Redis Streams component, whose handlers run concurrently). With
+//!   [`SidecarBuilder::ordered_delivery`] each subscription gets one event at a time in the
+//!   order the sidecar accepted them, and the next only after the previous one's last attempt:
+//!   what the Kafka and Event Hubs components do within a partition (a `RETRY` holds back the
+//!   later messages of its partition, unlike Redis Streams: dapr/components-contrib#2204; with
+//!   no resiliency policy Kafka retries without limit: dapr/dapr#8796), modelling a topic of
+//!   one partition.
 //! * "Jobs API reference" (/reference/api/jobs_api) and "Features and concepts" (…/jobs/
 //!   jobs-features-concepts): one-shot jobs with an RFC 3339 `dueTime` (a `schedule` is
 //!   refused with 400: this fixture has no cron), `data`, `overwrite` (an existing name
@@ -151,6 +159,9 @@ impl Default for RetryPolicy {
 pub struct Published {
     pub content_type: String,
     pub event: Value,
+    /// The `partitionKey` metadata it was published with (query `metadata.partitionKey`, or a
+    /// bulk entry's `metadata`).
+    pub partition_key: Option<String>,
 }
 
 /// A programmatic subscription read from the app's `GET /dapr/subscribe`.
@@ -244,6 +255,20 @@ struct Shared {
     job_firings: Mutex<Vec<JobFiring>>,
     jobs_changed: Notify,
     firing: tokio::sync::Mutex<()>,
+    /// With ordered delivery: one queue (and task) per subscribed `(pubsub, topic)`.
+    lanes: Option<Mutex<HashMap<(String, String), LaneQueue>>>,
+    lane_tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+type LaneQueue = tokio::sync::mpsc::UnboundedSender<Lane>;
+
+/// One event waiting in an ordered subscription's queue.
+struct Lane {
+    app: Arc<App>,
+    sub: Subscription,
+    event: Map<String, Value>,
+    trace: TraceHeaders,
+    guard: InFlight,
 }
 
 /// A lock that survives a panicked holder (the fixture's maps stay usable in later asserts).
@@ -258,6 +283,7 @@ pub struct SidecarBuilder {
     token: Option<String>,
     policy: RetryPolicy,
     secrets: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    ordered: bool,
 }
 
 impl SidecarBuilder {
@@ -281,6 +307,14 @@ impl SidecarBuilder {
 
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Delivers each subscription's events one at a time, in accepted order, the next only
+    /// after the previous one's last attempt (a Kafka topic of one partition; see the module
+    /// doc).
+    pub fn ordered_delivery(mut self) -> Self {
+        self.ordered = true;
         self
     }
 
@@ -334,6 +368,8 @@ impl SidecarBuilder {
             job_firings: Mutex::new(Vec::new()),
             jobs_changed: Notify::new(),
             firing: tokio::sync::Mutex::new(()),
+            lanes: self.ordered.then(|| Mutex::new(HashMap::new())),
+            lane_tasks: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -361,6 +397,9 @@ impl Drop for TestSidecar {
         for task in &self.tasks {
             task.abort();
         }
+        for task in lock(&self.shared.lane_tasks).iter() {
+            task.abort();
+        }
     }
 }
 
@@ -372,6 +411,7 @@ impl TestSidecar {
             token: None,
             policy: RetryPolicy::default(),
             secrets: BTreeMap::new(),
+            ordered: false,
         }
     }
 
@@ -567,6 +607,26 @@ fn accept(
     let Some(app) = lock(&shared.app).clone() else { return };
     for sub in app.subscriptions.iter().filter(|s| s.pubsubname == pubsub && s.topic == topic) {
         let guard = InFlight::start(shared);
+        if let Some(lanes) = &shared.lanes {
+            let lane = Lane {
+                app: app.clone(),
+                sub: sub.clone(),
+                event: event.clone(),
+                trace: trace.clone(),
+                guard,
+            };
+            let mut lanes = lock(lanes);
+            let key = (pubsub.to_owned(), topic.to_owned());
+            let queue = lanes.entry(key).or_insert_with(|| {
+                let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+                let task = tokio::spawn(run_lane(shared.clone(), rx));
+                lock(&shared.lane_tasks).push(task);
+                queue
+            });
+            // The lane task lives as long as the sidecar (its sender is in `shared`).
+            let _ = queue.send(lane);
+            continue;
+        }
         let shared = shared.clone();
         let app = app.clone();
         let sub = sub.clone();
@@ -576,6 +636,14 @@ fn accept(
             deliver(&shared, &app, &sub, event, &trace).await;
             drop(guard);
         });
+    }
+}
+
+/// Delivers an ordered subscription's events one after the other.
+async fn run_lane(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::UnboundedReceiver<Lane>) {
+    while let Some(lane) = queue.recv().await {
+        deliver(&shared, &lane.app, &lane.sub, lane.event, &lane.trace).await;
+        drop(lane.guard);
     }
 }
 
@@ -700,6 +768,7 @@ async fn deliver(
             let published = Published {
                 content_type: CLOUDEVENTS_CONTENT_TYPE.into(),
                 event: Value::Object(event),
+                partition_key: None,
             };
             accept(shared, &sub.pubsubname, dlt, published, trace);
         }

@@ -258,6 +258,7 @@ fn rejected(shared: &Shared, event: &Value) -> bool {
 async fn publish(
     State(shared): SidecarState,
     Path((pubsub, topic)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -276,7 +277,8 @@ async fn publish(
             ),
         );
     }
-    let published = Published { content_type: content_type.to_owned(), event };
+    let partition_key = query.get("metadata.partitionKey").cloned();
+    let published = Published { content_type: content_type.to_owned(), event, partition_key };
     accept(&shared, &pubsub, &topic, published, &trace_headers(&headers));
     StatusCode::NO_CONTENT.into_response()
 }
@@ -288,6 +290,8 @@ struct BulkEntry {
     event: Value,
     #[serde(rename = "contentType", default)]
     content_type: Option<String>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
 }
 
 async fn bulk_publish(
@@ -322,7 +326,9 @@ async fn bulk_publish(
                 json!({ "entryId": entry.entry_id, "error": "rejected by the test sidecar" }),
             ),
             Ok(event) => {
-                accept(&shared, &pubsub, &topic, Published { content_type, event }, &trace)
+                let partition_key = entry.metadata.get("partitionKey").cloned();
+                let published = Published { content_type, event, partition_key };
+                accept(&shared, &pubsub, &topic, published, &trace)
             }
             Err(e) => failed.push(json!({ "entryId": entry.entry_id, "error": e })),
         }

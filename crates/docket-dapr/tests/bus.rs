@@ -1,0 +1,157 @@
+//! What only `DaprBus` has, over the test sidecar (the contract itself is
+//! `bus_conformance.rs`): the subscription list Dapr reads, the answers Dapr gets, one group's
+//! retry not redelivering to another group, a remembered group without a subscriber holding
+//! the event back, and a body that is not a CloudEvent dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use docket_bus::conformance::event;
+use docket_bus::{Delivery, EventBus, SubscribeOptions, Subscription};
+use docket_dapr::bus::DaprBus;
+use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
+use docket_store::StateStore;
+use docket_store::sqlite::SqliteStore;
+
+const PUBSUB: &str = "docket-pubsub";
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Rig {
+    sidecar: TestSidecar,
+    bus: DaprBus,
+    url: String,
+    _server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// A bus declaring `topics`, served and attached to an ordered sidecar that retries forever.
+async fn rig(topics: &[&str]) -> Rig {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("docket.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
+    let state: Arc<dyn StateStore> = Arc::new(store);
+    let sidecar = TestSidecar::builder()
+        .retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
+        .ordered_delivery()
+        .start()
+        .await
+        .expect("start the sidecar");
+    let bus = DaprBus::new(sidecar.client(), PUBSUB, state);
+    for topic in topics {
+        bus.declare_topic(topic).expect("a valid topic");
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    let router = bus.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    sidecar.attach_app(&url).await.expect("attach");
+    Rig { sidecar, bus, url, _server: server, _dir: dir }
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+    tokio::time::timeout(PATIENCE, sub.next()).await.expect("a delivery in time").expect("next")
+}
+
+fn options() -> SubscribeOptions {
+    SubscribeOptions { max_attempts: 5, ..SubscribeOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_reads_one_subscription_per_topic_with_its_dead_letter_topic() {
+    let rig = rig(&["task-events", "odd topic/name"]).await;
+    let subs = rig.sidecar.attach_app(&rig.url).await.expect("attach");
+    let got: Vec<_> =
+        subs.iter().map(|s| (s.pubsubname.as_str(), s.topic.as_str(), s.route.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (PUBSUB, "odd topic/name", "/dapr/events/odd%20topic%2Fname"),
+            (PUBSUB, "task-events", "/dapr/events/task-events"),
+        ]
+    );
+    let dead: Vec<_> = subs.iter().map(|s| s.dead_letter_topic.clone()).collect();
+    assert_eq!(dead, [Some("odd topic/name.dlq".to_owned()), Some("task-events.dlq".to_owned())]);
+
+    // The encoded route reaches the topic's groups.
+    let mut sub = rig.bus.subscribe("g", "odd topic/name", options()).await.expect("subscribe");
+    let e = event("k", 1);
+    rig.bus.publish("odd topic/name", vec![e.clone()]).await.expect("publish");
+    let d = next(&mut sub).await;
+    assert_eq!(d.event.id, e.id);
+    for attribute in ["pubsubname", "topic", "traceid", "tracestate"] {
+        assert!(!d.event.extensions.contains_key(attribute), "Dapr's '{attribute}' is removed");
+    }
+    sub.ack(&d).await.expect("ack");
+    rig.sidecar.idle().await;
+    let answers: Vec<_> = rig.sidecar.deliveries().into_iter().map(|r| r.answer).collect();
+    assert_eq!(answers, [Answer::Success]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_groups_retry_does_not_redeliver_to_another() {
+    let topic = "retry-one-group";
+    let rig = rig(&[topic]).await;
+    let mut audit = rig.bus.subscribe("audit", topic, options()).await.expect("subscribe");
+    let mut webhooks = rig.bus.subscribe("webhooks", topic, options()).await.expect("subscribe");
+    let e = event("k", 1);
+    rig.bus.publish(topic, vec![e.clone()]).await.expect("publish");
+
+    let d = next(&mut audit).await;
+    audit.ack(&d).await.expect("ack");
+    let d = next(&mut webhooks).await;
+    assert_eq!(d.attempt, 1);
+    webhooks.nack(&d, Duration::from_millis(30), "endpoint down").await.expect("nack");
+    let again = next(&mut webhooks).await;
+    assert_eq!((again.event.id.as_str(), again.attempt), (e.id.as_str(), 2));
+    webhooks.ack(&again).await.expect("ack");
+
+    let nothing = tokio::time::timeout(Duration::from_millis(300), audit.next()).await;
+    assert!(nothing.is_err(), "audit acked it: Dapr's redelivery is not handed to it again");
+    rig.sidecar.idle().await;
+    let answers: Vec<_> = rig.sidecar.deliveries().into_iter().map(|r| r.answer).collect();
+    assert_eq!(answers.first(), Some(&Answer::Retry), "the nack asked Dapr to retry");
+    assert_eq!(answers.last(), Some(&Answer::Success), "then both groups were done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_group_without_a_subscriber_holds_the_event() {
+    let topic = "held";
+    let rig = rig(&[topic]).await;
+    let sub = rig.bus.subscribe("g", topic, options()).await.expect("subscribe");
+    sub.close().await.expect("close");
+    let e = event("k", 1);
+    rig.bus.publish(topic, vec![e.clone()]).await.expect("publish");
+    // Dapr keeps retrying while the group has no subscriber.
+    let retried = async {
+        loop {
+            let retries =
+                rig.sidecar.deliveries().iter().filter(|r| r.answer == Answer::Retry).count();
+            if retries >= 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, retried).await.expect("Dapr is told to retry");
+    let mut sub = rig.bus.subscribe("g", topic, options()).await.expect("subscribe again");
+    let d = next(&mut sub).await;
+    assert_eq!((d.event.id.as_str(), d.attempt), (e.id.as_str(), 1), "waiting is no attempt");
+    sub.ack(&d).await.expect("ack");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_a_cloud_event_is_dropped() {
+    let rig = rig(&["t"]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}dapr/events/t", rig.url))
+        .header("content-type", "application/cloudevents+json")
+        .body("{\"not\": \"an event\"}")
+        .send()
+        .await
+        .expect("the app answers");
+    assert!(response.status().is_success());
+    let body: serde_json::Value = response.json().await.expect("a JSON answer");
+    assert_eq!(body, serde_json::json!({ "status": "DROP" }));
+}
