@@ -438,3 +438,52 @@ pub async fn check_bus_attempts_survive_restart(f: &impl BusFixture) {
     assert_eq!(r, Nacked::DeadLettered);
     nothing(&mut sub, "the dead-lettered event").await;
 }
+
+/// Events appended inside a SQLite write that the check commits or rolls back: the writer
+/// thread holds the transaction open until told (the embedded bus's and Dapr mode's publish
+/// path both start at this append).
+struct SqliteOpenWrite {
+    decide: std::sync::mpsc::Sender<bool>,
+    done: tokio::task::JoinHandle<Result<(), docket_store::StoreError>>,
+}
+
+#[async_trait]
+impl OpenAppend for SqliteOpenWrite {
+    async fn commit(self: Box<Self>) {
+        self.decide.send(true).expect("the write is waiting");
+        let r = self.done.await.expect("the write task");
+        r.expect("the write commits");
+    }
+
+    async fn roll_back(self: Box<Self>) {
+        self.decide.send(false).expect("the write is waiting");
+        let r = self.done.await.expect("the write task");
+        assert!(r.is_err(), "the closure failed, so its savepoint rolled back");
+    }
+}
+
+/// Appends `events` to `topic`'s outbox in a write of `store` and returns with it still open
+/// (a [`BusFixture::begin_append`] for fixtures over SQLite).
+pub async fn begin_sqlite_append(
+    store: &docket_store::sqlite::SqliteStore,
+    topic: &str,
+    events: Vec<CloudEvent>,
+) -> Box<dyn OpenAppend> {
+    let (decide, wait) = std::sync::mpsc::channel::<bool>();
+    let (appended, is_appended) = tokio::sync::oneshot::channel::<()>();
+    let topic = topic.to_owned();
+    let write = store.write(move |tx| {
+        for e in &events {
+            docket_store::bus::sqlite::append_event(tx, &topic, e, Timestamp::now())?;
+        }
+        let _ = appended.send(());
+        // Holds the writer thread, inside the open transaction, until decided.
+        match wait.recv() {
+            Ok(true) => Ok(()),
+            _ => Err(docket_store::StoreError::Conflict("rolled back on purpose".to_owned())),
+        }
+    });
+    let done = tokio::spawn(write);
+    is_appended.await.expect("the closure appended");
+    Box::new(SqliteOpenWrite { decide, done })
+}

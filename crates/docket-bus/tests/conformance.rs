@@ -19,35 +19,12 @@ const NO_POLL: Duration = Duration::from_secs(3600);
 
 mod sqlite {
     use super::*;
-    use docket_core::Timestamp;
-    use docket_store::StoreError;
     use docket_store::sqlite::SqliteStore;
 
     pub struct SqliteFixture {
         store: Arc<SqliteStore>,
         bus: Arc<dyn EventBus>,
         _dir: tempfile::TempDir,
-    }
-
-    /// A write closure holding the writer (and so its transaction) open until told to finish.
-    struct OpenWrite {
-        decide: std::sync::mpsc::Sender<bool>,
-        done: tokio::task::JoinHandle<Result<(), StoreError>>,
-    }
-
-    #[async_trait]
-    impl OpenAppend for OpenWrite {
-        async fn commit(self: Box<Self>) {
-            self.decide.send(true).expect("the write is waiting");
-            let r = self.done.await.expect("the write task");
-            r.expect("the write commits");
-        }
-
-        async fn roll_back(self: Box<Self>) {
-            self.decide.send(false).expect("the write is waiting");
-            let r = self.done.await.expect("the write task");
-            assert!(r.is_err(), "the closure failed, so its savepoint rolled back");
-        }
     }
 
     #[async_trait]
@@ -57,23 +34,7 @@ mod sqlite {
         }
 
         async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
-            let (decide, wait) = std::sync::mpsc::channel::<bool>();
-            let (appended, is_appended) = tokio::sync::oneshot::channel::<()>();
-            let topic = topic.to_owned();
-            let write = self.store.write(move |tx| {
-                for e in &events {
-                    docket_store::bus::sqlite::append_event(tx, &topic, e, Timestamp::now())?;
-                }
-                let _ = appended.send(());
-                // Holds the writer thread, inside the open transaction, until decided.
-                match wait.recv() {
-                    Ok(true) => Ok(()),
-                    _ => Err(StoreError::Conflict("rolled back on purpose".to_owned())),
-                }
-            });
-            let done = tokio::spawn(write);
-            is_appended.await.expect("the closure appended");
-            Box::new(OpenWrite { decide, done })
+            docket_bus::conformance::begin_sqlite_append(&self.store, topic, events).await
         }
 
         async fn restart(&self) -> Arc<dyn EventBus> {

@@ -33,13 +33,12 @@ use axum::Router;
 use axum::extract::Request;
 use docket_bus::conformance::{BusFixture, OpenAppend};
 use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
-use docket_core::Timestamp;
 use docket_dapr::bus::DaprBus;
 use docket_dapr::relay::{RelayConfig, run_relay};
 use docket_dapr::testing::{RetryPolicy, TestSidecar};
 use docket_events::CloudEvent;
 use docket_store::sqlite::SqliteStore;
-use docket_store::{StateStore, Store, StoreError};
+use docket_store::{StateStore, Store};
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
@@ -163,27 +162,6 @@ impl DaprFixture {
     }
 }
 
-/// A write holding the writer (and so its transaction) open until told to finish.
-struct OpenWrite {
-    decide: std::sync::mpsc::Sender<bool>,
-    done: tokio::task::JoinHandle<Result<(), StoreError>>,
-}
-
-#[async_trait]
-impl OpenAppend for OpenWrite {
-    async fn commit(self: Box<Self>) {
-        self.decide.send(true).expect("the write is waiting");
-        let r = self.done.await.expect("the write task");
-        r.expect("the write commits");
-    }
-
-    async fn roll_back(self: Box<Self>) {
-        self.decide.send(false).expect("the write is waiting");
-        let r = self.done.await.expect("the write task");
-        assert!(r.is_err(), "the closure failed, so its savepoint rolled back");
-    }
-}
-
 #[async_trait]
 impl BusFixture for DaprFixture {
     fn bus(&self) -> Arc<dyn EventBus> {
@@ -192,23 +170,7 @@ impl BusFixture for DaprFixture {
 
     async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
         self.relay(topic);
-        let (decide, wait) = std::sync::mpsc::channel::<bool>();
-        let (appended, is_appended) = tokio::sync::oneshot::channel::<()>();
-        let topic = topic.to_owned();
-        let write = self.store.write(move |tx| {
-            for e in &events {
-                docket_store::bus::sqlite::append_event(tx, &topic, e, Timestamp::now())?;
-            }
-            let _ = appended.send(());
-            // Holds the writer thread, inside the open transaction, until decided.
-            match wait.recv() {
-                Ok(true) => Ok(()),
-                _ => Err(StoreError::Conflict("rolled back on purpose".to_owned())),
-            }
-        });
-        let done = tokio::spawn(write);
-        is_appended.await.expect("the closure appended");
-        Box::new(OpenWrite { decide, done })
+        docket_bus::conformance::begin_sqlite_append(&self.store, topic, events).await
     }
 
     async fn restart(&self) -> Arc<dyn EventBus> {
