@@ -104,6 +104,32 @@ pub async fn relay_once(
     }
 }
 
+/// Hands a topic over from the embedded bus: when the relay has never committed a position in
+/// `topic` and some of `groups` (the consumers that read it before Dapr mode) have, the relay
+/// starts after the lowest of theirs, so switching to Dapr mode does not publish again what
+/// they already handled. Returns the position it starts after (0: the whole retained log).
+pub async fn hand_over(store: &dyn Store, topic: &str, groups: &[&str]) -> Result<i64, RelayError> {
+    let own = store.consumer_position(GROUP, topic).await?;
+    if own > 0 {
+        return Ok(own);
+    }
+    let mut lowest: Option<i64> = None;
+    for group in groups {
+        let p = store.consumer_position(group, topic).await?;
+        if p > 0 {
+            lowest = Some(lowest.map_or(p, |l| l.min(p)));
+        }
+    }
+    match lowest {
+        Some(p) => {
+            store.save_consumer_position(GROUP, topic, p, jiff::Timestamp::now()).await?;
+            tracing::info!(%topic, position = p, "relay starts where the embedded consumers stopped");
+            Ok(p)
+        }
+        None => Ok(0),
+    }
+}
+
 /// How long a relay's lease lasts without renewal (a dead holder's topic waits this long).
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 

@@ -187,3 +187,37 @@ async fn replicas_share_the_work_through_a_lease() {
     assert!(b.hold().await, "b takes it once a let it run out");
     assert!(!a.hold().await, "a lost it: its renewal conflicts");
 }
+
+/// Switching a database from embedded to Dapr mode: the relay starts after what the embedded
+/// consumers of the topic already handled (the lowest of their positions), once.
+#[tokio::test]
+async fn the_relay_takes_over_where_the_embedded_consumers_stopped() {
+    use docket_dapr::relay::hand_over;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_with_events(&dir).await;
+    let rows = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read");
+    let now = jiff::Timestamp::now();
+    store.save_consumer_position("audit", topics::TASK_EVENTS, rows[2].0, now).await.expect("save");
+    store
+        .save_consumer_position("recurrence", topics::TASK_EVENTS, rows[0].0, now)
+        .await
+        .expect("save");
+    let groups = ["audit", "recurrence", "webhooks"];
+    let start = hand_over(&store, topics::TASK_EVENTS, &groups).await.expect("hand over");
+    assert_eq!(start, rows[0].0, "after the slowest consumer; one that never ran is ignored");
+    // Once the relay has a position of its own, it keeps it.
+    store
+        .save_consumer_position("recurrence", topics::TASK_EVENTS, rows[2].0, now)
+        .await
+        .expect("save");
+    assert_eq!(hand_over(&store, topics::TASK_EVENTS, &groups).await.expect("again"), rows[0].0);
+
+    let sidecar = TestSidecar::builder().start().await.expect("sidecar");
+    relay_once(&store, &sidecar.client(), PUBSUB, topics::TASK_EVENTS, 100).await.expect("relay");
+    let expected: Vec<String> = rows[1..].iter().map(|(_, e)| e.id.clone()).collect();
+    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)), expected, "nothing twice");
+
+    // A topic no consumer ever read starts from the beginning.
+    assert_eq!(hand_over(&store, topics::REMINDERS, &["notifier"]).await.expect("fresh"), 0);
+}

@@ -241,6 +241,21 @@ impl Application {
         let worker = self.worker;
         // Dapr mode: a worker relays the outbox to the sidecar, which delivers to the
         // consumers' routes; the embedded consumers do not run.
+        if self.dapr.bus && worker {
+            // A database that ran in embedded mode: the relay starts where its consumers were.
+            for topic in docket_events::topics::ALL {
+                let groups: Vec<&str> = runs
+                    .iter()
+                    .filter(|(_, c)| c.topic == *topic)
+                    .map(|(_, c)| c.name.as_str())
+                    .collect();
+                if let Err(e) =
+                    docket_dapr::relay::hand_over(self.app.store().as_ref(), topic, &groups).await
+                {
+                    tracing::warn!(%topic, error = %e, "cannot hand the topic over to the relay");
+                }
+            }
+        }
         let relay = match (&self.dapr.client, self.dapr.bus && worker) {
             (Some(client), true) => Some(tokio::spawn(docket_dapr::relay::run_relay(
                 Arc::clone(self.app.store()),
