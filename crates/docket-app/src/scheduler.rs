@@ -62,20 +62,31 @@ pub async fn sweep(
     }
     let mut fired = 0;
     loop {
-        let done = store.fire_due_reminders(now, batch).await?;
-        metrics::counter!(FIRED_METRIC).increment(done.len() as u64);
-        for r in &done {
-            if let Some(at) = r.fire_at {
-                metrics::histogram!(LATENESS_METRIC)
-                    .record(now.duration_since(at).as_secs_f64().max(0.0));
-            }
-        }
-        fired += done.len();
-        if done.len() < batch {
+        let done = fire_batch(store, now, batch).await?;
+        fired += done;
+        if done < batch {
             break;
         }
     }
     Ok((spawned, fired))
+}
+
+/// Fires up to `batch` reminders due at `now` through the store's claim and records them
+/// (count and lateness); returns how many fired.
+async fn fire_batch(
+    store: &dyn Store,
+    now: docket_core::Timestamp,
+    batch: usize,
+) -> Result<usize, docket_store::StoreError> {
+    let fired = store.fire_due_reminders(now, batch).await?;
+    metrics::counter!(FIRED_METRIC).increment(fired.len() as u64);
+    let lateness = metrics::histogram!(LATENESS_METRIC);
+    for r in &fired {
+        if let Some(at) = r.fire_at {
+            lateness.record(now.duration_since(at).as_secs_f64().max(0.0));
+        }
+    }
+    Ok(fired.len())
 }
 
 /// Runs until `shutdown` turns true (finishing the batch in hand).
@@ -86,8 +97,6 @@ pub async fn run_scheduler(
     config: SchedulerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let fired_total = metrics::counter!(FIRED_METRIC);
-    let lateness = metrics::histogram!(LATENESS_METRIC);
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow_and_update() {
@@ -106,16 +115,10 @@ pub async fn run_scheduler(
         if spawned == config.batch {
             continue; // more are due
         }
-        let sleep = match store.fire_due_reminders(now, config.batch).await {
+        let sleep = match fire_batch(store.as_ref(), now, config.batch).await {
             Ok(fired) => {
                 failures = 0;
-                fired_total.increment(fired.len() as u64);
-                for r in &fired {
-                    if let Some(at) = r.fire_at {
-                        lateness.record(now.duration_since(at).as_secs_f64().max(0.0));
-                    }
-                }
-                if fired.len() == config.batch {
+                if fired == config.batch {
                     continue; // more are due
                 }
                 let next = match (store.next_reminder_at().await, store.next_series_at().await) {
