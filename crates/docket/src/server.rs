@@ -64,7 +64,7 @@ struct Dapr {
 
 impl Dapr {
     fn new(args: &DaprArgs) -> anyhow::Result<Dapr> {
-        let uses = [args.bus, args.scheduler, args.state].contains(&Backend::Dapr);
+        let uses = [args.bus, args.scheduler, args.state, args.secrets].contains(&Backend::Dapr);
         let client = if uses {
             Some(DaprClient::from_env().context("cannot reach the Dapr sidecar's address")?)
         } else {
@@ -123,13 +123,14 @@ const CONSUMER_STOP: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
-        let secrets = match args.dapr.secrets {
-            Backend::Dapr => Some(Secrets::dapr(
-                DaprClient::from_env().context("cannot reach the Dapr sidecar's address")?,
+        let dapr = Dapr::new(&args.dapr)?;
+        let secrets = match (&dapr.client, args.dapr.secrets) {
+            (Some(client), Backend::Dapr) => Some(Secrets::dapr(
+                client.clone(),
                 args.dapr.dapr_secret_store.clone(),
                 args.dapr.dapr_secret_name.clone(),
             )),
-            Backend::Embedded => None,
+            _ => None,
         };
         let from_store = |key: &'static str| {
             let secrets = secrets.clone();
@@ -180,7 +181,6 @@ impl Application {
         if api {
             app = app.with_hub(consumers.hub.clone());
         }
-        let dapr = Dapr::new(&args.dapr)?;
         if let Some(client) = &dapr.client {
             // Not ready while the sidecar cannot reach its components (its outbound health,
             // which does not wait for this app, so the two never wait for each other).
