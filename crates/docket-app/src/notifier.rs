@@ -182,8 +182,13 @@ pub fn sqlite_handler() -> Arc<SqliteHandler> {
         let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
         webhooks::sqlite::enqueue(tx, &deliveries).map_err(transient)?;
         if let Some(why) = missing {
-            webhooks::sqlite::reminder_failed(tx, ReminderId(a.data.reminder.id), &why, true)
-                .map_err(transient)?;
+            docket_store::reminders::sqlite::record_failure(
+                tx,
+                ReminderId(a.data.reminder.id),
+                &why,
+                true,
+            )
+            .map_err(transient)?;
         }
         Ok(())
     })
@@ -218,7 +223,7 @@ pub fn pg_handler() -> Arc<PgHandler> {
             let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
             postgres::webhooks::enqueue(conn, &deliveries).await.map_err(transient)?;
             if let Some(why) = missing {
-                postgres::webhooks::reminder_failed(
+                postgres::reminders::record_failure(
                     conn,
                     ReminderId(a.data.reminder.id),
                     &why,

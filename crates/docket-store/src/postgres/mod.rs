@@ -15,7 +15,7 @@ mod list;
 mod migrate;
 pub mod notifications;
 mod outbox;
-pub(crate) mod reminders;
+pub mod reminders;
 pub mod series;
 #[cfg(test)]
 mod tests;

@@ -140,6 +140,28 @@ pub async fn retry(
     }
 }
 
+/// Records `error` on reminder `id` (one more failed attempt); `give_up` also moves it from
+/// `fired` to `failed`.
+pub async fn record_failure(
+    conn: &mut PgConnection,
+    id: ReminderId,
+    error: &str,
+    give_up: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reminders SET attempts = attempts + 1, last_error = $2,
+             status = CASE WHEN $3 AND status = 'fired' THEN 'failed' ELSE status END
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(error)
+    .bind(give_up)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
 pub async fn delete(
     conn: &mut PgConnection,

@@ -254,28 +254,6 @@ pub async fn enqueue(
     Ok(added)
 }
 
-/// Records `error` on reminder `id` (one more failed attempt); `give_up` also moves it from
-/// `fired` to `failed`.
-pub async fn reminder_failed(
-    conn: &mut PgConnection,
-    id: ReminderId,
-    error: &str,
-    give_up: bool,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE reminders SET attempts = attempts + 1, last_error = $2,
-             status = CASE WHEN $3 AND status = 'fired' THEN 'failed' ELSE status END
-         WHERE id = $1",
-    )
-    .bind(id.0)
-    .bind(error)
-    .bind(give_up)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
-}
-
 /// The user's deliveries to webhook `webhook`, newest first.
 pub async fn deliveries_of(
     conn: &mut PgConnection,
@@ -403,7 +381,7 @@ pub async fn settle(
             .await
             .map_err(unavailable)?;
             if let Some(r) = d.reminder_id {
-                reminder_failed(&mut *conn, r, error, false).await?;
+                super::reminders::record_failure(&mut *conn, r, error, false).await?;
             }
         }
         DeliveryOutcome::GiveUp { error } => {
@@ -417,7 +395,7 @@ pub async fn settle(
             .await
             .map_err(unavailable)?;
             if let Some(r) = d.reminder_id {
-                reminder_failed(&mut *conn, r, error, true).await?;
+                super::reminders::record_failure(&mut *conn, r, error, true).await?;
             }
         }
     }

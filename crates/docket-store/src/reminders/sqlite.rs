@@ -134,6 +134,25 @@ pub fn retry(
     get(tx, user, id)
 }
 
+/// Records `error` on reminder `id` (one more failed attempt); `give_up` also moves it from
+/// `fired` to `failed`.
+pub fn record_failure(
+    tx: &Transaction<'_>,
+    id: ReminderId,
+    error: &str,
+    give_up: bool,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE reminders SET attempts = attempts + 1, last_error = ?2,
+             status = CASE WHEN ?3 AND status = 'fired' THEN 'failed' ELSE status END
+         WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![id.0.as_bytes(), error, give_up])
+    .db()?;
+    Ok(())
+}
+
 /// Deletes reminder `id` of `task` (the caller's); `NotFound` when there is none.
 pub fn delete(tx: &Transaction<'_>, task: TaskId, id: ReminderId) -> Result<(), StoreError> {
     let n = tx

@@ -234,25 +234,6 @@ pub fn enqueue(tx: &Transaction<'_>, deliveries: &[NewDelivery]) -> Result<u64, 
     Ok(added)
 }
 
-/// Records `error` on reminder `id` (one more failed attempt); `give_up` also moves it from
-/// `fired` to `failed`.
-pub fn reminder_failed(
-    tx: &Transaction<'_>,
-    id: ReminderId,
-    error: &str,
-    give_up: bool,
-) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE reminders SET attempts = attempts + 1, last_error = ?2,
-             status = CASE WHEN ?3 AND status = 'fired' THEN 'failed' ELSE status END
-         WHERE id = ?1",
-    )
-    .db()?
-    .execute(params![id.0.as_bytes(), error, give_up])
-    .db()?;
-    Ok(())
-}
-
 /// The user's deliveries to webhook `webhook`, newest first.
 pub fn deliveries_of(
     conn: &Connection,
@@ -349,7 +330,7 @@ pub fn settle(
             .execute(params![id.0.as_bytes(), error, micros(*at)])
             .db()?;
             if let Some(r) = d.reminder_id {
-                reminder_failed(tx, r, error, false)?;
+                crate::reminders::sqlite::record_failure(tx, r, error, false)?;
             }
         }
         DeliveryOutcome::GiveUp { error } => {
@@ -361,7 +342,7 @@ pub fn settle(
             .execute(params![id.0.as_bytes(), error])
             .db()?;
             if let Some(r) = d.reminder_id {
-                reminder_failed(tx, r, error, true)?;
+                crate::reminders::sqlite::record_failure(tx, r, error, true)?;
             }
         }
     }
