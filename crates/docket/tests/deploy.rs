@@ -13,7 +13,12 @@
 //!   every artifact uses and match the app's own constants and `docket serve --help`.
 //! * The Dockerfile is linted structurally: a builder stage running
 //!   `cargo build --release --locked -p docket` on the same sources and `.cargo/config.toml`,
-//!   a non-root runtime stage whose CMD is a `serve` the binary accepts.
+//!   a non-root runtime stage whose CMD is a `serve` the binary accepts. It is also read by
+//!   BuildKit's own parser (the PyPI `dockerfile` module, Go code compiled into the wheel):
+//!   known instructions only, `FROM … AS …` stages and `COPY --from` references that agree,
+//!   ARGs declared, the builder image on the workspace's `rust-version`, the binary the tests
+//!   run copied onto PATH and run by ENTRYPOINT/CMD, the shared port exposed; and by
+//!   `dockerfilelint` (npm). Both tools are optional locally and required when `CI` is set.
 //! * Every `helm`, `kubectl` and `minikube image` command of `docs/deploy-kubernetes.md`
 //!   names the chart path, release, namespace, values files, objects and containers that exist.
 
@@ -483,6 +488,362 @@ fn dockerfile_builds_the_tested_binary_and_runs_it_unprivileged() {
     assert!(
         !ignore.lines().any(|l| [".cargo", ".cargo/", "crates/", "Cargo.lock"].contains(&l.trim()))
     );
+}
+
+/// The script that runs BuildKit's Dockerfile parser (PyPI `dockerfile`, the Go parser
+/// compiled into the wheel) and prints what it read as JSON: the instructions it knows and
+/// each instruction of the file given as the first argument.
+const PARSE_DOCKERFILE: &str = r#"
+import json, sys
+import dockerfile
+commands = [
+    dict(c._asdict(), heredocs=[h.name for h in c.heredocs])
+    for c in dockerfile.parse_file(sys.argv[1])
+]
+print(json.dumps({"known": list(dockerfile.all_cmds()), "commands": commands}))
+"#;
+
+/// True when an optional checking tool is missing: panics when `CI` is set (CI must not
+/// skip), otherwise prints what was skipped.
+fn tool_missing(available: bool, test: &str, tool: &str, install: &str) -> bool {
+    if available {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {tool} must be installed when CI is set ({install}; .ci/run does)"
+    );
+    eprintln!("skipped {test}: {tool} not found ({install})");
+    true
+}
+
+/// `deploy/Dockerfile` as BuildKit's parser reads it: the instruction names it knows and the
+/// instructions, or `None` when python3 with the `dockerfile` module is missing.
+fn official_parse(test: &str, path: &Path) -> Option<(BTreeSet<String>, Vec<Value>)> {
+    let importable = Command::new("python3")
+        .args(["-c", "import dockerfile"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if tool_missing(
+        importable,
+        test,
+        "python3 with the `dockerfile` module",
+        "pip install 'dockerfile>=3.4,<4'",
+    ) {
+        return None;
+    }
+    let out = Command::new("python3")
+        .args(["-c", PARSE_DOCKERFILE])
+        .arg(path)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "BuildKit's parser rejects {}:\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&out.stdout).expect("parser output is JSON");
+    let known = parsed["known"]
+        .as_array()
+        .expect("known")
+        .iter()
+        .map(|k| k.as_str().expect("name").to_ascii_uppercase())
+        .collect();
+    Some((known, parsed["commands"].as_array().expect("commands").clone()))
+}
+
+/// One instruction as the official parser returned it.
+struct Instr<'a>(&'a Value);
+
+impl Instr<'_> {
+    fn cmd(&self) -> String {
+        s(self.0, "/cmd").to_ascii_uppercase()
+    }
+    fn strs(&self, field: &str) -> Vec<String> {
+        self.0[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} of {}", self.0))
+            .iter()
+            .map(|v| v.as_str().expect("string").to_string())
+            .collect()
+    }
+    fn value(&self) -> Vec<String> {
+        self.strs("value")
+    }
+    fn flags(&self) -> Vec<String> {
+        self.strs("flags")
+    }
+    fn json(&self) -> bool {
+        self.0["json"] == true
+    }
+    fn at(&self) -> String {
+        format!("deploy/Dockerfile:{}: {}", self.0["start_line"], s(self.0, "/original"))
+    }
+}
+
+/// `$NAME` and `${NAME}` in `text` replaced by `args`; a name not declared is an error.
+fn expand_args(text: &str, args: &BTreeMap<String, String>, at: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (var, tail) = if let Some(braced) = after.strip_prefix('{') {
+            let end = braced.find('}').unwrap_or_else(|| panic!("{at}: unclosed ${{"));
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        let value = args.get(var).unwrap_or_else(|| panic!("{at}: ${var} is no ARG before FROM"));
+        out.push_str(value);
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Checks the Dockerfile at `path` with the output of BuildKit's own parser; `false` when
+/// the parser is not installed (and `CI` is not set).
+fn check_dockerfile_with_official_parser(path: &Path) -> bool {
+    let test = "dockerfile_passes_buildkits_parser";
+    let Some((known, commands)) = official_parse(test, path) else {
+        return false;
+    };
+    let instrs: Vec<Instr> = commands.iter().map(Instr).collect();
+    for i in &instrs {
+        assert!(known.contains(&i.cmd()), "{}: unknown instruction {}", i.at(), i.cmd());
+        assert!(
+            i.0["heredocs"].as_array().is_some_and(Vec::is_empty),
+            "{}: a heredoc (this test does not read their bodies)",
+            i.at()
+        );
+    }
+
+    // Global ARGs, then stages: FROM <image> AS <name>.
+    let first_from = instrs.iter().position(|i| i.cmd() == "FROM").expect("a FROM");
+    let mut args = BTreeMap::new();
+    for i in &instrs[..first_from] {
+        assert_eq!(i.cmd(), "ARG", "{}: only ARG before the first FROM", i.at());
+        let value = i.value();
+        let (k, v) = value[0].split_once('=').unwrap_or_else(|| panic!("{}: no default", i.at()));
+        args.insert(k.to_string(), v.to_string());
+    }
+    struct Stage<'a> {
+        name: String,
+        image: String,
+        body: Vec<&'a Instr<'a>>,
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for i in &instrs[first_from..] {
+        if i.cmd() != "FROM" {
+            stages.last_mut().expect("stage").body.push(i);
+            continue;
+        }
+        let v = i.value();
+        assert!(i.flags().is_empty(), "{}: FROM flags", i.at());
+        assert!(
+            v.len() == 3 && v[1].eq_ignore_ascii_case("AS"),
+            "{}: FROM <image> AS <name>",
+            i.at()
+        );
+        let name = v[2].clone();
+        assert_eq!(name, name.to_ascii_lowercase(), "{}: stage names are lower case", i.at());
+        assert!(stages.iter().all(|s| s.name != name), "{}: stage {name} twice", i.at());
+        let image = expand_args(&v[0], &args, &i.at());
+        let tag = image.rsplit('/').next().expect("image").split_once(':');
+        assert!(
+            tag.is_some_and(|(_, t)| !t.is_empty() && t != "latest"),
+            "{}: {image} pinned",
+            i.at()
+        );
+        stages.push(Stage { name, image, body: Vec::new() });
+    }
+    assert!(stages.len() >= 2, "multi-stage");
+
+    // COPY --from names an earlier stage, and every earlier stage is copied from (a stage
+    // nothing copies from is never built by BuildKit).
+    let mut used = BTreeSet::new();
+    for (n, stage) in stages.iter().enumerate() {
+        for i in &stage.body {
+            for f in i.flags() {
+                let Some(from) = f.strip_prefix("--from=") else { continue };
+                assert!(["COPY", "ADD"].contains(&i.cmd().as_str()), "{}", i.at());
+                assert!(
+                    stages[..n].iter().any(|s| s.name == from),
+                    "{}: --from={from} is no earlier stage",
+                    i.at()
+                );
+                used.insert(from.to_string());
+            }
+        }
+    }
+    for stage in &stages[..stages.len() - 1] {
+        assert!(used.contains(&stage.name), "stage {} is never copied from", stage.name);
+    }
+
+    // The builder compiles the package and binary the tests run, with the workspace's
+    // toolchain; the final stage copies that binary onto PATH and runs it.
+    let bin_path = Path::new(env!("CARGO_BIN_EXE_docket"));
+    let bin = bin_path.file_name().expect("bin name").to_str().expect("utf-8");
+    let package = env!("CARGO_PKG_NAME");
+    let runtime = stages.last().expect("runtime");
+    let copies: Vec<(String, Vec<String>)> = runtime
+        .body
+        .iter()
+        .filter_map(|i| {
+            let from = i.flags().iter().find_map(|f| f.strip_prefix("--from=").map(str::to_string));
+            from.map(|f| (f, i.value()))
+        })
+        .collect();
+    let (builder_name, copied) = copies
+        .iter()
+        .find(|(_, v)| v.last().is_some_and(|dest| dest.ends_with(&format!("/bin/{bin}"))))
+        .unwrap_or_else(|| panic!("the final stage copies no {bin} into a bin directory"));
+    let builder = stages.iter().find(|s| &s.name == builder_name).expect("builder stage");
+    let rust_version = read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("workspace rust-version")
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        builder.image.starts_with(&format!("rust:{rust_version}-"))
+            || builder.image == format!("rust:{rust_version}"),
+        "builder image {} is not the workspace's Rust {rust_version}",
+        builder.image
+    );
+    let run = builder
+        .body
+        .iter()
+        .filter(|i| i.cmd() == "RUN")
+        .map(|i| i.value().join(" "))
+        .find(|r| r.contains("cargo build"))
+        .expect("the builder runs cargo build");
+    let words: Vec<&str> = run.split_whitespace().collect();
+    let cargo_at = words.windows(2).position(|w| w == ["cargo", "build"]).expect("cargo build");
+    let cargo_args: Vec<String> = words[cargo_at + 2..]
+        .iter()
+        .take_while(|w| !["&&", ";", "||"].contains(w))
+        .map(|w| w.to_string())
+        .collect();
+    assert!(cargo_args.iter().any(|a| a == "--release"), "cargo build {cargo_args:?}");
+    assert!(cargo_args.iter().any(|a| a == "--locked"), "cargo build {cargo_args:?}");
+    assert_eq!(flag(&cargo_args, "-p"), package, "cargo build {cargo_args:?}: the tested package");
+    for a in &cargo_args {
+        assert!(
+            ["--release", "--locked", "-p", package].contains(&a.as_str()),
+            "cargo build {a}: the tests build without it"
+        );
+    }
+    // `install … target/release/<bin> <out>` and the final stage copies <out>.
+    let built = format!("target/release/{bin}");
+    let at = words.iter().position(|w| *w == built).unwrap_or_else(|| panic!("{run}: no {built}"));
+    let out = words.get(at + 1).expect("where the binary is put");
+    assert_eq!(
+        copied[..copied.len() - 1],
+        [out.to_string()],
+        "COPY --from={builder_name} {copied:?}"
+    );
+    let dest = copied.last().expect("dest");
+    assert!(
+        ["/usr/local/bin/", "/usr/bin/"].iter().any(|d| dest.strip_prefix(d) == Some(bin)),
+        "{dest} is not on the image's PATH"
+    );
+
+    let last = |cmd: &str| runtime.body.iter().rev().find(|i| i.cmd() == cmd).copied();
+    let entry = last("ENTRYPOINT").expect("ENTRYPOINT in the final stage");
+    assert!(entry.json(), "{}: exec form", entry.at());
+    assert!(
+        entry.value() == [bin] || entry.value() == [dest.as_str()],
+        "{}: runs {bin}",
+        entry.at()
+    );
+    let cmd = last("CMD").expect("CMD in the final stage");
+    assert!(cmd.json(), "{}: exec form", cmd.at());
+    let cmd_args = cmd.value();
+    assert_eq!(cmd_args[0], "serve", "{}", cmd.at());
+    let port = name("APP_PORT");
+    assert_eq!(flag(&cmd_args, "--listen"), format!("0.0.0.0:{port}"), "{}", cmd.at());
+    let help = serve_help();
+    for a in cmd_args.iter().filter(|a| a.starts_with("--")) {
+        assert!(help.contains(&format!("{a} ")), "{}: docket serve has no {a}", cmd.at());
+    }
+    let exposed: Vec<String> =
+        runtime.body.iter().filter(|i| i.cmd() == "EXPOSE").flat_map(|i| i.value()).collect();
+    assert_eq!(exposed, [port.as_str()], "EXPOSE is the port the chart and compose use");
+    let user = last("USER").expect("USER in the final stage").value().concat();
+    let uid = user.split(':').next().expect("uid");
+    assert!(uid != "root" && uid != "0", "final stage runs as {user}");
+    for i in runtime.body.iter().filter(|i| i.cmd() == "ENV") {
+        // The parser gives name, value, name, value, …
+        for var in i.value().iter().step_by(2) {
+            assert_env_known(&help, var, &i.at());
+        }
+    }
+    true
+}
+
+#[test]
+fn dockerfile_passes_buildkits_parser() {
+    let path = root().join("deploy/Dockerfile");
+    if !check_dockerfile_with_official_parser(&path) {
+        return;
+    }
+    // The checks above fail on a broken Dockerfile, not only on this one.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = read("deploy/Dockerfile");
+    let port = name("APP_PORT");
+    let broken = [
+        ("an unknown instruction", text.replacen("WORKDIR /src", "WORKDIRR /src", 1)),
+        ("an unknown stage", text.replacen("--from=builder", "--from=build", 1)),
+        ("another port", text.replacen(&format!("EXPOSE {port}"), "EXPOSE 9090", 1)),
+        ("another package", text.replacen("-p docket", "-p docket-app", 1)),
+        ("an undeclared ARG", text.replacen("${RUST_VERSION}", "${RUST_VER}", 1)),
+        ("an unterminated heredoc", format!("{text}RUN <<EOF\necho\n")),
+    ];
+    for (what, bad) in broken {
+        assert_ne!(bad, text, "{what}: the mutation applies");
+        let file = dir.path().join("Dockerfile");
+        std::fs::write(&file, &bad).expect("write");
+        let caught = std::panic::catch_unwind(|| check_dockerfile_with_official_parser(&file));
+        assert!(caught.is_err(), "a Dockerfile with {what} passes the checks");
+    }
+}
+
+/// `dockerfilelint` (npm): PATH, or where .ci/run installs it.
+fn dockerfilelint() -> Option<PathBuf> {
+    let on_path =
+        Command::new("dockerfilelint").arg("--version").output().is_ok_and(|o| o.status.success());
+    if on_path {
+        return Some(PathBuf::from("dockerfilelint"));
+    }
+    let home = std::env::var_os("HOME")?;
+    let cached = Path::new(&home).join(".cache/docket-ci-tools/node_modules/.bin/dockerfilelint");
+    cached.is_file().then_some(cached)
+}
+
+#[test]
+fn dockerfile_passes_dockerfilelint() {
+    let test = "dockerfile_passes_dockerfilelint";
+    let lint = dockerfilelint();
+    if tool_missing(lint.is_some(), test, "dockerfilelint", "npm install dockerfilelint@1.8.0") {
+        return;
+    }
+    let out = Command::new(lint.expect("found"))
+        .args(["--output", "json"])
+        .arg(root().join("deploy/Dockerfile"))
+        .output()
+        .expect("run dockerfilelint");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("dockerfilelint output: {e}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    let issues = &report["files"][0]["issues"];
+    assert_eq!(report["totalIssues"], 0, "dockerfilelint: {issues:#}");
+    assert!(out.status.success(), "dockerfilelint exit status {}", out.status);
 }
 
 // ---------------------------------------------------------------------------------------
