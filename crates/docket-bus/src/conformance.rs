@@ -487,3 +487,34 @@ pub async fn begin_sqlite_append(
     is_appended.await.expect("the closure appended");
     Box::new(SqliteOpenWrite { decide, done })
 }
+
+/// An open PostgreSQL transaction holding appended events.
+struct PostgresOpenTx(sqlx::Transaction<'static, sqlx::Postgres>);
+
+#[async_trait]
+impl OpenAppend for PostgresOpenTx {
+    async fn commit(self: Box<Self>) {
+        self.0.commit().await.expect("commit");
+    }
+
+    async fn roll_back(self: Box<Self>) {
+        self.0.rollback().await.expect("roll back");
+    }
+}
+
+/// Appends `events` to `topic`'s outbox in a transaction of `store` and returns with it still
+/// open (a [`BusFixture::begin_append`] for fixtures over PostgreSQL).
+pub async fn begin_postgres_append(
+    store: &docket_store::postgres::PostgresStore,
+    topic: &str,
+    events: Vec<CloudEvent>,
+) -> Box<dyn OpenAppend> {
+    let mut tx = store.pool().begin().await.expect("begin");
+    docket_store::bus::postgres::hold_xid(&mut tx).await.expect("hold an xid");
+    for e in &events {
+        docket_store::bus::postgres::append_event(&mut tx, topic, e, Timestamp::now())
+            .await
+            .expect("append");
+    }
+    Box::new(PostgresOpenTx(tx))
+}

@@ -165,6 +165,35 @@ impl EmbeddedBus {
     }
 
     /// Claims `(group, topic)` for one subscriber, or `None` when another holds it.
+    /// Appends `event` to `topic`'s log unless an event with unique key `key` was appended
+    /// before (by this call; the key shares the outbox's event id column, so keep it apart
+    /// from event ids, e.g. prefixed with the topic). Returns whether it appended. For logs
+    /// fed from outside the store's writes, where the same event may arrive more than once.
+    pub async fn append_once(
+        &self,
+        topic: &str,
+        event: CloudEvent,
+        key: String,
+    ) -> Result<bool, BusError> {
+        check_name("topic", topic)?;
+        let topic = topic.to_owned();
+        let now = Timestamp::now();
+        match &self.db {
+            Db::Sqlite(s) => {
+                let appended =
+                    s.write(move |tx| litebus::append_once(tx, &topic, &event, &key, now)).await?;
+                Ok(appended)
+            }
+            Db::Postgres(s) => {
+                let mut tx = s.pool().begin().await.map_err(unavailable)?;
+                pgbus::hold_xid(&mut tx).await?;
+                let appended = pgbus::append_once(&mut tx, &topic, &event, &key, now).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(appended)
+            }
+        }
+    }
+
     async fn try_claim(&self, group: &str, topic: &str) -> Result<Option<Claim>, BusError> {
         match &self.db {
             Db::Sqlite(s) => {

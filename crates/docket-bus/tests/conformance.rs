@@ -56,25 +56,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
-    use docket_core::Timestamp;
     use docket_store::postgres::PostgresStore;
 
     pub struct PostgresFixture {
         store: PostgresStore,
         bus: Arc<dyn EventBus>,
-    }
-
-    struct OpenTx(sqlx::Transaction<'static, sqlx::Postgres>);
-
-    #[async_trait]
-    impl OpenAppend for OpenTx {
-        async fn commit(self: Box<Self>) {
-            self.0.commit().await.expect("commit");
-        }
-
-        async fn roll_back(self: Box<Self>) {
-            self.0.rollback().await.expect("roll back");
-        }
     }
 
     #[async_trait]
@@ -84,14 +70,7 @@ mod postgres {
         }
 
         async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
-            let mut tx = self.store.pool().begin().await.expect("begin");
-            docket_store::bus::postgres::hold_xid(&mut tx).await.expect("hold an xid");
-            for e in &events {
-                docket_store::bus::postgres::append_event(&mut tx, topic, e, Timestamp::now())
-                    .await
-                    .expect("append");
-            }
-            Box::new(OpenTx(tx))
+            docket_bus::conformance::begin_postgres_append(&self.store, topic, events).await
         }
 
         async fn restart(&self) -> Arc<dyn EventBus> {

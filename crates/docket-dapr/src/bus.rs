@@ -1,78 +1,78 @@
-//! [`DaprBus`]: the [`EventBus`] contract over Dapr Pub/Sub. Dapr pushes (it POSTs each event
-//! to the app and reads `SUCCESS`/`RETRY`/`DROP`), the contract pulls (`Subscription::next`),
-//! so this module bridges the two: the bus serves the app side of Dapr ([`DaprBus::router`]:
-//! `GET /dapr/subscribe` and `POST /dapr/events/{topic}`), hands each delivered event to every
-//! consumer group of its topic, and answers Dapr from the groups' settlements.
+//! [`DaprBus`]: the [`EventBus`] contract over Dapr Pub/Sub, by way of an inbox. Dapr pushes
+//! (it POSTs each event to the app and reads `SUCCESS`/`RETRY`/`DROP`), allows one
+//! subscription per topic and app id, and keeps no log an app could replay; the contract pulls
+//! (`Subscription::next`) and wants independent consumer groups with their own positions. So
+//! the bus keeps the received events in a log of its own, in the app's database, and serves
+//! the groups from it:
 //!
+//! * [`DaprBus::router`] serves the app side of Dapr: `GET /dapr/subscribe` (one subscription
+//!   per declared topic, with `{topic}.dlq` as its `deadLetterTopic`) and
+//!   `POST /dapr/events/{topic}`. A delivery is appended to the inbox log of its topic (the
+//!   outbox table under the topic [`inbox_topic`]`(topic)`, the attributes Dapr adds removed)
+//!   and answered `SUCCESS` once that append committed: the event is durable before Dapr
+//!   forgets it. A redelivery of an event already in the inbox appends nothing (the row's
+//!   unique key is the inbox topic and the event id) and is answered `SUCCESS` too. A failed
+//!   append (the database is down) is `RETRY`; a body that is not a CloudEvent, or a topic
+//!   name the log cannot hold, is `DROP`. Every answer is counted in
+//!   `docket_dapr_deliveries_total{topic, status}`, and with an app API token set, a callback
+//!   without the sidecar's `dapr-api-token` is refused (401).
+//! * `subscribe(group, topic)` is the embedded bus's subscription on the inbox log
+//!   ([`docket_bus::embedded`]): each group has its own committed position, attempt counts and
+//!   backoff, so one group's nacks and dead letters never hold another back; a group that
+//!   joins later reads the events still kept; one subscriber per group at a time (across
+//!   processes on PostgreSQL); per-key order is the inbox's order. Dead letters go, with the
+//!   [`docket_bus::dlq`] extensions, to the log `{inbox topic}.dlq`, which is the inbox of
+//!   `{topic}.dlq`: a group subscribed to `{topic}.dlq` sees them together with what Dapr
+//!   itself dead-lettered to that topic. They stay in the app's database (not republished).
 //! * `publish` goes through the sidecar, one event per call in order (Dapr keeps no order
-//!   between the entries of a bulk publish, and the contract wants publish order), each with
-//!   its `partitionkey` as `metadata.partitionKey`. In Dapr mode the server's own events go
-//!   through the store's outbox and the relay ([`crate::relay`]) instead.
-//! * Groups are remembered in the [`StateStore`] (`bus:groups:{topic}`) when they first
-//!   subscribe, so a delivery that arrives while a known group has no live subscriber (a
-//!   crash, a restart) is answered `RETRY` and waits for it, instead of being lost.
-//! * One Dapr subscription per topic serves every group: an event is `SUCCESS` once every
-//!   group acked it or dead-lettered it; any nack below `max_attempts`, a subscriber dropped
-//!   unsettled, or a known group with no live subscriber is `RETRY`. A group that already
-//!   settled the event (mark `bus:acked:{topic}:{group}:{id}`, with a TTL) is not handed it
-//!   again, so one group's retry does not redeliver to another.
-//! * Attempts are counted per (group, event id) in `bus:attempts:{topic}:{group}:{id}` with the
-//!   earliest time of the next attempt: they survive a restart, and a redelivery Dapr makes
-//!   before a nack's `retry_after` is held (up to [`MAX_HOLD`]) or answered `RETRY` without
-//!   counting an attempt.
-//! * A nack at `max_attempts` and `dead_letter` publish the dead letter to `{topic}.dlq`
-//!   (same shape as the embedded bus: a new id and the [`docket_bus::dlq`] extensions) and
-//!   settle the event for that group. The Dapr subscription also names `{topic}.dlq` as its
-//!   `deadLetterTopic`, where Dapr itself puts an event its resiliency policy gave up on (the
-//!   raw event, without our extensions); run the sidecar with unbounded retries
-//!   (`maxRetries: -1`) so that only the bus decides.
+//!   between the entries of a bulk publish), each with its `partitionkey` as
+//!   `metadata.partitionKey`. In Dapr mode the server's own writes go through the store's
+//!   outbox and the relay ([`crate::relay`]) instead.
 //!
-//! What Dapr cannot give and this bus does not pretend to: a group sees only events Dapr
-//! delivers after it first subscribed (there is no log to replay for a group that joins
-//! later), and per-key order holds only when Dapr delivers a topic's events one at a time,
-//! holding later ones back while one is retried (Kafka within a partition; not Redis
-//! Streams); then every group of the topic waits for the slowest one, since they share one
-//! Dapr subscription. Within one process a group has one live subscriber at a time; across
-//! replicas (each receiving a share of Dapr's deliveries) nothing makes a group's subscribers
-//! take turns. A group that is remembered but no longer runs holds its topic back (`RETRY`
-//! forever) until its `bus:groups:` entry is edited. It does not run handlers (that is
-//! `docket_bus::runtime::run_consumer`), check the `dapr-api-token` of callbacks, or decide
-//! when the server uses it.
+//! What the inbox does not restore: the order in which Dapr delivers. Per-key order holds
+//! when Dapr delivers a topic's events of one key one at a time (Kafka partitions keyed by
+//! `partitionKey`), not where a component delivers concurrently (Redis Streams). Inbox rows are
+//! pruned like any outbox rows, by housekeeping, once every group passed them.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use docket_bus::{BusError, Delivery, EventBus, Nacked, SubscribeOptions, Subscription, dlq};
+use docket_bus::embedded::EmbeddedBus;
+use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
 use docket_events::CloudEvent;
-use docket_store::{StateError, StateStore};
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tokio::sync::{OwnedMutexGuard, mpsc, oneshot, watch};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 
 use crate::client::{DaprClient, DaprError};
 
 const BACKEND: &str = "dapr";
-/// How long settled marks and attempt counts are kept (a redelivery later than this is
-/// handed to the groups again; consumers deduplicate on the event id anyway).
-pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The longest a delivery that came before its `retry_after` is held before being handed on;
-/// longer waits are answered `RETRY` and Dapr's own retry interval brings it back.
-pub const MAX_HOLD: Duration = Duration::from_secs(1);
-/// The longest dead-letter error kept (as the embedded bus).
-const MAX_ERROR_LEN: usize = 2000;
-/// The longest event id that fits the state keys; a longer one is dropped (ours are UUIDs).
-const MAX_ID_KEY: usize = 120;
-/// Attributes Dapr adds to the envelope on delivery; removed before a group sees the event.
+/// Attributes Dapr adds to the envelope on delivery; removed before the event is kept.
 const DAPR_ATTRIBUTES: [&str; 4] = ["pubsubname", "topic", "traceid", "tracestate"];
+/// The longest topic name a Dapr topic may have here (its inbox name must fit the log).
+const MAX_TOPIC: usize = 150;
+/// Counter of deliveries from the sidecar, labelled by `topic` and answered `status`.
+pub const DELIVERIES_METRIC: &str = "docket_dapr_deliveries_total";
+
+/// The log the events Dapr delivers on `topic` are kept in.
+pub fn inbox_topic(topic: &str) -> String {
+    format!("dapr-inbox:{topic}")
+}
+
+/// The inbox row's unique key for `event` received on `topic`: the inbox topic and the event
+/// id, separated by a character no topic name has, so that it never equals an event id the
+/// producers' own outbox rows hold (the same event is in the producer's outbox when both
+/// share the database).
+fn inbox_key(topic: &str, event: &CloudEvent) -> String {
+    format!("{}\u{1f}{}", inbox_topic(topic), event.id)
+}
 
 /// The event bus over a Dapr sidecar's Pub/Sub component. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -83,78 +83,29 @@ pub struct DaprBus {
 struct Inner {
     client: DaprClient,
     pubsub: String,
-    state: Arc<dyn StateStore>,
+    log: EmbeddedBus,
     topics: Mutex<BTreeSet<String>>,
-    groups: Mutex<HashMap<(String, String), Arc<Group>>>,
-    /// Positions for deliveries without a `sequence` (events not from an outbox relay).
-    arrivals: AtomicI64,
-}
-
-/// One group of one topic in this process: its live subscribers and the queue deliveries are
-/// handed through to whichever of them holds the group.
-struct Group {
-    live: watch::Sender<usize>,
-    handed: mpsc::UnboundedSender<Handed>,
-    holder: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Handed>>>,
-}
-
-/// An event handed to a group, and where its settlement goes.
-struct Handed {
-    delivery: Delivery,
-    reply: oneshot::Sender<Settled>,
-}
-
-/// How a group settled a delivery, as far as Dapr is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
-    /// Acked or dead-lettered: this group is done with the event.
-    Done,
-    /// Nacked below `max_attempts` (or not handed): Dapr should deliver it again.
-    Retry,
+    app_api_token: Option<SecretString>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn unavailable(message: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable { backend: BACKEND, message: message.to_string() }
-}
-
 impl From<DaprError> for BusError {
     fn from(e: DaprError) -> BusError {
-        unavailable(e)
+        BusError::Unavailable { backend: BACKEND, message: e.to_string() }
     }
 }
 
-fn state_error(e: StateError) -> BusError {
-    unavailable(e)
-}
-
-/// `s` with every byte that is not printable ASCII, `%` or `:` written as `%XX`, so that any
-/// topic, group or id makes one unambiguous segment of a `docket_store::StateKey`.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_graphic() && b != b'%' && b != b':' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// Topic names: 1 to [`MAX_TOPIC`] characters, no control characters.
+fn check_topic(topic: &str) -> Result<(), BusError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC || topic.chars().any(char::is_control) {
+        return Err(BusError::Invalid(format!(
+            "topic '{topic}' is not valid (expected 1 to {MAX_TOPIC} bytes, no control characters)"
+        )));
     }
-    out
-}
-
-fn groups_key(topic: &str) -> String {
-    format!("bus:groups:{}", segment(topic))
-}
-
-fn acked_key(topic: &str, group: &str, id: &str) -> String {
-    format!("bus:acked:{}:{}:{}", segment(topic), segment(group), segment(id))
-}
-
-fn attempts_key(topic: &str, group: &str, id: &str) -> String {
-    format!("bus:attempts:{}:{}:{}", segment(topic), segment(group), segment(id))
+    Ok(())
 }
 
 /// The route Dapr delivers `topic`'s events to (the topic percent-encoded as one segment).
@@ -168,37 +119,6 @@ pub fn route(topic: &str) -> String {
         }
     }
     out
-}
-
-/// Topic and group names: 1 to 60 characters, no control characters (they go into state keys).
-fn check_name(what: &str, value: &str) -> Result<(), BusError> {
-    if value.is_empty() || value.chars().count() > 60 || value.chars().any(char::is_control) {
-        return Err(BusError::Invalid(format!(
-            "{what} '{value}' is not valid (expected 1 to 60 characters, no control characters)"
-        )));
-    }
-    Ok(())
-}
-
-/// What `bus:attempts:…` holds: failed deliveries so far, and when the next may be made.
-#[derive(Debug, Serialize, Deserialize)]
-struct Attempts {
-    failed: u32,
-    /// Microseconds since the Unix epoch.
-    retry_at: i64,
-}
-
-/// The dead letter of `event`: the same event under a new id, with the [`dlq`] extensions.
-fn dead_letter_event(event: &CloudEvent, group: &str, attempts: u32, error: &str) -> CloudEvent {
-    let mut letter = event.clone();
-    letter.id = uuid::Uuid::now_v7().to_string();
-    letter.sequence = None;
-    let error: String = error.chars().take(MAX_ERROR_LEN).collect();
-    letter.extensions.insert(dlq::ERROR.to_owned(), Value::String(error));
-    letter.extensions.insert(dlq::GROUP.to_owned(), Value::String(group.to_owned()));
-    letter.extensions.insert(dlq::ATTEMPTS.to_owned(), Value::from(attempts));
-    letter.extensions.insert(dlq::ORIGINAL_ID.to_owned(), Value::String(event.id.clone()));
-    letter
 }
 
 /// One programmatic subscription, as Dapr reads it from `GET /dapr/subscribe`.
@@ -218,17 +138,36 @@ struct DeliveryStatus {
 }
 
 impl DaprBus {
-    /// A bus publishing to and subscribed through Pub/Sub component `pubsub`, keeping its
-    /// groups, marks and attempt counts in `state`.
-    pub fn new(client: DaprClient, pubsub: &str, state: Arc<dyn StateStore>) -> DaprBus {
+    /// A bus publishing to and subscribed through Pub/Sub component `pubsub`, keeping what
+    /// it receives in `log`'s database (the app's own store).
+    pub fn new(client: DaprClient, pubsub: &str, log: EmbeddedBus) -> DaprBus {
+        DaprBus::build(client, pubsub, log, None)
+    }
+
+    /// Like [`DaprBus::new`], with Dapr's app API token: the callbacks then answer 401 unless
+    /// the request carries it in `dapr-api-token` (only the sidecar knows it).
+    pub fn with_app_api_token(
+        client: DaprClient,
+        pubsub: &str,
+        log: EmbeddedBus,
+        token: SecretString,
+    ) -> DaprBus {
+        DaprBus::build(client, pubsub, log, Some(token))
+    }
+
+    fn build(
+        client: DaprClient,
+        pubsub: &str,
+        log: EmbeddedBus,
+        app_api_token: Option<SecretString>,
+    ) -> DaprBus {
         DaprBus {
             inner: Arc::new(Inner {
                 client,
                 pubsub: pubsub.to_owned(),
-                state,
+                log,
                 topics: Mutex::new(BTreeSet::new()),
-                groups: Mutex::new(HashMap::new()),
-                arrivals: AtomicI64::new(0),
+                app_api_token,
             }),
         }
     }
@@ -238,7 +177,7 @@ impl DaprBus {
     /// it (a later `subscribe` to a new topic declares it too, but Dapr only learns of it when
     /// it reads the list again). Returns whether the topic was new.
     pub fn declare_topic(&self, topic: &str) -> Result<bool, BusError> {
-        check_name("topic", topic)?;
+        check_topic(topic)?;
         Ok(lock(&self.inner.topics).insert(topic.to_owned()))
     }
 
@@ -247,9 +186,8 @@ impl DaprBus {
         lock(&self.inner.topics).iter().cloned().collect()
     }
 
-    /// The app side of Dapr Pub/Sub: `GET /dapr/subscribe` (one subscription per declared
-    /// topic, dead letters to `{topic}.dlq`) and `POST /dapr/events/{topic}` (a delivery,
-    /// answered `SUCCESS`, `RETRY` or `DROP`). Merge it into the app's router.
+    /// The app side of Dapr Pub/Sub: `GET /dapr/subscribe` and `POST /dapr/events/{topic}`
+    /// (see the module doc). Merge it into the app's router.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/dapr/subscribe", get(list_subscriptions))
@@ -258,173 +196,87 @@ impl DaprBus {
     }
 }
 
-async fn list_subscriptions(State(bus): State<Arc<Inner>>) -> Json<Vec<SubscriptionWire>> {
+impl Inner {
+    /// Whether the request comes from the sidecar (always, without an app API token).
+    fn is_from_sidecar(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.app_api_token else { return true };
+        let given = headers.get("dapr-api-token").map(|v| v.as_bytes()).unwrap_or_default();
+        constant_time_eq(given, token.expose_secret().as_bytes())
+    }
+
+    /// Keeps `event`, delivered on `topic`, in the topic's inbox; the answer for Dapr.
+    async fn receive(&self, topic: &str, body: &[u8]) -> &'static str {
+        if let Err(e) = check_topic(topic) {
+            tracing::warn!(error = %e, "dropping a delivery on a topic the inbox cannot hold");
+            return "DROP";
+        }
+        let mut event = match CloudEvent::parse(body) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "dropping a delivery that is not a CloudEvent");
+                return "DROP";
+            }
+        };
+        for attribute in DAPR_ATTRIBUTES {
+            event.extensions.remove(attribute);
+        }
+        event.sequence = None;
+        let key = inbox_key(topic, &event);
+        let id = event.id.clone();
+        match self.log.append_once(&inbox_topic(topic), event, key).await {
+            Ok(appended) => {
+                if !appended {
+                    tracing::debug!(%topic, event.id = %id, "a redelivered event is already in the inbox");
+                }
+                "SUCCESS"
+            }
+            Err(e) => {
+                tracing::warn!(%topic, event.id = %id, error = %e, "cannot keep a Dapr delivery; asking Dapr to retry");
+                "RETRY"
+            }
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "Dapr callbacks need the sidecar's dapr-api-token").into_response()
+}
+
+async fn list_subscriptions(State(bus): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if !bus.is_from_sidecar(&headers) {
+        return unauthorized();
+    }
     let topics: Vec<String> = lock(&bus.topics).iter().cloned().collect();
-    Json(
-        topics
-            .into_iter()
-            .map(|topic| SubscriptionWire {
-                pubsubname: bus.pubsub.clone(),
-                route: route(&topic),
-                dead_letter_topic: docket_events::topics::dlq(&topic),
-                topic,
-            })
-            .collect(),
-    )
+    let list: Vec<SubscriptionWire> = topics
+        .into_iter()
+        .map(|topic| SubscriptionWire {
+            pubsubname: bus.pubsub.clone(),
+            route: route(&topic),
+            dead_letter_topic: docket_events::topics::dlq(&topic),
+            topic,
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 async fn deliver(
     State(bus): State<Arc<Inner>>,
     Path(topic): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Json<DeliveryStatus> {
-    let status = match CloudEvent::parse(&body) {
-        Ok(event) if segment(&event.id).len() <= MAX_ID_KEY => {
-            match bus.handle(&topic, event).await {
-                Ok(Settled::Done) => "SUCCESS",
-                Ok(Settled::Retry) => "RETRY",
-                Err(e) => {
-                    tracing::warn!(%topic, error = %e, "cannot hand a Dapr delivery to its groups; asking Dapr to retry");
-                    "RETRY"
-                }
-            }
-        }
-        Ok(event) => {
-            tracing::warn!(%topic, event.id = %event.id, "dropping a delivery whose id is too long for the bus's state keys");
-            "DROP"
-        }
-        Err(e) => {
-            tracing::warn!(%topic, error = %e, "dropping a delivery that is not a CloudEvent");
-            "DROP"
-        }
-    };
-    Json(DeliveryStatus { status })
-}
-
-impl Inner {
-    fn group(&self, topic: &str, group: &str) -> Arc<Group> {
-        let mut groups = lock(&self.groups);
-        let entry = groups.entry((topic.to_owned(), group.to_owned())).or_insert_with(|| {
-            let (handed, rx) = mpsc::unbounded_channel();
-            Arc::new(Group {
-                live: watch::Sender::new(0),
-                handed,
-                holder: Arc::new(tokio::sync::Mutex::new(rx)),
-            })
-        });
-        Arc::clone(entry)
+) -> Response {
+    if !bus.is_from_sidecar(&headers) {
+        return unauthorized();
     }
-
-    async fn known_groups(&self, topic: &str) -> Result<Vec<String>, BusError> {
-        let entry = self.state.get(&groups_key(topic), Timestamp::now()).await;
-        match entry.map_err(state_error)? {
-            None => Ok(Vec::new()),
-            Some(e) => serde_json::from_slice(&e.value)
-                .map_err(|e| unavailable(format!("the group list of '{topic}' is corrupt: {e}"))),
-        }
-    }
-
-    /// Adds `group` to `topic`'s remembered groups (first-write concurrency, retried).
-    async fn remember_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
-        let key = groups_key(topic);
-        loop {
-            let now = Timestamp::now();
-            let entry = self.state.get(&key, now).await.map_err(state_error)?;
-            let mut groups: Vec<String> = match &entry {
-                None => Vec::new(),
-                Some(e) => serde_json::from_slice(&e.value).map_err(|e| {
-                    unavailable(format!("the group list of '{topic}' is corrupt: {e}"))
-                })?,
-            };
-            if groups.iter().any(|g| g == group) {
-                return Ok(());
-            }
-            groups.push(group.to_owned());
-            let value = serde_json::to_vec(&groups).map_err(unavailable)?;
-            let written = match &entry {
-                None => self.state.create(&key, value, None, now).await.map(|e| e.is_some()),
-                Some(e) => match self.state.set(&key, value, Some(&e.etag), None, now).await {
-                    Ok(_) => Ok(true),
-                    Err(StateError::Conflict { .. }) => Ok(false),
-                    Err(e) => Err(e),
-                },
-            };
-            if written.map_err(state_error)? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Hands `event` to every remembered group of `topic` that has not settled it, and waits
-    /// for their settlements.
-    async fn handle(
-        self: &Arc<Self>,
-        topic: &str,
-        mut event: CloudEvent,
-    ) -> Result<Settled, BusError> {
-        for attribute in DAPR_ATTRIBUTES {
-            event.extensions.remove(attribute);
-        }
-        let groups = self.known_groups(topic).await?;
-        let seq = event
-            .sequence
-            .as_deref()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or_else(|| self.arrivals.fetch_add(1, Ordering::Relaxed) + 1);
-        let settlements = groups.iter().map(|g| self.hand(topic, g, &event, seq));
-        let mut settled = Settled::Done;
-        for r in futures::future::join_all(settlements).await {
-            if r? == Settled::Retry {
-                settled = Settled::Retry;
-            }
-        }
-        Ok(settled)
-    }
-
-    async fn hand(
-        &self,
-        topic: &str,
-        group: &str,
-        event: &CloudEvent,
-        seq: i64,
-    ) -> Result<Settled, BusError> {
-        let now = Timestamp::now();
-        let acked = self.state.get(&acked_key(topic, group, &event.id), now).await;
-        if acked.map_err(state_error)?.is_some() {
-            return Ok(Settled::Done);
-        }
-        let recorded = self.state.get(&attempts_key(topic, group, &event.id), now).await;
-        let attempts = recorded
-            .map_err(state_error)?
-            .and_then(|e| serde_json::from_slice::<Attempts>(&e.value).ok());
-        let failed = attempts.as_ref().map_or(0, |a| a.failed);
-        if let Some(a) = &attempts {
-            let wait = a.retry_at.saturating_sub(now.as_microsecond());
-            if wait > 0 {
-                let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(u64::MAX));
-                if wait > MAX_HOLD {
-                    return Ok(Settled::Retry);
-                }
-                tokio::time::sleep(wait).await;
-            }
-        }
-        let slot = self.group(topic, group);
-        let mut live = slot.live.subscribe();
-        if *live.borrow_and_update() == 0 {
-            return Ok(Settled::Retry);
-        }
-        let (reply, settled) = oneshot::channel();
-        let delivery = Delivery { event: event.clone(), seq, attempt: failed.saturating_add(1) };
-        if slot.handed.send(Handed { delivery, reply }).is_err() {
-            return Ok(Settled::Retry);
-        }
-        tokio::select! {
-            // A dropped reply: the subscriber went away without settling (a crash).
-            r = settled => Ok(r.unwrap_or(Settled::Retry)),
-            // Nobody left to take it; the queued hand-off goes stale (its reply is closed).
-            _ = live.wait_for(|n| *n == 0) => Ok(Settled::Retry),
-        }
-    }
+    let status = bus.receive(&topic, &body).await;
+    let label: String = topic.chars().take(MAX_TOPIC).collect();
+    metrics::counter!(DELIVERIES_METRIC, "topic" => label, "status" => status).increment(1);
+    Json(DeliveryStatus { status }).into_response()
 }
 
 #[async_trait]
@@ -434,7 +286,7 @@ impl EventBus for DaprBus {
     }
 
     async fn publish(&self, topic: &str, events: Vec<CloudEvent>) -> Result<(), BusError> {
-        check_name("topic", topic)?;
+        check_topic(topic)?;
         for event in &events {
             self.inner.client.publish(&self.inner.pubsub, topic, event).await?;
         }
@@ -447,165 +299,7 @@ impl EventBus for DaprBus {
         topic: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        check_name("group", group)?;
-        check_name("topic", topic)?;
-        if options.max_attempts == 0 || options.batch == 0 {
-            return Err(BusError::Invalid("max_attempts and batch must be at least 1".to_owned()));
-        }
         self.declare_topic(topic)?;
-        self.inner.remember_group(topic, group).await?;
-        let slot = self.inner.group(topic, group);
-        slot.live.send_modify(|n| *n += 1);
-        Ok(Box::new(DaprSubscription {
-            bus: Arc::clone(&self.inner),
-            group: group.to_owned(),
-            topic: topic.to_owned(),
-            options,
-            slot,
-            held: None,
-            in_flight: None,
-        }))
-    }
-}
-
-/// A group's subscription: waits to hold its group, then takes what the delivery route hands
-/// the group, one at a time.
-struct DaprSubscription {
-    bus: Arc<Inner>,
-    group: String,
-    topic: String,
-    options: SubscribeOptions,
-    slot: Arc<Group>,
-    held: Option<OwnedMutexGuard<mpsc::UnboundedReceiver<Handed>>>,
-    in_flight: Option<(String, oneshot::Sender<Settled>)>,
-}
-
-impl Drop for DaprSubscription {
-    fn drop(&mut self) {
-        // Dropping `in_flight` tells its delivery route to ask Dapr to retry.
-        self.slot.live.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-impl DaprSubscription {
-    /// Takes the in-flight delivery's reply if `d` is it.
-    fn settle(&mut self, d: &Delivery) -> Result<oneshot::Sender<Settled>, BusError> {
-        match self.in_flight.take() {
-            Some((id, reply)) if id == d.event.id => Ok(reply),
-            other => {
-                self.in_flight = other;
-                Err(BusError::Misuse(format!(
-                    "event '{}' of group '{}' is not the one in flight (settle each delivery once, in order)",
-                    d.event.id, self.group
-                )))
-            }
-        }
-    }
-
-    fn is_in_flight(&self, d: &Delivery) -> Result<(), BusError> {
-        match &self.in_flight {
-            Some((id, _)) if *id == d.event.id => Ok(()),
-            _ => Err(BusError::Misuse(format!(
-                "event '{}' of group '{}' is not the one in flight",
-                d.event.id, self.group
-            ))),
-        }
-    }
-
-    async fn mark_done(&self, d: &Delivery) -> Result<(), BusError> {
-        let now = Timestamp::now();
-        let key = acked_key(&self.topic, &self.group, &d.event.id);
-        self.bus
-            .state
-            .set(&key, b"1".to_vec(), None, Some(RETENTION), now)
-            .await
-            .map_err(state_error)?;
-        let attempts = attempts_key(&self.topic, &self.group, &d.event.id);
-        if let Err(e) = self.bus.state.delete(&attempts, None, now).await {
-            // Harmless: it expires, and the mark above wins over it.
-            tracing::debug!(error = %e, "cannot delete a settled event's attempt count");
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Subscription for DaprSubscription {
-    async fn next(&mut self) -> Result<Delivery, BusError> {
-        if let Some((id, _)) = &self.in_flight {
-            return Err(BusError::Misuse(format!(
-                "event '{id}' of group '{}' is unsettled (ack, nack or dead-letter it first)",
-                self.group
-            )));
-        }
-        if self.held.is_none() {
-            // Cancel-safe: a dropped wait holds nothing.
-            self.held = Some(Arc::clone(&self.slot.holder).lock_owned().await);
-        }
-        let Some(queue) = self.held.as_mut() else {
-            return Err(BusError::Misuse("the group is not held".to_owned()));
-        };
-        loop {
-            let Some(handed) = queue.recv().await else {
-                return Err(unavailable("the bus's delivery queue closed"));
-            };
-            // A hand-off whose delivery route gave up (Dapr will bring the event again).
-            if handed.reply.is_closed() {
-                continue;
-            }
-            self.in_flight = Some((handed.delivery.event.id.clone(), handed.reply));
-            return Ok(handed.delivery);
-        }
-    }
-
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
-        self.is_in_flight(delivery)?;
-        self.mark_done(delivery).await?;
-        let reply = self.settle(delivery)?;
-        let _ = reply.send(Settled::Done);
-        Ok(())
-    }
-
-    async fn nack(
-        &mut self,
-        delivery: &Delivery,
-        retry_after: Duration,
-        error: &str,
-    ) -> Result<Nacked, BusError> {
-        if delivery.attempt >= self.options.max_attempts {
-            self.dead_letter(delivery, error).await?;
-            return Ok(Nacked::DeadLettered);
-        }
-        self.is_in_flight(delivery)?;
-        let now = Timestamp::now();
-        let after = i64::try_from(retry_after.as_micros()).unwrap_or(i64::MAX);
-        let attempts = Attempts {
-            failed: delivery.attempt,
-            retry_at: now.as_microsecond().saturating_add(after),
-        };
-        let value = serde_json::to_vec(&attempts).map_err(unavailable)?;
-        let key = attempts_key(&self.topic, &self.group, &delivery.event.id);
-        let recorded = self.bus.state.set(&key, value, None, Some(RETENTION), now).await;
-        // Released for retry even when recording failed: the count is then lost, not the event.
-        let reply = self.settle(delivery)?;
-        let _ = reply.send(Settled::Retry);
-        recorded.map_err(state_error)?;
-        Ok(Nacked::Retrying)
-    }
-
-    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), BusError> {
-        self.is_in_flight(delivery)?;
-        let letter = dead_letter_event(&delivery.event, &self.group, delivery.attempt, error);
-        let dlq_topic = docket_events::topics::dlq(&self.topic);
-        self.bus.client.publish(&self.bus.pubsub, &dlq_topic, &letter).await?;
-        self.mark_done(delivery).await?;
-        let reply = self.settle(delivery)?;
-        let _ = reply.send(Settled::Done);
-        Ok(())
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), BusError> {
-        // Every ack is durable when it returns; an unsettled delivery goes back to Dapr.
-        Ok(())
+        self.inner.log.subscribe(group, &inbox_topic(topic), options).await
     }
 }

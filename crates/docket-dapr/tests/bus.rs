@@ -1,16 +1,16 @@
 //! What only `DaprBus` has, over the test sidecar (the contract itself is
-//! `bus_conformance.rs`): the subscription list Dapr reads, the answers Dapr gets, one group's
-//! retry not redelivering to another group, a remembered group without a subscriber holding
-//! the event back, and a body that is not a CloudEvent dropped.
+//! `bus_conformance.rs`): the subscription list Dapr reads, the answers Dapr gets (`SUCCESS`
+//! once the event is in the inbox, whatever the groups do later; `DROP` for a body that is
+//! not a CloudEvent), a redelivery kept once, and the app API token.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use docket_bus::conformance::event;
+use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{Delivery, EventBus, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
-use docket_store::StateStore;
 use docket_store::sqlite::SqliteStore;
 
 const PUBSUB: &str = "docket-pubsub";
@@ -29,14 +29,14 @@ async fn rig(topics: &[&str]) -> Rig {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("docket.db");
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
-    let state: Arc<dyn StateStore> = Arc::new(store);
+    let log = EmbeddedBus::sqlite(Arc::new(store));
     let sidecar = TestSidecar::builder()
         .retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
         .ordered_delivery()
         .start()
         .await
         .expect("start the sidecar");
-    let bus = DaprBus::new(sidecar.client(), PUBSUB, state);
+    let bus = DaprBus::new(sidecar.client(), PUBSUB, log);
     for topic in topics {
         bus.declare_topic(topic).expect("a valid topic");
     }
@@ -90,55 +90,100 @@ async fn dapr_reads_one_subscription_per_topic_with_its_dead_letter_topic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_groups_retry_does_not_redeliver_to_another() {
-    let topic = "retry-one-group";
+async fn dapr_is_answered_once_the_event_is_kept_not_when_groups_settle() {
+    let topic = "kept";
     let rig = rig(&[topic]).await;
     let mut audit = rig.bus.subscribe("audit", topic, options()).await.expect("subscribe");
     let mut webhooks = rig.bus.subscribe("webhooks", topic, options()).await.expect("subscribe");
-    let e = event("k", 1);
-    rig.bus.publish(topic, vec![e.clone()]).await.expect("publish");
-
-    let d = next(&mut audit).await;
-    audit.ack(&d).await.expect("ack");
-    let d = next(&mut webhooks).await;
-    assert_eq!(d.attempt, 1);
-    webhooks.nack(&d, Duration::from_millis(30), "endpoint down").await.expect("nack");
-    let again = next(&mut webhooks).await;
-    assert_eq!((again.event.id.as_str(), again.attempt), (e.id.as_str(), 2));
-    webhooks.ack(&again).await.expect("ack");
-
-    let nothing = tokio::time::timeout(Duration::from_millis(300), audit.next()).await;
-    assert!(nothing.is_err(), "audit acked it: Dapr's redelivery is not handed to it again");
+    let (a, b) = (event("k", 1), event("k", 2));
+    rig.bus.publish(topic, vec![a.clone(), b.clone()]).await.expect("publish");
     rig.sidecar.idle().await;
     let answers: Vec<_> = rig.sidecar.deliveries().into_iter().map(|r| r.answer).collect();
-    assert_eq!(answers.first(), Some(&Answer::Retry), "the nack asked Dapr to retry");
-    assert_eq!(answers.last(), Some(&Answer::Success), "then both groups were done");
+    assert_eq!(answers, [Answer::Success, Answer::Success], "nothing waits for the groups");
+
+    // One group retrying does not hold the other, nor bring Dapr back.
+    let d = next(&mut webhooks).await;
+    assert_eq!((d.event.id.as_str(), d.attempt), (a.id.as_str(), 1));
+    webhooks.nack(&d, Duration::from_millis(30), "endpoint down").await.expect("nack");
+    for e in [&a, &b] {
+        let d = next(&mut audit).await;
+        assert_eq!(d.event.id, e.id);
+        audit.ack(&d).await.expect("ack");
+    }
+    let again = next(&mut webhooks).await;
+    assert_eq!((again.event.id.as_str(), again.attempt), (a.id.as_str(), 2));
+    webhooks.ack(&again).await.expect("ack");
+    assert_eq!(rig.sidecar.deliveries().len(), 2, "the retry was the bus's, not Dapr's");
+
+    // A group that joins now reads what is kept.
+    let mut late = rig.bus.subscribe("late", topic, options()).await.expect("subscribe");
+    assert_eq!(next(&mut late).await.event.id, a.id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remembered_group_without_a_subscriber_holds_the_event() {
-    let topic = "held";
+async fn an_event_dapr_delivers_twice_is_kept_once() {
+    let topic = "twice";
     let rig = rig(&[topic]).await;
-    let sub = rig.bus.subscribe("g", topic, options()).await.expect("subscribe");
-    sub.close().await.expect("close");
+    let mut sub = rig.bus.subscribe("g", topic, options()).await.expect("subscribe");
+    let (a, b) = (event("k", 1), event("k", 2));
+    // At-least-once: the same event published (so delivered) again, then another one.
+    rig.bus.publish(topic, vec![a.clone(), a.clone(), b.clone()]).await.expect("publish");
+    rig.sidecar.idle().await;
+    let answers: Vec<_> = rig.sidecar.deliveries().into_iter().map(|r| r.answer).collect();
+    assert_eq!(
+        answers,
+        [Answer::Success, Answer::Success, Answer::Success],
+        "a redelivery is answered SUCCESS too"
+    );
+    for e in [&a, &b] {
+        let d = next(&mut sub).await;
+        assert_eq!(d.event.id, e.id);
+        sub.ack(&d).await.expect("ack");
+    }
+    let nothing = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+    assert!(nothing.is_err(), "the second copy was not kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_need_the_app_api_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("docket.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
+    let sidecar = TestSidecar::builder().start().await.expect("start the sidecar");
+    let log = EmbeddedBus::sqlite(Arc::new(store));
+    let token = secrecy::SecretString::from("s3cret-token".to_owned());
+    let bus = DaprBus::with_app_api_token(sidecar.client(), PUBSUB, log, token);
+    bus.declare_topic("t").expect("a valid topic");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    let router = bus.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    let http = reqwest::Client::new();
     let e = event("k", 1);
-    rig.bus.publish(topic, vec![e.clone()]).await.expect("publish");
-    // Dapr keeps retrying while the group has no subscriber.
-    let retried = async {
-        loop {
-            let retries =
-                rig.sidecar.deliveries().iter().filter(|r| r.answer == Answer::Retry).count();
-            if retries >= 3 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    let body = e.to_json();
+    for token in [None, Some("wrong-token!"), Some("s3cret-token")] {
+        let mut list = http.get(format!("{url}dapr/subscribe"));
+        let mut deliver = http.post(format!("{url}dapr/events/t")).body(body.clone());
+        if let Some(t) = token {
+            list = list.header("dapr-api-token", t);
+            deliver = deliver.header("dapr-api-token", t);
         }
-    };
-    tokio::time::timeout(PATIENCE, retried).await.expect("Dapr is told to retry");
-    let mut sub = rig.bus.subscribe("g", topic, options()).await.expect("subscribe again");
+        let (list, deliver) =
+            (list.send().await.expect("list"), deliver.send().await.expect("deliver"));
+        let want = if token == Some("s3cret-token") { 200 } else { 401 };
+        assert_eq!((list.status().as_u16(), deliver.status().as_u16()), (want, want), "{token:?}");
+    }
+    let mut sub = bus.subscribe("g", "t", options()).await.expect("subscribe");
     let d = next(&mut sub).await;
-    assert_eq!((d.event.id.as_str(), d.attempt), (e.id.as_str(), 1), "waiting is no attempt");
-    sub.ack(&d).await.expect("ack");
+    assert_eq!(d.event.id, e.id, "the authorised delivery was kept");
+    let nothing = tokio::time::timeout(Duration::from_millis(300), async {
+        sub.ack(&d).await.expect("ack");
+        sub.next().await
+    });
+    assert!(nothing.await.is_err(), "refused deliveries were not kept");
+    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

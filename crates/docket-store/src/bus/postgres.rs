@@ -64,6 +64,35 @@ pub async fn append_event(
     Ok(())
 }
 
+/// Appends `event` to the outbox under `topic` unless a row with unique key `key` is already
+/// there (see `sqlite::append_once`), notifying the outbox channel when it appends. Returns
+/// whether it appended. Call [`hold_xid`] first when this is the transaction's first write.
+pub async fn append_once(
+    conn: &mut PgConnection,
+    topic: &str,
+    event: &CloudEvent,
+    key: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let appended = sqlx::query(concat!(
+        "WITH n AS (SELECT pg_notify('docket_outbox', $1)) \
+         INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at) \
+         SELECT $1, $2, $3, $4, $5, ",
+        at!(6),
+        " FROM n ON CONFLICT (event_id) DO NOTHING"
+    ))
+    .bind(topic)
+    .bind(event.partitionkey.as_deref().unwrap_or_default())
+    .bind(key)
+    .bind(event.ty.as_str())
+    .bind(event.to_json())
+    .bind(now.as_microsecond())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(appended.rows_affected() > 0)
+}
+
 /// The committed position of `group` in `topic`, 0 when it has none.
 pub async fn position(
     conn: &mut PgConnection,

@@ -45,6 +45,38 @@ pub fn append_event(
     Ok(())
 }
 
+/// Appends `event` to the outbox under `topic` unless a row with unique key `key` is already
+/// there (its `event_id` column holds `key`; the row's payload keeps the event's own id).
+/// Returns whether it appended. For logs fed from outside, where the same event arrives more
+/// than once and its own id may already name a row of another topic (the Dapr inbox).
+pub fn append_once(
+    tx: &Transaction<'_>,
+    topic: &str,
+    event: &CloudEvent,
+    key: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let appended = tx
+        .prepare_cached(
+            "INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .map_err(db)?
+        .execute(params![
+            topic,
+            event.partitionkey.as_deref().unwrap_or_default(),
+            key,
+            event.ty,
+            event.to_json(),
+            now.as_microsecond(),
+        ])
+        .map_err(db)?;
+    if appended > 0 {
+        SqliteStore::note_outbox_append();
+    }
+    Ok(appended > 0)
+}
+
 /// The committed position of `group` in `topic`, 0 when it has none.
 pub fn position(conn: &Connection, group: &str, topic: &str) -> Result<i64, StoreError> {
     let p: Option<i64> = conn
