@@ -4,7 +4,8 @@
 //!   `processed:{consumer}:{event_id}` idempotency keys (the dedup keys), which live 7 days.
 //!   Reads already ignore expired entries; this only reclaims their space.
 //! * prunes the outbox: events older than the retention (default 7 days) that every consumer
-//!   group has passed (`Store::prune_outbox`), in batches so neither the SQLite writer nor a
+//!   group has passed (`Store::prune_outbox`; a group that saved no position for the whole
+//!   retention no longer holds them back), in batches so neither the SQLite writer nor a
 //!   PostgreSQL lock is held for long. A real-time client resuming from before what is kept
 //!   is told to resync (`realtime.rs`).
 

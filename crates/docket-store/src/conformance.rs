@@ -115,6 +115,7 @@ macro_rules! store_conformance {
             check_consumer_positions_read_back_and_never_move_back,
             check_outbox_prune_keeps_rows_a_group_has_not_passed,
             check_outbox_prune_keeps_young_rows,
+            check_outbox_prune_ignores_groups_stopped_before_the_cut_off,
             check_outbox_prune_task_updates_group_holds_task_events,
             check_outbox_prune_in_batches,
             check_outbox_reads_after_pruning,
@@ -1946,14 +1947,25 @@ pub async fn check_consumer_positions_read_back_and_never_move_back(store: &dyn 
     assert_eq!(read(topics::TASK_EVENTS).await.expect("read"), 9);
 }
 
+/// When the groups of the pruning checks save their positions: after the cut-off `at(DAY)`
+/// they prune at, as a live group's are (one saved before it no longer holds the log, see
+/// [`check_outbox_prune_ignores_groups_stopped_before_the_cut_off`]).
+const SAVED: i64 = 2 * DAY;
+
 /// Rows appended before the cut-off that every group has passed are pruned, oldest first; the
 /// tail names the last one and the head does not move; a second prune finds nothing.
 pub async fn check_outbox_prune_deletes_old_rows_every_group_passed(store: &dyn Store) {
     let (_, seqs) = aged_rows(store, "prune-old", &[0, SEC, 2 * SEC, 2 * DAY]).await;
     let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
     assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), 0, "nothing pruned");
-    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
-    store.save_consumer_position("live", topics::TASK_UPDATES, head, at(0)).await.expect("save");
+    store
+        .save_consumer_position("audit", topics::TASK_EVENTS, head, at(SAVED))
+        .await
+        .expect("save");
+    store
+        .save_consumer_position("live", topics::TASK_UPDATES, head, at(SAVED))
+        .await
+        .expect("save");
 
     let pruned = store.prune_outbox(at(DAY), 100).await.expect("prune_outbox");
     assert_eq!(pruned, 3, "the three rows older than a day are pruned");
@@ -1978,14 +1990,20 @@ pub async fn check_outbox_prune_deletes_old_rows_every_group_passed(store: &dyn 
 pub async fn check_outbox_prune_keeps_rows_a_group_has_not_passed(store: &dyn Store) {
     let (_, seqs) = aged_rows(store, "prune-held", &[0, SEC, 2 * SEC, 3 * SEC]).await;
     let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
-    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
-    store.save_consumer_position("slow", topics::TASK_EVENTS, seqs[1], at(0)).await.expect("save");
+    store
+        .save_consumer_position("audit", topics::TASK_EVENTS, head, at(SAVED))
+        .await
+        .expect("save");
+    store
+        .save_consumer_position("slow", topics::TASK_EVENTS, seqs[1], at(SAVED))
+        .await
+        .expect("save");
     // Positions never move back: this changes nothing.
-    store.save_consumer_position("slow", topics::TASK_EVENTS, 0, at(0)).await.expect("save");
+    store.save_consumer_position("slow", topics::TASK_EVENTS, 0, at(SAVED)).await.expect("save");
 
     assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 2);
     assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[2..], "the slow group holds the rest");
-    store.save_consumer_position("slow", topics::TASK_EVENTS, head, at(0)).await.expect("save");
+    store.save_consumer_position("slow", topics::TASK_EVENTS, head, at(SAVED)).await.expect("save");
     assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 2);
     assert!(kept(store, topics::TASK_EVENTS).await.is_empty());
 }
@@ -2000,6 +2018,46 @@ pub async fn check_outbox_prune_keeps_young_rows(store: &dyn Store) {
     assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[0]);
 }
 
+/// A group whose position was last saved before the cut-off (it stopped: a database switched
+/// to Dapr mode keeps its embedded groups' positions) no longer holds rows back, on its own
+/// topic or through a log that reads it; a group saved at or after the cut-off still does,
+/// and a row appended at or after the cut-off stays whoever has passed it. The stopped
+/// group's position is kept, and once it saves again it holds the log again.
+pub async fn check_outbox_prune_ignores_groups_stopped_before_the_cut_off(store: &dyn Store) {
+    let (_, seqs) = aged_rows(store, "prune-stopped", &[0, SEC, 2 * SEC, 3 * SEC, 2 * DAY]).await;
+    let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
+    let save = |group: &'static str, topic, position, when| async move {
+        store.save_consumer_position(group, topic, position, at(when)).await.expect("save");
+    };
+    save("audit", topics::TASK_EVENTS, seqs[0], 0).await;
+    save("live", topics::TASK_UPDATES, seqs[0], DAY - 1).await;
+    save("webhooks", topics::TASK_EVENTS, seqs[2], DAY).await;
+
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 3);
+    assert_eq!(
+        kept(store, topics::TASK_EVENTS).await,
+        seqs[3..],
+        "the groups saved before the cut-off hold nothing; the one saved at it holds the rest"
+    );
+    assert_eq!(store.outbox_tail(topics::TASK_EVENTS).await.expect("tail"), seqs[2]);
+    assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), seqs[2]);
+    assert_eq!(store.consumer_position("audit", topics::TASK_EVENTS).await.expect("read"), seqs[0]);
+
+    // The stopped group comes back: its position holds again from the moment it is saved.
+    save("audit", topics::TASK_EVENTS, seqs[0], SAVED).await;
+    save("webhooks", topics::TASK_EVENTS, head, SAVED).await;
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 0);
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[3..]);
+
+    // Every group has passed everything or stopped: the row younger than the cut-off stays.
+    save("audit", topics::TASK_EVENTS, head, SAVED).await;
+    assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 1);
+    assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[4..], "the young row stays");
+    assert_eq!(store.prune_outbox(at(3 * DAY), 100).await.expect("prune_outbox"), 1);
+    assert!(kept(store, topics::TASK_EVENTS).await.is_empty());
+    assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), head);
+}
+
 /// A group on `task-updates` reads the `task-events` rows (its log is both topics'), so it
 /// holds them even when every `task-events` group has passed them; rows of `task-updates`
 /// itself are held by it too, and a topic no group reads goes by age alone.
@@ -2010,14 +2068,23 @@ pub async fn check_outbox_prune_task_updates_group_holds_task_events(store: &dyn
     let log = read_events(store, topics::TASK_UPDATES, seqs[2], 1).await;
     let note = log[0].0;
     let head = store.outbox_head(topics::TASK_EVENTS).await.expect("head");
-    store.save_consumer_position("audit", topics::TASK_EVENTS, head, at(0)).await.expect("save");
-    store.save_consumer_position("live", topics::TASK_UPDATES, seqs[0], at(0)).await.expect("save");
+    store
+        .save_consumer_position("audit", topics::TASK_EVENTS, head, at(SAVED))
+        .await
+        .expect("save");
+    store
+        .save_consumer_position("live", topics::TASK_UPDATES, seqs[0], at(SAVED))
+        .await
+        .expect("save");
 
     assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 1);
     assert_eq!(kept(store, topics::TASK_EVENTS).await, seqs[1..]);
     assert_eq!(kept(store, topics::TASK_UPDATES).await, [seqs[1], seqs[2], note]);
 
-    store.save_consumer_position("live", topics::TASK_UPDATES, note, at(0)).await.expect("save");
+    store
+        .save_consumer_position("live", topics::TASK_UPDATES, note, at(SAVED))
+        .await
+        .expect("save");
     assert_eq!(store.prune_outbox(at(DAY), 100).await.expect("prune_outbox"), 3);
     assert!(kept(store, topics::TASK_UPDATES).await.is_empty());
     assert_eq!(store.outbox_tail(topics::TASK_UPDATES).await.expect("tail"), note);

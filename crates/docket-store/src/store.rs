@@ -91,17 +91,21 @@ pub struct TagCount {
 /// # Outbox pruning (§6 housekeeping)
 /// * `prune_outbox(older_than, limit)` deletes outbox rows and returns how many. It MUST NOT
 ///   delete a row of topic `T` at position `p` unless the row was appended before
-///   `older_than` and every consumer group has passed it: for every topic `X` whose log
-///   holds `T`'s rows (`docket_events::topics::log_topics(X)` contains `T`; a group on
-///   `task-updates` reads the `task-events` rows), each group's committed position in `X`
-///   is ≥ `p` and the group has no attempt recorded at or below `p`. Rows no group reads
-///   go by age alone. A group that never committed a position in `X` holds nothing.
+///   `older_than` and every consumer group holding it has passed it: for every topic `X`
+///   whose log holds `T`'s rows (`docket_events::topics::log_topics(X)` contains `T`; a
+///   group on `task-updates` reads the `task-events` rows), each group's committed position
+///   in `X` saved at or after `older_than` is ≥ `p`, and no group has an attempt recorded
+///   at or after `older_than` at or below `p`. Rows no group reads go by age alone. A group
+///   that never committed a position in `X` holds nothing, and neither does a position or
+///   attempt last saved before `older_than`: the retention also bounds how long a stopped
+///   group holds the log (see `Store::prune_outbox` for why a live group loses nothing).
 /// * Per topic it MUST delete a prefix in position order, stopping at the first row it must
 ///   keep, and MUST NOT delete a row a reader could still be about to read (on PostgreSQL,
 ///   nothing above the settled horizon). One call deletes at most `limit` rows and holds
 ///   the writer or its locks for that long only; a call that deleted fewer than `limit`
 ///   left nothing more to prune at `older_than` (call again while it returns `limit`). It
-///   also forgets recorded attempts at or below their group's committed position.
+///   also forgets recorded attempts at or below their group's committed position, and
+///   attempts on events no longer stored (pruned: they are never delivered again).
 /// * Pruning changes nothing else: `outbox_head` stays where it was (also when every row
 ///   of a log is gone), positions are never reused, and `read_outbox`/`read_outbox_for`
 ///   return the kept rows exactly as before.
@@ -218,7 +222,37 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_tail(&self, topic: &str) -> Result<i64, StoreError>;
 
     /// Deletes at most `limit` outbox rows appended before `older_than` that every consumer
-    /// group has passed (see the pruning rules above); returns how many it deleted.
+    /// group holding them has passed (see the pruning rules above); returns how many it
+    /// deleted.
+    ///
+    /// A group's position or attempt saved before `older_than` does not hold rows back, as in
+    /// Kafka, where the retention bounds how long a stopped consumer keeps the log: the
+    /// embedded consumers of a database switched to Dapr mode, or a group no longer
+    /// deployed, would otherwise stop pruning for ever. A live group loses nothing by it:
+    /// * Only rows appended before `older_than` go, so a group can lose only a row it has
+    ///   not read although it was appended more than the whole retention ago.
+    /// * The embedded bus saves a position only when it has acknowledged something new
+    ///   (`docket-bus` `embedded.rs`: when a fetched batch is used up, before waiting, on
+    ///   close, with a dead letter; the Dapr inbox's groups are such subscriptions, and the
+    ///   Dapr relay saves after each batch it publishes), so a caught-up idle group keeps
+    ///   an old `updated_at`.
+    ///   That is safe: it saved its position and then read the log and found nothing
+    ///   after it, so every row it has not passed became readable after that save; a live
+    ///   group is woken (or polls every few seconds) and reads, acknowledges and saves
+    ///   again soon after such a row appears, long before the row is older than the
+    ///   retention. An idle group's old position thus holds only rows it has passed.
+    /// * A group retrying an event records each failed attempt (`updated_at` is renewed),
+    ///   so it holds the log from that event on while it retries at least once per
+    ///   retention; the rows before that event it has already settled.
+    /// * A group saving nothing for the whole retention while it has unread rows has
+    ///   stopped (or takes longer than the retention over one batch or between retries):
+    ///   it no longer holds the log, and when it comes back it reads on from its position
+    ///   past the pruned rows, like a Kafka consumer whose log segments were deleted.
+    /// * Its recorded attempts stop holding the log the same way, and once the event an
+    ///   attempt is on has been pruned the attempt is forgotten.
+    ///
+    /// So the retention (`--outbox-retention`) must comfortably exceed the longest time a
+    /// live consumer goes without saving while it has work: seconds to minutes.
     async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
     /// Commits `position` for consumer `group` in `topic` in a transaction of its own, never

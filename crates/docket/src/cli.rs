@@ -121,8 +121,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKET_NEXT_INSTANCE_WAIT_MS", default_value_t = 1000)]
     pub next_instance_wait_ms: u64,
     /// How long outbox events are kept once every consumer has passed them, e.g. `7d`,
-    /// `36h`, `2w` or ISO 8601 `P7D` (role `scheduler` prunes). A real-time client away for
-    /// longer is told to resync.
+    /// `36h`, `2w` or ISO 8601 `P7D` (role `scheduler` prunes). A consumer group that saves
+    /// no position for this long (stopped, or a database switched to Dapr mode) no longer
+    /// holds events back, so keep it well above how long a live consumer takes between
+    /// commits. A real-time client away for longer is told to resync.
     #[arg(
         long,
         env = "DOCKET_OUTBOX_RETENTION",

@@ -8,8 +8,9 @@
 //! order): that is the bus's. Positions only grow: saving a lower one keeps the higher.
 //!
 //! Pruning the outbox (`Store::prune_outbox`) reads these tables: a row goes only once every
-//! group that reads it has passed it; [`prune_bound`] and [`prune_cut`] are that rule, shared
-//! by both dialects.
+//! group that reads it has passed it, where a group whose position (or attempt) was last saved
+//! before the cut-off no longer counts; [`PRUNE_READERS`], [`prune_bound`] and [`prune_cut`]
+//! are that rule, shared by both dialects.
 
 pub mod postgres;
 pub mod sqlite;
@@ -43,17 +44,26 @@ pub(crate) const OUTBOX_TOPICS: &str = "WITH RECURSIVE t(topic) AS ( \
        WHERE t.topic IS NOT NULL) \
      SELECT topic FROM t WHERE topic IS NOT NULL";
 
-/// Each reader of a topic and how far it has passed: every group's committed position, and
-/// one below the lowest attempt a group records (it is retrying that event).
+/// Each reader of a topic that still holds its log, and how far it has passed: every group's
+/// committed position, and one below the lowest attempt a group records (it is retrying that
+/// event). `$1` is the cut-off (`older_than`, an instant in the dialect's encoding): an entry
+/// saved before it is left out, so a group that stopped longer ago than the retention (a
+/// database switched to Dapr mode, a consumer no longer deployed) no longer holds the log.
+/// `$1` is written the same in both dialects (SQLite numbers it 1 too).
 pub(crate) const PRUNE_READERS: &str = "SELECT topic, position FROM consumer_offsets \
-     UNION ALL SELECT topic, min(seq) - 1 FROM consumer_attempts GROUP BY topic";
+     WHERE updated_at >= $1 \
+     UNION ALL SELECT topic, min(seq) - 1 FROM consumer_attempts \
+     WHERE updated_at >= $1 GROUP BY topic";
 
 /// Forgets the attempts of events their group has passed (normally gone with the commit
-/// that passed them; this catches any left behind).
+/// that passed them; this catches any left behind), and the attempts of events no longer
+/// stored: only pruning deletes outbox rows, and a pruned event is never delivered again,
+/// so such an attempt (a stopped group's, left out by [`PRUNE_READERS`]) could never be used.
 pub(crate) const FORGET_PASSED_ATTEMPTS: &str = "DELETE FROM consumer_attempts WHERE EXISTS ( \
        SELECT 1 FROM consumer_offsets o \
        WHERE o.consumer_group = consumer_attempts.consumer_group \
-         AND o.topic = consumer_attempts.topic AND o.position >= consumer_attempts.seq)";
+         AND o.topic = consumer_attempts.topic AND o.position >= consumer_attempts.seq) \
+     OR NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.seq = consumer_attempts.seq)";
 
 #[cfg(test)]
 mod tests {

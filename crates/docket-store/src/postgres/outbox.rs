@@ -249,8 +249,11 @@ pub(super) async fn prune(
     let upto = horizon(pool, settled).await?;
     let mut tx = pool.begin().await.map_err(unavailable)?;
     sqlx::query(crate::bus::FORGET_PASSED_ATTEMPTS).execute(&mut *tx).await.map_err(unavailable)?;
-    let readers: Vec<(String, i64)> =
-        sqlx::query_as(crate::bus::PRUNE_READERS).fetch_all(&mut *tx).await.map_err(unavailable)?;
+    let readers: Vec<(String, i64)> = sqlx::query_as(crate::bus::PRUNE_READERS)
+        .bind(PgInstant::new(older_than))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     let names: Vec<String> = sqlx::query_scalar(crate::bus::OUTBOX_TOPICS)
         .fetch_all(&mut *tx)
         .await

@@ -141,7 +141,7 @@ pub(super) fn prune(
     let readers = tx
         .prepare_cached(crate::bus::PRUNE_READERS)
         .db()?
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .query_map([micros(older_than)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
