@@ -181,6 +181,13 @@ impl DaprBus {
         Ok(lock(&self.inner.topics).insert(topic.to_owned()))
     }
 
+    /// Keeps `event`, delivered by Dapr on `topic`, in the topic's inbox (what the delivery
+    /// route does, for a process that serves deliveries on routes of its own). Returns
+    /// whether it was new; `Ok(false)` for a redelivery of an event already kept.
+    pub async fn keep(&self, topic: &str, event: CloudEvent) -> Result<bool, BusError> {
+        keep(&self.inner.log, topic, event).await
+    }
+
     /// The declared topics, sorted.
     pub fn topics(&self) -> Vec<String> {
         lock(&self.inner.topics).iter().cloned().collect()
@@ -204,38 +211,46 @@ impl Inner {
         constant_time_eq(given, token.expose_secret().as_bytes())
     }
 
-    /// Keeps `event`, delivered on `topic`, in the topic's inbox; the answer for Dapr.
+    /// Keeps a delivery's body, delivered on `topic`, in the topic's inbox; the answer for
+    /// Dapr.
     async fn receive(&self, topic: &str, body: &[u8]) -> &'static str {
         if let Err(e) = check_topic(topic) {
             tracing::warn!(error = %e, "dropping a delivery on a topic the inbox cannot hold");
             return "DROP";
         }
-        let mut event = match CloudEvent::parse(body) {
+        let event = match CloudEvent::parse(body) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(%topic, error = %e, "dropping a delivery that is not a CloudEvent");
                 return "DROP";
             }
         };
-        for attribute in DAPR_ATTRIBUTES {
-            event.extensions.remove(attribute);
-        }
-        event.sequence = None;
-        let key = inbox_key(topic, &event);
         let id = event.id.clone();
-        match self.log.append_once(&inbox_topic(topic), event, key).await {
-            Ok(appended) => {
-                if !appended {
-                    tracing::debug!(%topic, event.id = %id, "a redelivered event is already in the inbox");
-                }
-                "SUCCESS"
-            }
+        match keep(&self.log, topic, event).await {
+            Ok(_) => "SUCCESS",
             Err(e) => {
                 tracing::warn!(%topic, event.id = %id, error = %e, "cannot keep a Dapr delivery; asking Dapr to retry");
                 "RETRY"
             }
         }
     }
+}
+
+/// Appends `event`, delivered on `topic`, to the topic's inbox in `log` (the attributes Dapr
+/// adds removed) unless it is there already; whether it appended.
+async fn keep(log: &EmbeddedBus, topic: &str, mut event: CloudEvent) -> Result<bool, BusError> {
+    check_topic(topic)?;
+    for attribute in DAPR_ATTRIBUTES {
+        event.extensions.remove(attribute);
+    }
+    event.sequence = None;
+    let key = inbox_key(topic, &event);
+    let id = event.id.clone();
+    let appended = log.append_once(&inbox_topic(topic), event, key).await?;
+    if !appended {
+        tracing::debug!(%topic, event.id = %id, "a redelivered event is already in the inbox");
+    }
+    Ok(appended)
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.

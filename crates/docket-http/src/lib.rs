@@ -29,7 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use problem::{FieldProblem, Problem};
-pub use routes::dapr::{DaprSubscriptions, DaprTopic, DaprTriggers};
+pub use routes::dapr::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers};
 
 /// The default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;

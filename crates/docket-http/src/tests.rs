@@ -910,6 +910,7 @@ mod dapr {
 
     use docket_bus::Delivery;
     use docket_bus::runtime::{HandlerError, Processed, Processor};
+    use docket_events::CloudEvent;
 
     use super::*;
     use crate::{DaprSubscriptions, DaprTopic};
@@ -978,7 +979,7 @@ mod dapr {
                     .collect(),
             })
             .collect();
-        let dapr = DaprSubscriptions { pubsub: "docket-pubsub".to_owned(), topics };
+        let dapr = DaprSubscriptions { pubsub: "docket-pubsub".to_owned(), topics, inbox: None };
         harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() })
     }
 
@@ -1010,6 +1011,55 @@ mod dapr {
             .body(Body::from(body.to_owned()))
             .unwrap();
         h.send(req).await
+    }
+
+    /// An inbox that records what it keeps, or fails when told to.
+    struct Inbox {
+        kept: Mutex<Vec<(String, String)>>,
+        down: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::DaprInbox for Inbox {
+        async fn keep(&self, topic: &str, event: CloudEvent) -> Result<(), String> {
+            if self.down {
+                return Err("the database is down".to_owned());
+            }
+            self.kept.lock().unwrap().push((topic.to_owned(), event.id));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn with_an_inbox_a_delivery_is_kept_not_run() {
+        for down in [false, true] {
+            let audit = Scripted::new(permanent);
+            let inbox = Arc::new(Inbox { kept: Mutex::new(Vec::new()), down });
+            let topics = vec![DaprTopic {
+                topic: "task-events".to_owned(),
+                consumers: vec![("audit".to_owned(), audit.clone() as Arc<dyn Processor>)],
+            }];
+            let dapr = DaprSubscriptions {
+                pubsub: "docket-pubsub".to_owned(),
+                topics,
+                inbox: Some(inbox.clone()),
+            };
+            let h =
+                harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() });
+            let r = deliver(&h, "task-events", &delivered("e9").to_string()).await;
+            let want = if down { "RETRY" } else { "SUCCESS" };
+            assert_eq!((r.status, r.body), (StatusCode::OK, json!({ "status": want })));
+            let kept = inbox.kept.lock().unwrap().clone();
+            let expected: Vec<(String, String)> =
+                if down { Vec::new() } else { vec![("task-events".to_owned(), "e9".to_owned())] };
+            assert_eq!(kept, expected);
+            assert!(audit.seen().is_empty(), "the consumers read the inbox later");
+            let r = deliver(&h, "task-events", "{\"not\": \"an event\"}").await;
+            assert_eq!(r.body, json!({"status": "DROP"}));
+            deliver(&h, "reminders", &delivered("e8").to_string())
+                .await
+                .problem(StatusCode::NOT_FOUND);
+        }
     }
 
     #[tokio::test]

@@ -167,6 +167,13 @@ pub struct DaprArgs {
     /// The secret (in that store) holding Docket's secrets as keys.
     #[arg(long, env = "DOCKET_DAPR_SECRET_NAME", default_value = "docket")]
     pub dapr_secret_name: String,
+    /// With `--bus dapr`, how a worker takes the sidecar's deliveries: `direct` (each delivery
+    /// runs the topic's consumers on the spot; a transient failure is `RETRY`, poison `DROP`,
+    /// and Dapr's resiliency policy retries and dead-letters) or `inbox` (each delivery is kept
+    /// in the database and answered `SUCCESS`; the consumers read it as independent groups
+    /// with their own retries and dead letters, so one failing consumer holds no other back).
+    #[arg(long, env = "DOCKET_DAPR_DELIVERY", value_enum, default_value_t = DaprDelivery::Direct)]
+    pub dapr_delivery: DaprDelivery,
     /// The Pub/Sub component.
     #[arg(long, env = "DOCKET_DAPR_PUBSUB", default_value = "docket-pubsub")]
     pub dapr_pubsub: String,
@@ -180,6 +187,15 @@ pub struct DaprArgs {
     /// with the same `APP_API_TOKEN`.
     #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
     pub app_api_token: Option<String>,
+}
+
+/// How a Dapr-mode worker takes the sidecar's deliveries (see `--dapr-delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DaprDelivery {
+    /// Run the consumers in the delivery's request.
+    Direct,
+    /// Keep the delivery in the database's inbox; consumers read it as the embedded bus.
+    Inbox,
 }
 
 /// Where a building block lives.

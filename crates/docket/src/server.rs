@@ -25,13 +25,14 @@ use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
+use docket_dapr::bus::DaprBus;
 use docket_dapr::{DaprClient, DaprStateStore, Secrets};
-use docket_http::{DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
+use docket_http::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
 use docket_store::{StateStore, Store};
 use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 
-use crate::cli::{Backend, DaprArgs, Role, ServeArgs};
+use crate::cli::{Backend, DaprArgs, DaprDelivery, Role, ServeArgs};
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -58,6 +59,9 @@ pub struct Application {
 struct Dapr {
     client: Option<DaprClient>,
     bus: bool,
+    /// With `bus`: the inbox the deliveries are kept in, which the consumers read
+    /// (`--dapr-delivery inbox`).
+    inbox: Option<DaprBus>,
     scheduler: bool,
     pubsub: String,
 }
@@ -73,6 +77,7 @@ impl Dapr {
         Ok(Dapr {
             client,
             bus: args.bus == Backend::Dapr,
+            inbox: None,
             scheduler: args.scheduler == Backend::Dapr,
             pubsub: args.dapr_pubsub.clone(),
         })
@@ -90,8 +95,19 @@ fn consumer_runs(c: &Consumers) -> [(Arc<dyn Processor>, docket_bus::runtime::Co
     ]
 }
 
-/// The subscriptions of Dapr mode: one per topic, handing each event to that topic's consumers.
-fn dapr_subscriptions(pubsub: &str, c: &Consumers) -> DaprSubscriptions {
+/// [`DaprBus`]'s inbox as the HTTP layer keeps deliveries in it.
+struct Inbox(DaprBus);
+
+#[async_trait::async_trait]
+impl DaprInbox for Inbox {
+    async fn keep(&self, topic: &str, event: docket_events::CloudEvent) -> Result<(), String> {
+        self.0.keep(topic, event).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// The subscriptions of Dapr mode: one per topic, handing each event to that topic's consumers
+/// (or, with an inbox, keeping it there for them).
+fn dapr_subscriptions(pubsub: &str, c: &Consumers, inbox: Option<&DaprBus>) -> DaprSubscriptions {
     let mut topics: Vec<DaprTopic> = Vec::new();
     for (processor, config) in consumer_runs(c) {
         let entry = (config.name.clone(), processor);
@@ -100,13 +116,16 @@ fn dapr_subscriptions(pubsub: &str, c: &Consumers) -> DaprSubscriptions {
             None => topics.push(DaprTopic { topic: config.topic.clone(), consumers: vec![entry] }),
         }
     }
-    DaprSubscriptions { pubsub: pubsub.to_owned(), topics }
+    let inbox = inbox.map(|bus| Arc::new(Inbox(bus.clone())) as Arc<dyn DaprInbox>);
+    DaprSubscriptions { pubsub: pubsub.to_owned(), topics, inbox }
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
 /// real-time hub tailing the log (woken by the bus's signal).
 struct Consumers {
     bus: Arc<dyn EventBus>,
+    /// The same bus, for Dapr mode's inbox.
+    embedded: EmbeddedBus,
     audit: Arc<dyn Processor>,
     notifier: Arc<dyn Processor>,
     recurrence: Arc<dyn Processor>,
@@ -123,7 +142,7 @@ const CONSUMER_STOP: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
-        let dapr = Dapr::new(&args.dapr)?;
+        let mut dapr = Dapr::new(&args.dapr)?;
         let secrets = match (&dapr.client, args.dapr.secrets) {
             (Some(client), Backend::Dapr) => Some(Secrets::dapr(
                 client.clone(),
@@ -196,12 +215,24 @@ impl Application {
             consumers.state =
                 Arc::new(DaprStateStore::new(client.clone(), args.dapr.dapr_state_store.clone()));
         }
+        if let (Some(client), true, DaprDelivery::Inbox) =
+            (&dapr.client, dapr.bus && worker, args.dapr.dapr_delivery)
+        {
+            dapr.inbox = Some(DaprBus::new(
+                client.clone(),
+                &args.dapr.dapr_pubsub,
+                consumers.embedded.clone(),
+            ));
+        }
         let http = HttpConfig {
             trust_forwarded_for: args.trust_forwarded_for,
             serve_api: api,
             // The sidecar delivers to the consumers of a worker process.
-            dapr: (args.dapr.bus == Backend::Dapr && worker)
-                .then(|| Arc::new(dapr_subscriptions(&args.dapr.dapr_pubsub, &consumers))),
+            dapr: (args.dapr.bus == Backend::Dapr && worker).then(|| {
+                let subscriptions =
+                    dapr_subscriptions(&args.dapr.dapr_pubsub, &consumers, dapr.inbox.as_ref());
+                Arc::new(subscriptions)
+            }),
             dapr_triggers: (args.dapr.scheduler == Backend::Dapr)
                 .then(|| DaprTriggers { cron_binding: args.dapr.dapr_cron_binding.clone() }),
             app_api_token: args.dapr.app_api_token.clone(),
@@ -267,7 +298,13 @@ impl Application {
             ))),
             _ => None,
         };
-        let embedded_consumers = worker && !self.dapr.bus;
+        // Consumers read the log: the outbox (embedded), or in Dapr mode the inbox (if any).
+        let bus: Option<Arc<dyn EventBus>> = match (&self.dapr.inbox, self.dapr.bus) {
+            (Some(inbox), _) => Some(Arc::new(inbox.clone())),
+            (None, false) => Some(bus),
+            (None, true) => None,
+        };
+        let bus = bus.filter(|_| worker);
         let deliveries = worker.then(|| {
             tokio::spawn(docket_app::delivery::run_delivery_worker(
                 Arc::clone(self.app.store()),
@@ -277,9 +314,7 @@ impl Application {
             ))
         });
         let consumer = tokio::spawn(async move {
-            if !embedded_consumers {
-                return;
-            }
+            let Some(bus) = bus else { return };
             let runs = runs.map(|(processor, config)| {
                 let (bus, stopped) = (Arc::clone(&bus), stopped.clone());
                 async move {
@@ -381,7 +416,7 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
             Arc::new(docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?);
         let embedded = EmbeddedBus::sqlite(Arc::clone(&store));
         let wake = embedded.wakeups();
-        let bus: Arc<dyn EventBus> = Arc::new(embedded);
+        let bus: Arc<dyn EventBus> = Arc::new(embedded.clone());
         let audit: Arc<dyn Processor> =
             Arc::new(SqliteProcessor::new(Arc::clone(&store), docket_app::audit::sqlite_handler()));
         let notifier: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
@@ -399,13 +434,16 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         let state: Arc<dyn StateStore> = Arc::clone(&store) as Arc<dyn StateStore>;
         let store: Arc<dyn Store> = store;
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state }))
+        Ok((
+            store,
+            Consumers { bus, embedded, audit, notifier, recurrence, webhooks, hub, wake, state },
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
         let embedded = EmbeddedBus::postgres(store.clone()).await.with_context(context)?;
         let wake = embedded.wakeups();
-        let bus: Arc<dyn EventBus> = Arc::new(embedded);
+        let bus: Arc<dyn EventBus> = Arc::new(embedded.clone());
         let audit: Arc<dyn Processor> =
             Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
         let notifier: Arc<dyn Processor> =
@@ -417,7 +455,10 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         let state: Arc<dyn StateStore> = Arc::new(store.clone());
         let store: Arc<dyn Store> = Arc::new(store);
         let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((store, Consumers { bus, audit, notifier, recurrence, webhooks, hub, wake, state }))
+        Ok((
+            store,
+            Consumers { bus, embedded, audit, notifier, recurrence, webhooks, hub, wake, state },
+        ))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
     }

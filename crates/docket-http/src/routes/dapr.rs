@@ -21,6 +21,12 @@
 //! (`App::sweep_due`), so a duplicate or late trigger fires nothing twice. (`/{binding}`
 //! matches every one-segment path; for other methods the edge answers 404, not 405.)
 //!
+//! Inbox delivery (`DaprSubscriptions::inbox`, `docket serve --dapr-delivery inbox`): instead
+//! of running the consumers, the route keeps the event in the process's inbox log and answers
+//! `SUCCESS` once it is durable (`RETRY` when it cannot be kept, `DROP` when it is not a
+//! CloudEvent); the consumers then read the inbox as independent groups with their own
+//! retries and dead letters (`docket_dapr::bus::DaprBus`).
+//!
 //! With `HttpConfig::app_api_token` set (Dapr's `APP_API_TOKEN`), every callback must carry
 //! it in the `dapr-api-token` header, so only the sidecar can drive them.
 
@@ -50,6 +56,16 @@ pub struct DaprSubscriptions {
     /// The Pub/Sub component's name (`metadata.name`).
     pub pubsub: String,
     pub topics: Vec<DaprTopic>,
+    /// When set, deliveries are kept here for the consumers to read, not run on the spot.
+    pub inbox: Option<Arc<dyn DaprInbox>>,
+}
+
+/// Where inbox delivery keeps what the sidecar delivers.
+#[async_trait::async_trait]
+pub trait DaprInbox: Send + Sync {
+    /// Keeps `event`, delivered on `topic`, durably before it returns `Ok` (a redelivery of
+    /// an event already kept is `Ok` too); `Err` says why it could not.
+    async fn keep(&self, topic: &str, event: CloudEvent) -> Result<(), String>;
 }
 
 /// One subscribed topic and the consumers (group name, processor) that read it.
@@ -69,6 +85,7 @@ impl std::fmt::Debug for DaprSubscriptions {
         f.debug_struct("DaprSubscriptions")
             .field("pubsub", &self.pubsub)
             .field("topics", &topics)
+            .field("inbox", &self.inbox.is_some())
             .finish()
     }
 }
@@ -178,15 +195,17 @@ pub async fn deliver(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     from_sidecar(&st, &headers)?;
-    let consumers = st
-        .config
-        .dapr
-        .as_deref()
+    let dapr = st.config.dapr.as_deref();
+    let consumers = dapr
         .and_then(|d| d.topics.iter().find(|t| t.topic == topic))
         .map(|t| t.consumers.clone())
         .ok_or(ApiError::App(docket_app::AppError::NotFound("subscription")))?;
+    let inbox = dapr.and_then(|d| d.inbox.clone());
     let status = match CloudEvent::parse(&body) {
-        Ok(event) => handle(&topic, event, &consumers).await,
+        Ok(event) => match inbox {
+            Some(inbox) => keep(&topic, event, inbox.as_ref()).await,
+            None => handle(&topic, event, &consumers).await,
+        },
         Err(e) => {
             tracing::warn!(%topic, error = %e, "dropping a delivery that is not a CloudEvent");
             "DROP"
@@ -194,6 +213,18 @@ pub async fn deliver(
     };
     metrics::counter!(DELIVERIES_METRIC, "topic" => topic, "status" => status).increment(1);
     Ok(Json(DeliveryStatus { status }))
+}
+
+/// Keeps `event` in the inbox; the status for Dapr.
+async fn keep(topic: &str, event: CloudEvent, inbox: &dyn DaprInbox) -> &'static str {
+    let id = event.id.clone();
+    match inbox.keep(topic, event).await {
+        Ok(()) => "SUCCESS",
+        Err(error) => {
+            tracing::warn!(%topic, event.id = %id, %error, "cannot keep a delivery; asking Dapr to retry");
+            "RETRY"
+        }
+    }
 }
 
 /// Runs every consumer of the topic on `event`; the status for Dapr.

@@ -4,9 +4,11 @@
 //! `GET /dapr/subscribe` and delivers to the listed routes as daprd does, honouring SUCCESS,
 //! RETRY and DROP, and it fires jobs at `POST /job/{name}`.
 //!
-//! Flows: create → audit, complete a recurring task → next instance, a redelivered event
-//! changes nothing, poison input is dropped and counted, and (with `--scheduler dapr`) a
-//! reminder becomes a job whose trigger makes the notification, once.
+//! Flows, with either way of taking deliveries (`--dapr-delivery direct|inbox`): create →
+//! audit, complete a recurring task → next instance, a redelivered event changes nothing,
+//! poison is dropped and counted (direct) or kept and dead-lettered by its consumer (inbox);
+//! and (with `--scheduler dapr`) a reminder becomes a job whose trigger makes the
+//! notification, once.
 
 use std::time::Duration;
 
@@ -18,11 +20,32 @@ use crate::support::{Db, TestServer, all_activity, postgres_url};
 
 const PUBSUB: &str = "docket-pubsub";
 
+/// How the worker takes deliveries (`--dapr-delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Direct,
+    Inbox,
+}
+
 async fn start(sidecar: &TestSidecar, db: Db, scheduler: &str) -> TestServer {
+    start_with(sidecar, db, scheduler, Delivery::Direct).await
+}
+
+async fn start_with(
+    sidecar: &TestSidecar,
+    db: Db,
+    scheduler: &str,
+    delivery: Delivery,
+) -> TestServer {
+    let delivery = match delivery {
+        Delivery::Direct => "direct",
+        Delivery::Inbox => "inbox",
+    };
     let env = vec![
         ("DAPR_HTTP_PORT".to_owned(), sidecar.port().to_string()),
         ("DOCKET_BUS".to_owned(), "dapr".to_owned()),
         ("DOCKET_SCHEDULER".to_owned(), scheduler.to_owned()),
+        ("DOCKET_DAPR_DELIVERY".to_owned(), delivery.to_owned()),
     ];
     let s = TestServer::start_on(db, env).await;
     let subscriptions = sidecar.attach_app(&s.url).await.expect("the app serves its subscriptions");
@@ -64,9 +87,9 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
-async fn events_through_the_sidecar(db: Db) {
+async fn events_through_the_sidecar(db: Db, delivery: Delivery) {
     let sidecar = TestSidecar::builder().start().await.expect("sidecar");
-    let s = start(&sidecar, db, "embedded").await;
+    let s = start_with(&sidecar, db, "embedded", delivery).await;
     let (token, _) = s.signup("dapr-bus@example.com").await;
 
     // create → published to Dapr → delivered → audited.
@@ -150,20 +173,54 @@ async fn events_through_the_sidecar(db: Db) {
         .filter(|d| d.event_id == "poison-1")
         .map(|d| d.answer)
         .collect();
-    assert_eq!(answers, vec![Answer::Drop], "dropped at once");
-    let metrics = s.request(reqwest::Method::GET, "/metrics", None, None).await.text;
-    assert!(
-        metrics.lines().any(|l| l.starts_with("docket_dapr_deliveries_total")
-            && l.contains("status=\"DROP\"")
-            && l.contains("topic=\"reminders\"")),
-        "{metrics}"
-    );
-    assert!(sidecar.published(PUBSUB, "reminders.dlq").is_empty(), "a drop is not dead-lettered");
+    let metric = |name: &'static str, label: &'static str| {
+        let s = &s;
+        async move {
+            let metrics = s.request(reqwest::Method::GET, "/metrics", None, None).await.text;
+            metrics.lines().any(|l| l.starts_with(name) && l.contains(label) && !l.ends_with(" 0"))
+        }
+    };
+    match delivery {
+        Delivery::Direct => {
+            assert_eq!(answers, vec![Answer::Drop], "dropped at once");
+            assert!(
+                metric("docket_dapr_deliveries_total{", "status=\"DROP\"").await,
+                "the drop is counted"
+            );
+        }
+        Delivery::Inbox => {
+            assert_eq!(answers, vec![Answer::Success], "kept, then the consumer's business");
+            until("the notifier dead-letters it", async || {
+                metric("docket_consumer_dead_lettered_total{", "consumer=\"notifier\"")
+                    .await
+                    .then_some(())
+            })
+            .await;
+            assert!(
+                metric("docket_dapr_deliveries_total{", "status=\"SUCCESS\"").await,
+                "deliveries are counted"
+            );
+        }
+    }
+    assert!(sidecar.published(PUBSUB, "reminders.dlq").is_empty(), "Dapr dead-lettered nothing");
 }
 
 #[tokio::test]
 async fn events_go_through_the_sidecar_sqlite() {
-    events_through_the_sidecar(Db::Sqlite).await;
+    events_through_the_sidecar(Db::Sqlite, Delivery::Direct).await;
+}
+
+#[tokio::test]
+async fn events_go_through_the_sidecar_into_the_inbox_sqlite() {
+    events_through_the_sidecar(Db::Sqlite, Delivery::Inbox).await;
+}
+
+#[tokio::test]
+async fn events_go_through_the_sidecar_into_the_inbox_postgres() {
+    let Some(base) = postgres_url("events_go_through_the_sidecar_into_the_inbox_postgres") else {
+        return;
+    };
+    events_through_the_sidecar(Db::Postgres(base), Delivery::Inbox).await;
 }
 
 #[tokio::test]
@@ -171,7 +228,7 @@ async fn events_go_through_the_sidecar_postgres() {
     let Some(base) = postgres_url("events_go_through_the_sidecar_postgres") else {
         return;
     };
-    events_through_the_sidecar(Db::Postgres(base)).await;
+    events_through_the_sidecar(Db::Postgres(base), Delivery::Direct).await;
 }
 
 #[tokio::test]
