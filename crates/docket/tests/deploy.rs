@@ -1292,6 +1292,19 @@ fn check_chart(r: &Rendered, help: &str, case: &str) {
         let set = config["data"].get(format!("DOCKET_{mode}")).and_then(Value::as_str);
         assert_eq!(set, v["dapr"][on].as_bool().unwrap().then_some("dapr"), "{case}: {mode}");
     }
+    // The delivery mode goes with the Dapr bus, and is one `--dapr-delivery` takes.
+    let delivery = config["data"].get("DOCKET_DAPR_DELIVERY").and_then(Value::as_str);
+    assert_eq!(delivery.is_some(), v["dapr"]["bus"] == true, "{case}: DOCKET_DAPR_DELIVERY");
+    if let Some(mode) = delivery {
+        assert_eq!(Some(mode), v["dapr"]["delivery"].as_str(), "{case}");
+        let flag =
+            help.split("--dapr-delivery <").nth(1).expect("serve --help has --dapr-delivery");
+        let values = flag.split("[env:").next().unwrap_or_default();
+        assert!(
+            values.contains(&format!("- {mode}:")),
+            "{case}: --dapr-delivery {mode} is not a mode `docket serve` takes"
+        );
+    }
     let secret_name = s(v, "/secret/name");
     assert_eq!(secret_name, name("SECRET_NAME"), "{case}");
     if v["secret"]["create"] == true {
@@ -1427,7 +1440,7 @@ fn helm_chart_renders_for_kafka_and_redis() {
     let help = serve_help();
     let cases = [
         ("defaults", json!({})),
-        ("redis", json!({"broker": "redis", "stateStore": "redis"})),
+        ("redis", json!({"broker": "redis", "stateStore": "redis", "dapr": {"delivery": "inbox"}})),
         ("kafka, redis state", json!({"broker": "kafka", "stateStore": "redis"})),
         (
             "no hpa, own secret, smtp",
