@@ -199,7 +199,9 @@ mod tests {
         let all = kept(store.as_ref()).await;
         assert_eq!(all.len(), 3);
         let topic = docket_events::topics::TASK_EVENTS;
-        let at = ts("2026-06-01T00:00:00Z");
+        // Live groups: both saved their positions within the retention (after the cut-off,
+        // 2026-06-02T12:00), so both hold the rows they have not passed.
+        let at = ts("2026-06-09T00:00:00Z");
         store.save_consumer_position("audit", topic, all[2], at).await.expect("save");
         store.save_consumer_position("recurrence", topic, all[0], at).await.expect("save");
 
@@ -224,6 +226,56 @@ mod tests {
         assert_eq!(store.outbox_tail(topic).await.expect("tail"), all[0]);
         let _ = stop.send(true);
         task.await.expect("housekeeping stops");
+    }
+
+    /// A group that saved its position before the cut-off (stopped) holds nothing; one that
+    /// saved after it holds what it has not passed. The in-memory fake follows the same rule
+    /// as the SQLite store.
+    async fn stopped_group_holds_nothing(store: &dyn Store) {
+        let u = user(store).await;
+        for at in ["2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z"] {
+            create(store, &u, at).await;
+        }
+        let all = kept(store).await;
+        assert_eq!(all.len(), 3);
+        let topic = docket_events::topics::TASK_EVENTS;
+        let now = ts("2026-06-20T00:00:00Z"); // cut-off 2026-06-13: every row is old
+        let (_stop, stopped) = watch::channel(false);
+        store
+            .save_consumer_position("gone", topic, 0, ts("2026-06-04T00:00:00Z"))
+            .await
+            .expect("save");
+        store
+            .save_consumer_position("live", topic, all[0], ts("2026-06-19T00:00:00Z"))
+            .await
+            .expect("save");
+        assert_eq!(prune_outbox(store, now, OUTBOX_RETENTION, 100, &stopped).await, 1);
+        assert_eq!(kept(store).await, all[1..], "only the live group holds rows");
+        // The stopped group saves again (it came back): it holds again, from its position.
+        store
+            .save_consumer_position("gone", topic, 0, ts("2026-06-19T12:00:00Z"))
+            .await
+            .expect("save");
+        store
+            .save_consumer_position("live", topic, all[2], ts("2026-06-19T12:00:00Z"))
+            .await
+            .expect("save");
+        assert_eq!(prune_outbox(store, now, OUTBOX_RETENTION, 100, &stopped).await, 0);
+        assert_eq!(kept(store).await, all[1..]);
+        assert_eq!(store.consumer_position("gone", topic).await.expect("read"), 0);
+        // Neither saves again for the whole retention: nothing holds the old rows.
+        let later = ts("2026-06-27T00:00:00Z");
+        assert_eq!(prune_outbox(store, later, OUTBOX_RETENTION, 100, &stopped).await, 2);
+        assert!(kept(store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_group_that_saved_nothing_for_the_retention_holds_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("docket.db");
+        let sqlite = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
+        stopped_group_holds_nothing(&sqlite).await;
+        stopped_group_holds_nothing(&crate::testing::MemoryStore::new()).await;
     }
 
     #[tokio::test]

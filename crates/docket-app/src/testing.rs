@@ -36,8 +36,10 @@ struct State {
     outbox: Vec<(i64, &'static str, CloudEvent)>,
     /// The last position given out (pruning never makes one reusable).
     last_seq: i64,
-    /// Each `(group, topic)`'s committed position.
-    offsets: HashMap<(String, String), i64>,
+    /// Each `(group, topic)`'s committed position and when it was last saved (the
+    /// `consumer_offsets.updated_at` of the real stores: renewed by every save, also one
+    /// that does not move the position).
+    offsets: HashMap<(String, String), (i64, Timestamp)>,
     /// Each outbox topic's highest pruned position.
     pruned: HashMap<&'static str, i64>,
 }
@@ -944,7 +946,9 @@ impl Store for MemoryStore {
     }
 
     /// The contract's rule over the in-memory rows: per topic, the oldest rows appended
-    /// (their event `time`) before `older_than` and passed by every group reading them.
+    /// (their event `time`) before `older_than` and passed by every group reading them,
+    /// where a group whose position was last saved before `older_than` (it stopped) holds
+    /// nothing. This store records no retry attempts, so only positions hold rows.
     async fn prune_outbox(&self, older_than: Timestamp, limit: u32) -> Result<u64, StoreError> {
         let mut st = self.state()?;
         let mut budget = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -956,8 +960,10 @@ impl Store for MemoryStore {
             let bound = st
                 .offsets
                 .iter()
-                .filter(|((_, x), _)| topics::log_topics(x).contains(&topic))
-                .map(|(_, p)| *p)
+                .filter(|((_, x), (_, saved))| {
+                    *saved >= older_than && topics::log_topics(x).contains(&topic)
+                })
+                .map(|(_, (p, _))| *p)
                 .min()
                 .unwrap_or(i64::MAX);
             let cut = st
@@ -985,17 +991,17 @@ impl Store for MemoryStore {
         group: &str,
         topic: &str,
         position: i64,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut st = self.state()?;
-        let at = st.offsets.entry((group.to_owned(), topic.to_owned())).or_default();
-        *at = (*at).max(position);
+        let saved = st.offsets.entry((group.to_owned(), topic.to_owned())).or_insert((0, now));
+        *saved = (saved.0.max(position), now);
         Ok(())
     }
 
     async fn consumer_position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
         let st = self.state()?;
-        Ok(st.offsets.get(&(group.to_owned(), topic.to_owned())).copied().unwrap_or(0))
+        Ok(st.offsets.get(&(group.to_owned(), topic.to_owned())).map_or(0, |(p, _)| *p))
     }
 
     async fn create_reminder(

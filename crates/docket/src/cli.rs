@@ -124,12 +124,12 @@ pub struct ServeArgs {
     /// `36h`, `2w` or ISO 8601 `P7D` (role `scheduler` prunes). A consumer group that saves
     /// no position for this long (stopped, or a database switched to Dapr mode) no longer
     /// holds events back, so keep it well above how long a live consumer takes between
-    /// commits. A real-time client away for longer is told to resync.
+    /// commits; at least 1h. A real-time client away for longer is told to resync.
     #[arg(
         long,
         env = "DOCKET_OUTBOX_RETENTION",
         default_value = "7d",
-        value_parser = parse_retention
+        value_parser = parse_outbox_retention
     )]
     pub outbox_retention: std::time::Duration,
     #[command(flatten)]
@@ -300,6 +300,25 @@ fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// The shortest `--outbox-retention`: a consumer group that saves nothing for the retention no
+/// longer holds the outbox, so a very short one could prune events a live consumer, idle or
+/// slow for a moment, has not read yet.
+const MIN_OUTBOX_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `--outbox-retention`: a duration as [`parse_retention`] reads it, at least
+/// [`MIN_OUTBOX_RETENTION`].
+fn parse_outbox_retention(raw: &str) -> Result<std::time::Duration, String> {
+    let d = parse_retention(raw)?;
+    if d < MIN_OUTBOX_RETENTION {
+        return Err(format!(
+            "outbox retention '{raw}' is too short: it must be at least 1h (e.g. 7d), since a \
+             consumer group that saves no position for the retention no longer holds events \
+             back and could lose events it has not read yet"
+        ));
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an account.
@@ -458,7 +477,7 @@ pub struct BenchArgs {
 mod tests {
     use std::time::Duration;
 
-    use super::parse_retention;
+    use super::{parse_outbox_retention, parse_retention};
 
     #[test]
     fn retention_takes_humane_and_iso_durations() {
@@ -478,5 +497,28 @@ mod tests {
             let e = parse_retention(raw).expect_err(raw);
             assert!(e.contains(&format!("'{raw}'")), "{raw}: {e}");
         }
+    }
+
+    #[test]
+    fn outbox_retention_is_at_least_an_hour() {
+        for (raw, want) in [
+            ("1h", Duration::from_secs(3600)),
+            ("60m", Duration::from_secs(3600)),
+            ("PT1H", Duration::from_secs(3600)),
+            ("7d", Duration::from_secs(7 * 86_400)),
+        ] {
+            assert_eq!(parse_outbox_retention(raw), Ok(want), "{raw}");
+        }
+        for raw in ["59m", "3599s", "PT30M", "1s"] {
+            let e = parse_outbox_retention(raw).expect_err(raw);
+            assert!(e.contains(&format!("'{raw}'")) && e.contains("at least 1h"), "{raw}: {e}");
+        }
+        // Malformed durations are refused as before.
+        for raw in ["", "0d", "1 month"] {
+            let e = parse_outbox_retention(raw).expect_err(raw);
+            assert!(e.contains(&format!("'{raw}'")), "{raw}: {e}");
+        }
+        // `--delivery-backoff` shares the duration syntax but not the minimum.
+        assert_eq!(parse_retention("10s"), Ok(Duration::from_secs(10)));
     }
 }
