@@ -3,16 +3,35 @@
 //! [`GROUP`] (so outbox pruning waits for it like for any consumer).
 //!
 //! Per topic: read the log after the committed position (`Store::read_outbox`, which only
-//! hands out settled positions), publish the batch — one event with `publish`, several with
-//! `bulk_publish` — and commit the position of the last event before the first one Dapr did
-//! not take; the rest is published again after a backoff. The `task-updates` log is the
-//! `task-events` rows and its own, as everywhere (`topics::log_topics`), so each Dapr topic
-//! carries exactly what its subscribers read. Delivery is at least once: an event published
-//! just before a crash, or after a partial bulk failure, may be published again, and the
-//! consumers dedupe on the CloudEvent id. With several worker replicas, one relay per topic
-//! publishes at a time: it holds a [`Lease`] in the state store (created with a TTL, renewed
-//! with its ETag); the others wait, and take over within the TTL when the holder dies.
+//! hands out settled positions), publish the batch, and commit the position of the last event
+//! before the first one Dapr did not take; the rest is published again after a backoff. The
+//! `task-updates` log is the `task-events` rows and its own, as everywhere
+//! (`topics::log_topics`), so each Dapr topic carries exactly what its subscribers read.
+//!
+//! **Order.** §5 keeps order per partition key (the CloudEvent's `partitionkey`, the user id,
+//! sent as each entry's `metadata.partitionKey`). A batch of one event is a plain `publish`.
+//! A larger batch goes out with `bulk_publish`, but Dapr does not order the entries of one
+//! bulk request ("The bulk publish operation also does not guarantee any ordering of
+//! messages", docs.dapr.io, "Publish and subscribe to bulk messages"), so the batch is cut
+//! into consecutive requests in which no partition key appears twice (`requests`: a new one
+//! starts at the event whose key the current one already holds), sent one after the other,
+//! each only once the previous one was wholly taken. Two events of one key are then never in
+//! flight together, and interleaved keys still share requests. Every request of such a batch
+//! is a bulk publish, even one of a single entry, so a refused event is always named by
+//! `failedEntries` and handled the same way. An event without a partition key counts as a key
+//! of its own (it never forces a cut): §5 promises no order for it, and a broker given no key
+//! (Kafka) spreads such messages over partitions anyway; every event Docket writes has one.
+//!
+//! Delivery is at least once: an event published just before a crash, or after a refused one
+//! (later entries of the request with the refused event may have been taken), may be
+//! published again, and the consumers dedupe on the CloudEvent id. A key's events are still
+//! first published in log order: an event is only sent once every earlier event of its key
+//! was taken. With several worker replicas, one relay per topic publishes at a time: it holds
+//! a [`Lease`] in the state store (created with a TTL, renewed with its ETag); the others
+//! wait, and take over within the TTL when the holder dies.
 
+use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +87,8 @@ pub enum RelayError {
 }
 
 /// Publishes what `topic`'s log holds after the relay's position, one batch; returns how
-/// many events it published and committed (0: nothing new).
+/// many events it published and committed (0: nothing new). On an error, what was published
+/// before the failing request is committed all the same.
 pub async fn relay_once(
     store: &dyn Store,
     client: &DaprClient,
@@ -78,30 +98,67 @@ pub async fn relay_once(
 ) -> Result<usize, RelayError> {
     let after = store.consumer_position(GROUP, topic).await?;
     let rows = store.read_outbox(after, topic, batch.max(1)).await?;
-    let Some((last, _)) = rows.last() else {
+    if rows.is_empty() {
         return Ok(0);
-    };
-    let last = *last;
+    }
     let events: Vec<CloudEvent> = rows.iter().map(|(_, e)| e.clone()).collect();
-    let (done, refused) = if events.len() == 1 {
-        client.publish(pubsub, topic, &events[0]).await?;
-        (1, None)
-    } else {
-        let failures = client.bulk_publish(pubsub, topic, &events).await?;
-        match failures.iter().min_by_key(|f| f.index) {
-            None => (events.len(), None),
-            Some(first) => (first.index, Some(first.clone())),
+    let mut done = 0;
+    let mut outcome = Ok(());
+    if let [event] = events.as_slice() {
+        match client.publish(pubsub, topic, event).await {
+            Ok(()) => done = 1,
+            Err(e) => outcome = Err(e.into()),
         }
-    };
+    } else {
+        for request in requests(&events) {
+            match client.bulk_publish(pubsub, topic, &events[request.clone()]).await {
+                Ok(failures) => match failures.into_iter().min_by_key(|f| f.index) {
+                    None => done = request.end,
+                    Some(first) => {
+                        done = request.start + first.index;
+                        outcome = Err(RelayError::Refused {
+                            event_id: first.event_id,
+                            error: first.error,
+                        });
+                        break;
+                    }
+                },
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+        }
+    }
     if done > 0 {
-        let position = if done == rows.len() { last } else { rows[done - 1].0 };
+        let position = rows[done - 1].0;
         store.save_consumer_position(GROUP, topic, position, jiff::Timestamp::now()).await?;
         metrics::counter!(PUBLISHED_METRIC, "topic" => topic.to_owned()).increment(done as u64);
     }
-    match refused {
-        Some(f) => Err(RelayError::Refused { event_id: f.event_id, error: f.error }),
-        None => Ok(done),
+    outcome.map(|()| done)
+}
+
+/// Cuts a batch into the bulk requests the relay sends one after the other: consecutive runs
+/// of `events` (as index ranges, covering them all in order) in which no partition key
+/// appears twice; a run ends just before the event whose key it already holds. An event
+/// without a partition key never ends a run (see the module doc).
+fn requests(events: &[CloudEvent]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut keys = HashSet::new();
+    for (i, event) in events.iter().enumerate() {
+        let Some(key) = event.partitionkey.as_deref() else { continue };
+        if !keys.insert(key) {
+            runs.push(start..i);
+            start = i;
+            keys.clear();
+            keys.insert(key);
+        }
     }
+    if start < events.len() {
+        runs.push(start..events.len());
+    }
+    runs
 }
 
 /// Hands a topic over from the embedded bus: when the relay has never committed a position in
@@ -265,4 +322,30 @@ pub async fn run_relay(
         }
     });
     futures::future::join_all(runs).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: Option<&str>) -> CloudEvent {
+        let mut json = serde_json::json!({
+            "specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(),
+            "source": "/docket/test", "type": "com.todo.task.created",
+        });
+        if let Some(key) = key {
+            json["partitionkey"] = key.into();
+        }
+        CloudEvent::parse(json.to_string().as_bytes()).expect("event")
+    }
+
+    #[test]
+    fn a_request_ends_before_a_key_it_already_holds() {
+        let keys = [Some("a"), Some("b"), None, Some("a"), None, Some("c"), Some("c"), Some("b")];
+        let events: Vec<CloudEvent> = keys.iter().map(|k| event(*k)).collect();
+        assert_eq!(requests(&events), vec![0..3, 3..6, 6..8]);
+        assert_eq!(requests(&[]), Vec::<Range<usize>>::new());
+        let keyless: Vec<CloudEvent> = (0..3).map(|_| event(None)).collect();
+        assert_eq!(requests(&keyless), vec![0..3], "keyless events never force a cut");
+    }
 }

@@ -36,6 +36,14 @@
 //!   later messages of its partition, unlike Redis Streams: dapr/components-contrib#2204; with
 //!   no resiliency policy Kafka retries without limit: dapr/dapr#8796), modelling a topic of
 //!   one partition.
+//!   Each bulk publish request is recorded as sent ([`TestSidecar::bulk_requests`]). Its
+//!   entries are taken in the order they were sent by default; the bulk page says "The bulk
+//!   publish operation also does not guarantee any ordering of messages" (for a component
+//!   without native bulk publish, daprd publishes the entries in parallel:
+//!   `pkg/runtime/pubsub/default_bulkpub.go` in dapr/dapr), so with
+//!   [`SidecarBuilder::unordered_bulk`] the sidecar takes each request's entries in reverse
+//!   order (accepted, delivered and refused in that order): every pair of entries swapped,
+//!   for tests of what relies on order.
 //! * "Jobs API reference" (/reference/api/jobs_api) and "Features and concepts" (…/jobs/
 //!   jobs-features-concepts): one-shot jobs with an RFC 3339 `dueTime` (a `schedule` is
 //!   refused with 400: this fixture has no cron), `data`, `overwrite` (an existing name
@@ -247,6 +255,10 @@ struct Shared {
     state: Mutex<HashMap<(String, String), Slot>>,
     secrets: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     published: Mutex<Vec<(String, String, Published)>>,
+    /// Every bulk publish request: pubsub, topic and its readable entries as sent.
+    bulk_requests: Mutex<Vec<(String, String, Vec<Published>)>>,
+    /// Takes the entries of a bulk publish in reverse order.
+    unordered_bulk: bool,
     rejected_types: Mutex<HashSet<String>>,
     app: Mutex<Option<Arc<App>>>,
     deliveries: Mutex<Vec<DeliveryRecord>>,
@@ -284,6 +296,7 @@ pub struct SidecarBuilder {
     policy: RetryPolicy,
     secrets: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     ordered: bool,
+    unordered_bulk: bool,
 }
 
 impl SidecarBuilder {
@@ -315,6 +328,13 @@ impl SidecarBuilder {
     /// doc).
     pub fn ordered_delivery(mut self) -> Self {
         self.ordered = true;
+        self
+    }
+
+    /// Takes the entries of each bulk publish request in reverse order, as Dapr, which keeps
+    /// no order within a bulk request, may (see the module doc).
+    pub fn unordered_bulk(mut self) -> Self {
+        self.unordered_bulk = true;
         self
     }
 
@@ -360,6 +380,8 @@ impl SidecarBuilder {
             state: Mutex::new(HashMap::new()),
             secrets: self.secrets,
             published: Mutex::new(Vec::new()),
+            bulk_requests: Mutex::new(Vec::new()),
+            unordered_bulk: self.unordered_bulk,
             rejected_types: Mutex::new(HashSet::new()),
             app: Mutex::new(None),
             deliveries: Mutex::new(Vec::new()),
@@ -412,6 +434,7 @@ impl TestSidecar {
             policy: RetryPolicy::default(),
             secrets: BTreeMap::new(),
             ordered: false,
+            unordered_bulk: false,
         }
     }
 
@@ -484,9 +507,25 @@ impl TestSidecar {
             .collect()
     }
 
+    /// The bulk publish requests received on `pubsub`/`topic`, in order, each with its
+    /// entries in the order they were sent (entries that could not be read are left out;
+    /// refused ones are in).
+    pub fn bulk_requests(&self, pubsub: &str, topic: &str) -> Vec<Vec<Published>> {
+        lock(&self.shared.bulk_requests)
+            .iter()
+            .filter(|(p, t, _)| p == pubsub && t == topic)
+            .map(|(_, _, entries)| entries.clone())
+            .collect()
+    }
+
     /// Refuses to publish events of CloudEvent `type` (publish: 500; bulk: a failed entry).
     pub fn reject_type(&self, ty: &str) {
         lock(&self.shared.rejected_types).insert(ty.to_owned());
+    }
+
+    /// Publishes events of CloudEvent `type` again after [`TestSidecar::reject_type`].
+    pub fn allow_type(&self, ty: &str) {
+        lock(&self.shared.rejected_types).remove(ty);
     }
 
     /// Every delivery attempt so far.

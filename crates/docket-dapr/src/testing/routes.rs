@@ -313,24 +313,37 @@ async fn bulk_publish(
         );
     }
     let trace = trace_headers(&headers);
+    let mut entries: Vec<(String, Result<Published, String>)> = entries
+        .into_iter()
+        .map(|entry| {
+            let content_type = entry.content_type.unwrap_or_else(|| "application/json".to_owned());
+            // The event is JSON already; a string event is its text.
+            let bytes = match &entry.event {
+                Value::String(s) => s.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            let partition_key = entry.metadata.get("partitionKey").cloned();
+            let published = to_event(&content_type, &bytes).map(|event| Published {
+                content_type,
+                event,
+                partition_key,
+            });
+            (entry.entry_id, published)
+        })
+        .collect();
+    let sent = entries.iter().filter_map(|(_, p)| p.as_ref().ok().cloned()).collect();
+    lock(&shared.bulk_requests).push((pubsub.clone(), topic.clone(), sent));
+    if shared.unordered_bulk {
+        entries.reverse();
+    }
     let mut failed = Vec::new();
-    for entry in entries {
-        let content_type = entry.content_type.unwrap_or_else(|| "application/json".to_owned());
-        // The event is JSON already; a string event is its text.
-        let bytes = match &entry.event {
-            Value::String(s) => s.clone().into_bytes(),
-            other => other.to_string().into_bytes(),
-        };
-        match to_event(&content_type, &bytes) {
-            Ok(event) if rejected(&shared, &event) => failed.push(
-                json!({ "entryId": entry.entry_id, "error": "rejected by the test sidecar" }),
-            ),
-            Ok(event) => {
-                let partition_key = entry.metadata.get("partitionKey").cloned();
-                let published = Published { content_type, event, partition_key };
-                accept(&shared, &pubsub, &topic, published, &trace)
+    for (entry_id, published) in entries {
+        match published {
+            Ok(published) if rejected(&shared, &published.event) => {
+                failed.push(json!({ "entryId": entry_id, "error": "rejected by the test sidecar" }))
             }
-            Err(e) => failed.push(json!({ "entryId": entry.entry_id, "error": e })),
+            Ok(published) => accept(&shared, &pubsub, &topic, published, &trace),
+            Err(e) => failed.push(json!({ "entryId": entry_id, "error": e })),
         }
     }
     if failed.is_empty() {
