@@ -32,6 +32,41 @@ pub async fn hold_xid(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The outbox insert of [`append_event`] and [`append_once`], notifying the outbox channel
+/// (delivered at commit); `$3` is the row's unique key.
+macro_rules! append_sql {
+    ($($tail:literal)?) => {
+        concat!(
+            "WITH n AS (SELECT pg_notify('docket_outbox', $1)) \
+             INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at) \
+             SELECT $1, $2, $3, $4, $5, ",
+            at!(6),
+            " FROM n" $(, $tail)?
+        )
+    };
+}
+
+/// Runs an outbox insert of `event` under `topic` with unique key `key`.
+async fn insert(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    topic: &str,
+    event: &CloudEvent,
+    key: &str,
+    now: Timestamp,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(topic)
+        .bind(event.partitionkey.as_deref().unwrap_or_default())
+        .bind(key)
+        .bind(event.ty.as_str())
+        .bind(event.to_json())
+        .bind(now.as_microsecond())
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Appends `event` to the outbox under `topic` and notifies the outbox channel (delivered at
 /// commit).
 pub async fn append_event(
@@ -40,22 +75,7 @@ pub async fn append_event(
     event: &CloudEvent,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "WITH n AS (SELECT pg_notify('docket_outbox', $1)) \
-         INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at) \
-         SELECT $1, $2, $3, $4, $5, ",
-        at!(6),
-        " FROM n"
-    ))
-    .bind(topic)
-    .bind(event.partitionkey.as_deref().unwrap_or_default())
-    .bind(event.id.as_str())
-    .bind(event.ty.as_str())
-    .bind(event.to_json())
-    .bind(now.as_microsecond())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| match &e {
+    insert(conn, append_sql!(), topic, event, &event.id, now).await.map_err(|e| match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             StoreError::Conflict(format!("event id '{}' is already in the outbox", event.id))
         }
@@ -65,8 +85,9 @@ pub async fn append_event(
 }
 
 /// Appends `event` to the outbox under `topic` unless a row with unique key `key` is already
-/// there (see `sqlite::append_once`), notifying the outbox channel when it appends. Returns
-/// whether it appended. Call [`hold_xid`] first when this is the transaction's first write.
+/// there (see `sqlite::append_once`), notifying the outbox channel (even when it appends
+/// nothing). Returns whether it appended. Call [`hold_xid`] first when this is the
+/// transaction's first write.
 pub async fn append_once(
     conn: &mut PgConnection,
     topic: &str,
@@ -74,23 +95,8 @@ pub async fn append_once(
     key: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let appended = sqlx::query(concat!(
-        "WITH n AS (SELECT pg_notify('docket_outbox', $1)) \
-         INSERT INTO outbox (topic, partition_key, event_id, event_type, payload, created_at) \
-         SELECT $1, $2, $3, $4, $5, ",
-        at!(6),
-        " FROM n ON CONFLICT (event_id) DO NOTHING"
-    ))
-    .bind(topic)
-    .bind(event.partitionkey.as_deref().unwrap_or_default())
-    .bind(key)
-    .bind(event.ty.as_str())
-    .bind(event.to_json())
-    .bind(now.as_microsecond())
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(appended.rows_affected() > 0)
+    let sql = append_sql!(" ON CONFLICT (event_id) DO NOTHING");
+    Ok(insert(conn, sql, topic, event, key, now).await.map_err(db)? > 0)
 }
 
 /// The committed position of `group` in `topic`, 0 when it has none.
