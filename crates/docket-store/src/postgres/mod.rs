@@ -289,6 +289,35 @@ fn truncate_task(task: &mut Task) {
     task.updated_at = truncate_micros(task.updated_at);
 }
 
+/// Begins `update_task`'s transaction and locks the user's task `id`. With `relinks` (the
+/// patch carries a `recurrence`, so `series::relink` will lock the task's series and maybe all
+/// its instances), the series the task links to is locked first, in the order
+/// `series::delete` takes them (see `postgres::series`); when another update relinked the task
+/// between the two locks, it starts over, and after three tries it goes on with the task
+/// locked, relinking then locking the series after it.
+async fn lock_for_update(
+    pool: &PgPool,
+    user: UserId,
+    id: TaskId,
+    relinks: bool,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Task), StoreError> {
+    const TRIES: u32 = 3;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut tx = pool.begin().await.map_err(unavailable)?;
+        let locked =
+            if relinks { Some(series::lock_linked(&mut tx, user, id).await?) } else { None };
+        let task = fetch_task_for_update(&mut tx, user, id).await?;
+        match locked {
+            Some(link) if link != task.series.as_ref().map(|l| l.series_id) && tries < TRIES => {
+                tx.rollback().await.map_err(unavailable)?;
+            }
+            _ => return Ok((tx, task)),
+        }
+    }
+}
+
 async fn fetch_task_for_update(
     conn: &mut PgConnection,
     user: UserId,
@@ -861,8 +890,8 @@ impl Store for PostgresStore {
         if let Some(Some(due)) = &mut patch.due_date {
             *due = truncate_micros(*due);
         }
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let mut task = fetch_task_for_update(&mut tx, user, id).await?;
+        let (mut tx, mut task) =
+            lock_for_update(&self.pool, user, id, patch.recurrence.is_some()).await?;
         check_version(&task, expected_version)?;
         let category = match &patch.category {
             Some(Some(r)) => Some(resolve_category(&mut tx, user, r, now).await?),

@@ -3,6 +3,13 @@
 //! one series' instances make their decisions one after the other; the scheduler's claim
 //! takes due rows `FOR UPDATE SKIP LOCKED`, so several processes share the work without
 //! making an occurrence twice. The unique index on `(series_id, instance_date)` backs both.
+//!
+//! Lock order: a series row before any of its instances' rows (instances in `id` order), so
+//! writers that take both cannot deadlock. `delete` and `relink`'s end of a series lock the
+//! series, then every instance; `update_task` therefore locks the series its task links to
+//! ([`lock_linked`]) before the task when its patch carries a `recurrence` (other updates,
+//! and `delete_task`, lock only the task); completions, `catch_up`, `set_active` and
+//! `spawn_due` lock series and insert instances, locking no existing task row.
 
 use docket_core::{
     Category, CategoryId, CategoryName, Color, Description, NewReminder, NewSeries, NewTask,
@@ -100,6 +107,32 @@ pub async fn get_series(
     let row =
         sqlx::query(sql).bind(id.0).bind(user.0).fetch_optional(conn).await.map_err(unavailable)?;
     row.as_ref().map(from_row).transpose()?.ok_or(StoreError::NotFound("series"))
+}
+
+/// Locks `FOR UPDATE` the series the user's task `task` links to, before the task itself
+/// is locked (see the lock order above); returns the link read, which the caller compares
+/// with the link of the task once locked (another update may relink it in between). A link
+/// to a series that no longer exists locks nothing.
+pub async fn lock_linked(
+    conn: &mut PgConnection,
+    user: UserId,
+    task: TaskId,
+) -> Result<Option<SeriesId>, StoreError> {
+    let link: Option<Option<uuid::Uuid>> =
+        sqlx::query_scalar("SELECT series_id FROM tasks WHERE id = $1 AND user_id = $2")
+            .bind(task.0)
+            .bind(user.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let Some(id) = link.flatten() else { return Ok(None) };
+    sqlx::query("SELECT 1 FROM series WHERE id = $1 AND user_id = $2 FOR UPDATE")
+        .bind(id)
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(Some(SeriesId(id)))
 }
 
 async fn insert_series(conn: &mut PgConnection, s: &Series) -> Result<(), StoreError> {
@@ -464,7 +497,8 @@ async fn detach_instances(
 }
 
 /// What an update's `recurrence` does to the task's series (see
-/// `crate::series::sqlite::relink`), in `update_task`'s transaction; the task's row is locked.
+/// `crate::series::sqlite::relink`), in `update_task`'s transaction; the task's row is
+/// locked, and normally the series it links to before it ([`lock_linked`]).
 pub async fn relink(
     conn: &mut PgConnection,
     user: UserId,

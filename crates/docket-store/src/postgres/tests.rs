@@ -368,3 +368,99 @@ async fn outbox_read_stops_below_an_open_transaction() {
     assert!(next[0].0 > after + 1, "the rolled-back position is a gap");
     store.drop_schema().await.expect("drop schema");
 }
+
+/// Ending a series through an update of one instance (`recurrence: null`) racing
+/// `delete_series` on the same series: both lock the series row and every instance row, so
+/// they must take the locks in one order (series, then tasks) or PostgreSQL aborts one of
+/// them as a deadlock (`Unavailable`, a 503). Either may win: the update always succeeds
+/// (it ends the series, or finds its task already detached), and the delete succeeds or,
+/// when the update ended the series first, finds no series (`NotFound`). Either way no task
+/// links to the series afterwards.
+#[tokio::test]
+async fn ending_a_series_by_update_racing_its_delete_does_not_deadlock() {
+    use docket_core::{Mode, NewSeries, Pattern, Preset, Recurrence, Zone};
+    const ROUNDS: usize = 30;
+    const INSTANCES: usize = 6;
+    let Some(url) = url() else { return };
+    let store = PostgresStore::connect_isolated(&url).await.expect("connect");
+    let now = at(1_800_000_000_000_000);
+    let user = store.user_for_subject(new_user(Some("s")), now).await.expect("user").id;
+    let daily = Recurrence::new(
+        Pattern::Preset { preset: Preset::Daily, interval: 1 },
+        Zone::parse("UTC").expect("zone"),
+    )
+    .with_mode(Mode::Fixed);
+    let start = now.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    let (mut unavailable, mut update_won) = (Vec::new(), 0);
+    for round in 0..ROUNDS {
+        let series = NewSeries::starting(daily.clone(), start).expect("daily matches");
+        let first = store
+            .create_recurring_task(
+                user,
+                NewTask::new(Title::parse("t").expect("title")),
+                series,
+                now,
+            )
+            .await
+            .expect("create_recurring_task");
+        let series_id = first.series.as_ref().expect("an instance").series_id;
+        // More instances: the scheduler makes one per call, when it is due.
+        let mut last = first;
+        for _ in 1..INSTANCES {
+            let s = store.get_series(user, series_id).await.expect("get_series");
+            let due = s.next_occurrence.expect("a next occurrence");
+            let made = store.spawn_due_instances(due, 10).await;
+            last = made
+                .expect("spawn")
+                .into_iter()
+                .find(|t| t.series.as_ref().map(|l| l.series_id) == Some(series_id))
+                .unwrap_or_else(|| panic!("round {round}: one instance made"));
+        }
+        let end = TaskPatch { recurrence: Some(None), ..TaskPatch::default() };
+        let (a, b) = (store.clone(), store.clone());
+        let (updated, deleted) = tokio::join!(
+            a.update_task(user, last.id, end, None, now),
+            b.delete_series(user, series_id, now),
+        );
+        for (what, r) in
+            [("update_task", updated.as_ref().err()), ("delete_series", deleted.as_ref().err())]
+        {
+            if let Some(e @ StoreError::Unavailable { .. }) = r {
+                unavailable.push(format!("round {round}: {what}: {e}"));
+            }
+        }
+        match (&updated, &deleted) {
+            (Err(StoreError::Unavailable { .. }), _) | (_, Err(StoreError::Unavailable { .. })) => {
+                // The aborted side changed nothing: end the series for the next round.
+                match store.delete_series(user, series_id, now).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => panic!("round {round}: cleaning up: {e}"),
+                }
+            }
+            (Ok(task), Ok(())) => assert_eq!(task.series, None, "round {round}: detached"),
+            (Ok(task), Err(StoreError::NotFound("series"))) => {
+                assert_eq!(task.series, None, "round {round}: detached");
+                update_won += 1;
+            }
+            other => panic!("round {round}: unexpected outcome {other:?}"),
+        }
+        let linked: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE series_id = $1")
+            .bind(series_id.0)
+            .fetch_one(store.pool())
+            .await
+            .expect("count linked tasks");
+        assert_eq!(linked, 0, "round {round}: no task links to the deleted series");
+        assert!(matches!(
+            store.get_series(user, series_id).await,
+            Err(StoreError::NotFound("series"))
+        ));
+    }
+    assert!(
+        unavailable.is_empty(),
+        "{} of {ROUNDS} rounds failed as unavailable (deadlock):\n{}",
+        unavailable.len(),
+        unavailable.join("\n")
+    );
+    eprintln!("the update ended the series first in {update_won} of {ROUNDS} rounds");
+    store.drop_schema().await.expect("drop");
+}
