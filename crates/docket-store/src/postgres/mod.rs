@@ -9,6 +9,12 @@
 //! failure is `Unavailable`. The schema lives in `migrations/postgres/` and is applied by
 //! [`PostgresStore::connect`] ([`migrate`]). This module does no caching, no retries and no
 //! logging of user data.
+//!
+//! Lock order, so that writers cannot deadlock: series, then tasks (each in `id` order),
+//! then categories (see `series` for series and instances). Writers referencing a category
+//! take its row `FOR KEY SHARE` (the foreign-key check) last, after their series or task;
+//! `delete_category` locks the category's series and tasks before the category
+//! (`lock_category_for_delete`), since its delete sets their `category_id` to null.
 
 mod codec;
 mod list;
@@ -315,6 +321,84 @@ async fn lock_for_update(
             }
             _ => return Ok((tx, task)),
         }
+    }
+}
+
+/// Begins `delete_category`'s transaction and locks what it writes, in the lock order of
+/// the module doc: the series of the user's category `id` (their `category_id` is set to
+/// null by the foreign key), then its tasks (both in `id` order), then the category; returns
+/// the tasks, for their events. Writers that reference the category hold a series or task
+/// and take `FOR KEY SHARE` on the category last, so the category cannot be held while
+/// waiting for them. A series or task that joined the category between the first locks and
+/// the category's (it waited for its writer) is not locked: then it starts over, and after
+/// three tries it goes on, locking the newcomers after the category.
+async fn lock_category_for_delete(
+    pool: &PgPool,
+    user: UserId,
+    id: CategoryId,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Vec<Task>), StoreError> {
+    const TRIES: u32 = 3;
+    const TASKS: &str = concat!(
+        task_select!(),
+        " WHERE t.user_id = $2 AND t.category_id = $1 ORDER BY t.id FOR UPDATE OF t"
+    );
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut tx = pool.begin().await.map_err(unavailable)?;
+        let series = sqlx::query(
+            "SELECT 1 FROM series WHERE category_id = $1 AND user_id = $2 ORDER BY id FOR UPDATE",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .len() as i64;
+        let rows = sqlx::query(TASKS)
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        // Locked, the category makes concurrent writes that reference it (their foreign-key
+        // check takes a share lock on it) wait for this delete, so none can slip in between
+        // clearing the tasks and deleting the row; after it they fail as `InvalidReference`.
+        let found =
+            sqlx::query("SELECT 1 FROM categories WHERE id = $1 AND user_id = $2 FOR UPDATE")
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("category"));
+        }
+        // The rows locked cannot leave the category, so equal counts mean no newcomer.
+        let (now_series, now_tasks): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM series WHERE category_id = $1 AND user_id = $2), \
+             (SELECT count(*) FROM tasks WHERE category_id = $1 AND user_id = $2)",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if (now_series, now_tasks) == (series, rows.len() as i64) {
+            let cleared = rows.iter().map(codec::task).collect::<Result<Vec<_>, _>>()?;
+            return Ok((tx, cleared));
+        }
+        if tries >= TRIES {
+            let rows = sqlx::query(TASKS)
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let cleared = rows.iter().map(codec::task).collect::<Result<Vec<_>, _>>()?;
+            return Ok((tx, cleared));
+        }
+        tx.rollback().await.map_err(unavailable)?;
     }
 }
 
@@ -1076,37 +1160,14 @@ impl Store for PostgresStore {
         id: CategoryId,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Locking the row first makes concurrent writes that reference it (their foreign-key
-        // check takes a share lock on it) wait for this delete, so none can slip in between
-        // clearing the tasks and deleting the row; after it they fail as `InvalidReference`.
-        let found =
-            sqlx::query("SELECT 1 FROM categories WHERE id = $1 AND user_id = $2 FOR UPDATE")
-                .bind(id.0)
-                .bind(user.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        if found.is_none() {
-            return Err(StoreError::NotFound("category"));
-        }
-        // The tasks it clears, locked, for their events.
-        let rows = sqlx::query(concat!(
-            task_select!(),
-            " WHERE t.user_id = $2 AND t.category_id = $1 ORDER BY t.id FOR UPDATE OF t"
-        ))
-        .bind(id.0)
-        .bind(user.0)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let cleared = rows.iter().map(codec::task).collect::<Result<Vec<_>, _>>()?;
+        let (mut tx, cleared) = lock_category_for_delete(&self.pool, user, id).await?;
         sqlx::query("UPDATE tasks SET category_id = NULL WHERE user_id = $2 AND category_id = $1")
             .bind(id.0)
             .bind(user.0)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        // `ON DELETE SET NULL` clears the series' category, on rows locked above.
         sqlx::query("DELETE FROM categories WHERE id = $1")
             .bind(id.0)
             .execute(&mut *tx)

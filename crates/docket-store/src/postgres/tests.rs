@@ -6,8 +6,8 @@
 //! variable they are skipped with a message, unless `CI` is set, where they fail.
 
 use docket_core::{
-    CategoryName, CategoryRef, DisplayName, Limit, NewTask, NewUser, Order, SearchText, SortField,
-    TaskPatch, TaskQuery, Timestamp, Title, UserId,
+    CategoryName, CategoryRef, Color, DisplayName, Limit, NewCategory, NewTask, NewUser, Order,
+    SearchText, SortField, TaskPatch, TaskQuery, Timestamp, Title, UserId,
 };
 use sqlx::{AssertSqlSafe, Row};
 
@@ -462,5 +462,219 @@ async fn ending_a_series_by_update_racing_its_delete_does_not_deadlock() {
         unavailable.join("\n")
     );
     eprintln!("the update ended the series first in {update_won} of {ROUNDS} rounds");
+    store.drop_schema().await.expect("drop");
+}
+
+/// Moving tasks into and out of a category racing `delete_category` on it. This pair cannot
+/// deadlock, with the delete's old order (category, then tasks) or its present one (series,
+/// tasks, then the category): an update locks its task, then its foreign-key check takes
+/// `FOR KEY SHARE` on the category moved *to* (none on the one moved from, none when the
+/// category does not change), so it waits on the deleted category only when moving a task
+/// into it, while the delete waits only on tasks in it (by their committed row): never both
+/// for one task. The test guards that: locking the target category before the task (the
+/// reverse order) makes a move by name within the category deadlock against the delete.
+/// Outcomes: moves out succeed; a move in by id succeeds (then the delete clears it) or,
+/// after the delete, finds no category (`InvalidReference`); a move by name to the deleted
+/// category keeps it, or after the delete creates a new one (or is a `Conflict` in
+/// between). Nothing may be `Unavailable` (a deadlock).
+#[tokio::test]
+async fn moving_tasks_racing_their_category_delete_does_not_deadlock() {
+    const ROUNDS: usize = 30;
+    const TASKS: usize = 4;
+    let Some(url) = url() else { return };
+    let store = PostgresStore::connect_isolated(&url).await.expect("connect");
+    let now = at(1_800_000_000_000_000);
+    let user = store.user_for_subject(new_user(Some("s")), now).await.expect("user").id;
+    let name = |s: &str| CategoryName::parse(s).expect("name");
+    let other = store
+        .create_category(user, NewCategory { name: name("Other"), color: Color::default() }, now)
+        .await
+        .expect("create_category")
+        .id;
+    let mut unavailable = Vec::new();
+    for round in 0..ROUNDS {
+        let doomed = name(&format!("Doomed {round}"));
+        let cat = store
+            .create_category(
+                user,
+                NewCategory { name: doomed.clone(), color: Color::default() },
+                now,
+            )
+            .await
+            .expect("create_category")
+            .id;
+        let mut tasks = Vec::new();
+        for i in 0..2 * TASKS {
+            let mut new = NewTask::new(Title::parse(&format!("t{i}")).expect("title"));
+            new.category = Some(CategoryRef::Id(if i < TASKS { cat } else { other }));
+            tasks.push(store.create_task(user, new, now).await.expect("create_task").id);
+        }
+        let to = |r: CategoryRef| TaskPatch { category: Some(Some(r)), ..TaskPatch::default() };
+        // Vary which side reaches the database first.
+        let pause = |us: u64| tokio::time::sleep(std::time::Duration::from_micros(us));
+        let (lead, lag) = ((round % 3) as u64 * 400, (round % 2) as u64 * 400);
+        let (out, into, same, deleted) = tokio::join!(
+            async {
+                store
+                    .update_task(user, tasks[round % TASKS], to(CategoryRef::Id(other)), None, now)
+                    .await
+            },
+            async {
+                pause(lag).await;
+                store.update_task(user, tasks[TASKS], to(CategoryRef::Id(cat)), None, now).await
+            },
+            async {
+                pause(lead).await;
+                store
+                    .update_task(
+                        user,
+                        tasks[TASKS - 1 - round % TASKS],
+                        to(CategoryRef::Name(doomed.clone())),
+                        None,
+                        now,
+                    )
+                    .await
+            },
+            async {
+                pause(lead + lag).await;
+                store.delete_category(user, cat, now).await
+            },
+        );
+        for (what, r) in [
+            ("move out", out.as_ref().err()),
+            ("move in", into.as_ref().err()),
+            ("move by name", same.as_ref().err()),
+            ("delete_category", deleted.as_ref().err()),
+        ] {
+            if let Some(e @ StoreError::Unavailable { .. }) = r {
+                unavailable.push(format!("round {round}: {what}: {e}"));
+            }
+        }
+        if !unavailable.is_empty() {
+            // The aborted side changed nothing; the assertions below would not hold.
+            let _ = store.delete_category(user, cat, now).await;
+            continue;
+        }
+        deleted.expect("delete_category");
+        assert_eq!(out.expect("move out").category.map(|c| c.id), Some(other), "round {round}");
+        match into {
+            Ok(t) => assert_eq!(t.category.map(|c| c.id), Some(cat), "round {round}"),
+            Err(StoreError::InvalidReference { field: "category_id", .. }) => {}
+            Err(e) => panic!("round {round}: move in: {e:?}"),
+        }
+        match same {
+            Ok(t) => assert!(t.category.is_some_and(|c| c.name == doomed), "round {round}"),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("round {round}: move by name: {e:?}"),
+        }
+        let linked: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE category_id = $1")
+            .bind(cat.0)
+            .fetch_one(store.pool())
+            .await
+            .expect("count tasks");
+        assert_eq!(linked, 0, "round {round}: no task keeps the deleted category");
+        assert!(matches!(
+            store.get_category(user, cat).await,
+            Err(StoreError::NotFound("category"))
+        ));
+    }
+    assert!(
+        unavailable.is_empty(),
+        "{} failures as unavailable (deadlock) in {ROUNDS} rounds:\n{}",
+        unavailable.len(),
+        unavailable.join("\n")
+    );
+    store.drop_schema().await.expect("drop");
+}
+
+/// `delete_category` racing writers that hold a series or task of the category and then
+/// reference it or lock the other: `delete_series` (series, then instances), the scheduler
+/// making an instance (series, then `FOR KEY SHARE` on the category by the instance's
+/// foreign key) and an update making a task recurring (task, then `FOR KEY SHARE` on the
+/// category by the new series' foreign key). The delete sets the series' `category_id` to
+/// null (`ON DELETE SET NULL`) and clears its tasks, so it must lock series, then tasks,
+/// then the category (the module's lock order), or PostgreSQL aborts one side as a
+/// deadlock (`Unavailable`). Every side succeeds, and nothing keeps the category.
+#[tokio::test]
+async fn series_writers_racing_their_category_delete_do_not_deadlock() {
+    use docket_core::{Mode, NewSeries, Pattern, Preset, Recurrence, Zone};
+    const ROUNDS: usize = 15;
+    let Some(url) = url() else { return };
+    let store = PostgresStore::connect_isolated(&url).await.expect("connect");
+    let now = at(1_800_000_000_000_000);
+    let user = store.user_for_subject(new_user(Some("s")), now).await.expect("user").id;
+    let daily = Recurrence::new(
+        Pattern::Preset { preset: Preset::Daily, interval: 1 },
+        Zone::parse("UTC").expect("zone"),
+    )
+    .with_mode(Mode::Fixed);
+    let start = now.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        for race in ["delete_series", "spawn_due_instances", "update_task"] {
+            let name = CategoryName::parse(&format!("{race} {round}")).expect("name");
+            let new = NewCategory { name, color: Color::default() };
+            let cat = store.create_category(user, new, now).await.expect("create_category").id;
+            let mut new = NewTask::new(Title::parse("t").expect("title"));
+            new.category = Some(CategoryRef::Id(cat));
+            let (raced, deleted) = if race == "update_task" {
+                let task = store.create_task(user, new, now).await.expect("create_task");
+                let patch =
+                    TaskPatch { recurrence: Some(Some(daily.clone())), ..TaskPatch::default() };
+                tokio::join!(
+                    async { store.update_task(user, task.id, patch, None, now).await.map(drop) },
+                    store.delete_category(user, cat, now),
+                )
+            } else {
+                let series = NewSeries::starting(daily.clone(), start).expect("daily matches");
+                let first = store.create_recurring_task(user, new, series, now).await;
+                let id = first.expect("create_recurring_task").series.expect("linked").series_id;
+                // More instances: the scheduler makes one per call, when it is due.
+                for _ in 0..3 {
+                    let s = store.get_series(user, id).await.expect("get_series");
+                    let due = s.next_occurrence.expect("a next occurrence");
+                    store.spawn_due_instances(due, 10).await.expect("spawn");
+                }
+                if race == "delete_series" {
+                    tokio::join!(
+                        store.delete_series(user, id, now),
+                        store.delete_category(user, cat, now)
+                    )
+                } else {
+                    let s = store.get_series(user, id).await.expect("get_series");
+                    let due = s.next_occurrence.expect("a next occurrence");
+                    tokio::join!(
+                        async { store.spawn_due_instances(due, 10).await.map(drop) },
+                        store.delete_category(user, cat, now),
+                    )
+                }
+            };
+            let failed: Vec<_> = [(race, raced), ("delete_category", deleted)]
+                .into_iter()
+                .filter_map(|(what, r)| r.err().map(|e| format!("round {round}: {what}: {e}")))
+                .collect();
+            if !failed.is_empty() {
+                failures.extend(failed);
+                let _ = store.delete_category(user, cat, now).await;
+                continue;
+            }
+            let left: (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM tasks WHERE category_id = $1), \
+                 (SELECT count(*) FROM series WHERE category_id = $1)",
+            )
+            .bind(cat.0)
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+            assert_eq!(left, (0, 0), "round {round}, {race}: nothing keeps the category");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} races failed:\n{}",
+        failures.len(),
+        3 * ROUNDS,
+        failures.join("\n")
+    );
     store.drop_schema().await.expect("drop");
 }
