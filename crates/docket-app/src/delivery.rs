@@ -29,6 +29,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::secret_key::SecretKey;
 use crate::webhook;
 
 /// Counter of delivery attempts, labelled by `channel` and `outcome`
@@ -110,6 +111,8 @@ impl DeliveryConfig {
 pub struct Sender {
     config: DeliveryConfig,
     mailer: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
+    /// Opens the webhook secrets the API sealed (the same key as `App::with_secret_key`).
+    secret_key: SecretKey,
 }
 
 /// Why a mailer cannot be built from the configuration.
@@ -122,12 +125,12 @@ pub enum SmtpConfigError {
 }
 
 impl Sender {
-    pub fn new(config: DeliveryConfig) -> Result<Sender, SmtpConfigError> {
+    pub fn new(config: DeliveryConfig, secret_key: SecretKey) -> Result<Sender, SmtpConfigError> {
         let mailer = match &config.smtp {
             Some(smtp) => Some(mailer(smtp, config.timeout)?),
             None => None,
         };
-        Ok(Sender { config, mailer })
+        Ok(Sender { config, mailer, secret_key })
     }
 
     /// Sends one claimed delivery; `Err` carries why it failed.
@@ -135,8 +138,13 @@ impl Sender {
         let d = &claimed.delivery;
         match d.channel {
             DeliveryChannel::Webhook => {
-                let secret = claimed.secret.as_deref().ok_or("the webhook was deleted")?;
-                self.post(d, secret).await
+                let (Some(id), Some(stored)) = (d.webhook_id, claimed.secret.as_deref()) else {
+                    return Err("the webhook was deleted".to_owned());
+                };
+                // A value that does not open fails this attempt like any other error: retried,
+                // then given up, with the reason recorded.
+                let secret = self.secret_key.open(id, stored).map_err(|e| e.to_string())?;
+                self.post(d, &secret).await
             }
             DeliveryChannel::Email => self.mail(d).await,
         }
@@ -414,11 +422,23 @@ mod tests {
     }
 
     impl Fixture {
+        /// A webhook whose secret is stored as it was before sealing: `SECRET` in plain text.
         async fn webhook(&self, url: &str) -> Webhook {
+            self.webhook_stored(url, |_| SECRET.to_owned()).await
+        }
+
+        /// A webhook whose stored secret is `stored(id)`.
+        async fn webhook_stored(
+            &self,
+            url: &str,
+            stored: impl FnOnce(docket_core::WebhookId) -> String,
+        ) -> Webhook {
+            let id = docket_core::WebhookId::new();
             let new = NewWebhook {
+                id,
                 url: url.to_owned(),
                 events: vec!["com.todo.task.created".to_owned()],
-                secret: SECRET.to_owned(),
+                secret: stored(id),
                 active: true,
             };
             self.store
@@ -465,7 +485,11 @@ mod tests {
     }
 
     fn sender(config: DeliveryConfig) -> Sender {
-        Sender::new(config).expect("a sender without SMTP")
+        Sender::new(config, key()).expect("a sender without SMTP")
+    }
+
+    fn key() -> SecretKey {
+        SecretKey::parse(&"11".repeat(32)).expect("a 32-byte hex key")
     }
 
     /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, computed with the `hmac`
@@ -532,6 +556,47 @@ mod tests {
             0
         );
         assert_eq!(received.lock().expect("lock").len(), 2, "a delivered one is not sent again");
+    }
+
+    #[tokio::test]
+    async fn a_sealed_secret_is_opened_to_sign() {
+        let f = fixture().await;
+        let (url, received) = receiver(&[]).await;
+        let hook = f.webhook_stored(&url, |id| key().seal(id, SECRET)).await;
+        let now = ts("2026-06-01T09:00:00Z");
+        let d = f.enqueue(&hook, now).await;
+
+        assert_eq!(deliver_due(&f.store, &sender(config(true)), now).await.expect("round"), 1);
+        assert_eq!(f.delivery(&hook, d.id).await.status, DeliveryStatus::Delivered);
+        let got = received.lock().expect("lock");
+        assert_eq!(got.len(), 1);
+        let (headers, body) = &got[0];
+        assert_eq!(header(headers, "x-docket-signature"), expected_signature(SECRET, body));
+    }
+
+    #[tokio::test]
+    async fn a_secret_sealed_under_another_key_fails_the_delivery_with_the_reason() {
+        let f = fixture().await;
+        let (url, received) = receiver(&[]).await;
+        let other = SecretKey::parse(&"22".repeat(32)).expect("key");
+        let hook = f.webhook_stored(&url, |id| other.seal(id, SECRET)).await;
+        let mut now = ts("2026-06-01T09:00:00Z");
+        let d = f.enqueue(&hook, now).await;
+        let config = config(true);
+        let sender = sender(config.clone());
+
+        for attempt in 1..=config.max_attempts {
+            assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
+            let stored = f.delivery(&hook, d.id).await;
+            let error = stored.last_error.expect("the error is recorded");
+            assert_eq!(
+                error, "the webhook's secret cannot be decrypted (the server key changed?)",
+                "attempt {attempt}"
+            );
+            now = after(now, config.backoff(attempt));
+        }
+        assert_eq!(f.delivery(&hook, d.id).await.status, DeliveryStatus::Failed, "gave up");
+        assert!(received.lock().expect("lock").is_empty(), "nothing unsigned was sent");
     }
 
     #[tokio::test]
@@ -609,7 +674,7 @@ mod tests {
         // With attempts left, the reason is recorded for the next attempt.
         let again = NewDelivery { id: DeliveryId::new(), event_id: "evt-mail-2".to_owned(), ..d };
         f.store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue");
-        let sender = Sender::new(config(true)).expect("sender");
+        let sender = Sender::new(config(true), key()).expect("sender");
         assert_eq!(deliver_due(&f.store, &sender, later).await.expect("round"), 1);
         let retry_at = after(later, config(true).backoff(1));
         let claimed = f.store.claim_deliveries(retry_at, Duration::from_secs(60), 10).await;

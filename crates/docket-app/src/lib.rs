@@ -23,6 +23,7 @@ mod recurrence;
 pub mod recurring;
 mod reminders;
 pub mod scheduler;
+pub mod secret_key;
 mod series;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
@@ -56,6 +57,8 @@ pub struct App {
     email_enabled: bool,
     /// Another dependency readiness waits for (`with_dependency`).
     dependency: Option<Dependency>,
+    /// Seals webhook secrets at rest (`secret_key`).
+    secret_key: secret_key::SecretKey,
 }
 
 /// A readiness probe of a dependency: `Err` says why it is not ready.
@@ -68,7 +71,10 @@ struct Dependency {
 }
 
 impl App {
+    /// The webhook secret key is derived from the JWT secret until `with_secret_key`.
     pub fn new(store: Arc<dyn Store>, auth: AuthConfig) -> App {
+        use secrecy::ExposeSecret as _;
+        let secret_key = secret_key::SecretKey::derive(auth.jwt_secret.expose_secret().as_bytes());
         App {
             store,
             clock: Arc::new(SystemClock),
@@ -79,7 +85,15 @@ impl App {
             webhooks_allow_private: false,
             email_enabled: false,
             dependency: None,
+            secret_key,
         }
+    }
+
+    /// Seals webhook secrets with `key` (`--secret-key`) instead of the one derived from the
+    /// JWT secret; the delivery worker must open them with the same key.
+    pub fn with_secret_key(mut self, key: secret_key::SecretKey) -> App {
+        self.secret_key = key;
+        self
     }
 
     /// Says an SMTP relay is configured (reminders may then ask for the `email` channel).

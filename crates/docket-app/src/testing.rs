@@ -429,7 +429,7 @@ impl Store for MemoryStore {
     ) -> Result<docket_core::Webhook, StoreError> {
         let mut st = self.state()?;
         let hook = docket_core::Webhook {
-            id: docket_core::WebhookId::new(),
+            id: new.id,
             user_id: user,
             url: new.url,
             events: new.events,
@@ -489,6 +489,39 @@ impl Store for MemoryStore {
         }
         st.deliveries.retain(|d| d.webhook_id != Some(id));
         Ok(())
+    }
+
+    async fn webhook_secrets(
+        &self,
+        after: Option<docket_core::WebhookId>,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::WebhookId, String)>, StoreError> {
+        let st = self.state()?;
+        let mut out: Vec<_> = st
+            .webhooks
+            .iter()
+            .filter(|(w, _)| after.is_none_or(|a| w.id > a))
+            .map(|(w, s)| (w.id, s.clone()))
+            .collect();
+        out.sort_by_key(|&(id, _)| id);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn replace_webhook_secret(
+        &self,
+        id: docket_core::WebhookId,
+        old: String,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.state()?;
+        match st.webhooks.iter_mut().find(|(w, s)| w.id == id && *s == old) {
+            Some((_, secret)) => {
+                *secret = new;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn list_deliveries(

@@ -8,8 +8,9 @@
 //!   space (checked at creation and again before each delivery, so a name re-pointed at an
 //!   internal address is caught), unless the operator allows private targets.
 //!
-//! The webhook use cases (create with a secret shown once, list, get, update, delete, its
-//! deliveries and their retry) and the dispatcher consumer live here too: group `webhooks` on
+//! The webhook use cases (create with a secret shown once and stored sealed with the server key
+//! (`secret_key`), list, get, update, delete, its deliveries and their retry, sealing the plain
+//! secrets of older rows at start) and the dispatcher consumer live here too: group `webhooks` on
 //! `task-events` enqueues, in its transaction, one delivery per active webhook of the task's
 //! owner subscribed to the event's type (reminders reach webhooks through the notifier).
 
@@ -30,6 +31,7 @@ use reqwest::Url;
 use sha2::{Digest, Sha256};
 
 use crate::AppError;
+use crate::secret_key::is_sealed;
 
 /// SHA-256's block size, the HMAC key block.
 const BLOCK: usize = 64;
@@ -328,10 +330,12 @@ impl crate::App {
             )));
         }
         let secret = new_secret();
+        let id = WebhookId::new();
         let new = NewWebhook {
+            id,
             url,
             events,
-            secret: secret.clone(),
+            secret: self.secret_key.seal(id, &secret),
             active: input.active.unwrap_or(true),
         };
         let webhook = self.store.create_webhook(user.id, new, self.clock.now()).await?;
@@ -366,6 +370,30 @@ impl crate::App {
         Ok(self.store.delete_webhook(user.id, id).await?)
     }
 
+    /// Seals every webhook secret still stored in plain text (rows from before sealing, or
+    /// written by an older version during a rolling upgrade); returns how many it sealed.
+    /// Safe to run from several processes at once: each replacement happens only while the
+    /// row still holds the plain value it read, so a secret is sealed once.
+    pub async fn seal_webhook_secrets(&self) -> Result<usize, AppError> {
+        let mut sealed = 0;
+        let mut after = None;
+        loop {
+            let page = self.store.webhook_secrets(after, SEAL_PAGE).await?;
+            let Some(&(last, _)) = page.last() else { break };
+            after = Some(last);
+            for (id, stored) in page {
+                if is_sealed(&stored) {
+                    continue;
+                }
+                let new = self.secret_key.seal(id, &stored);
+                if self.store.replace_webhook_secret(id, stored, new).await? {
+                    sealed += 1;
+                }
+            }
+        }
+        Ok(sealed)
+    }
+
     /// The deliveries to the caller's webhook, newest first.
     pub async fn list_deliveries(
         &self,
@@ -389,6 +417,9 @@ impl crate::App {
 
 /// Most webhooks one user may have.
 pub const MAX_WEBHOOKS: usize = 25;
+
+/// Stored secrets read per page by `App::seal_webhook_secrets`.
+const SEAL_PAGE: usize = 200;
 
 #[cfg(test)]
 mod tests {

@@ -20,9 +20,12 @@ pub struct Webhook {
 /// What creating a webhook stores (checked by the use case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWebhook {
+    /// Chosen by the caller, so the secret can be sealed to it before it is stored.
+    pub id: WebhookId,
     pub url: String,
     pub events: Vec<String>,
-    /// The HMAC key of `X-Docket-Signature`.
+    /// The HMAC key of `X-Docket-Signature`, as stored: opaque to the store (the application
+    /// keeps it sealed with the server key).
     pub secret: String,
     pub active: bool,
 }

@@ -21,5 +21,5 @@ pub use client::{
     API_TOKEN_HEADER, BulkFailure, CLOUDEVENTS_CONTENT_TYPE, Concurrency, DEFAULT_HTTP_PORT,
     DaprClient, DaprError, Job, SaveState, StateItem,
 };
-pub use secrets::{DATABASE_URL, DEFAULT_SECRET, JWT_SECRET, SMTP_PASSWORD, Secrets};
+pub use secrets::{DATABASE_URL, DEFAULT_SECRET, JWT_SECRET, SECRET_KEY, SMTP_PASSWORD, Secrets};
 pub use state::DaprStateStore;

@@ -1,9 +1,10 @@
-//! [`Secrets`]: Docket's secrets (JWT secret, SMTP password, database URL) from a Dapr secret
+//! [`Secrets`]: Docket's secrets (JWT secret, webhook secret key, SMTP password, database URL) from a Dapr secret
 //! store, falling back to the environment (`--secrets dapr`).
 //!
 //! The layout is the deployment's (`deploy/`): one secret, `docket` by default — a Kubernetes
 //! Secret, or a multi-valued key of the local-file store — whose keys are the environment
-//! names: [`JWT_SECRET`] (`DOCKET_JWT_SECRET`), [`SMTP_PASSWORD`], [`DATABASE_URL`].
+//! names: [`JWT_SECRET`] (`DOCKET_JWT_SECRET`), [`SECRET_KEY`], [`SMTP_PASSWORD`],
+//! [`DATABASE_URL`].
 //! [`Secrets::get`] reads that secret once (the first call; the answer is kept for the
 //! process) and returns its key, else the environment variable of the same name; an empty value
 //! counts as unset. A store without the secret (Dapr answers 204) leaves every key to the
@@ -21,6 +22,8 @@ use crate::client::{DaprClient, DaprError};
 
 /// The JWT signing secret.
 pub const JWT_SECRET: &str = "DOCKET_JWT_SECRET";
+/// The key webhook signing secrets are encrypted with at rest.
+pub const SECRET_KEY: &str = "DOCKET_SECRET_KEY";
 /// The SMTP relay password.
 pub const SMTP_PASSWORD: &str = "DOCKET_SMTP_PASSWORD";
 /// The database URL.

@@ -139,6 +139,7 @@ macro_rules! store_conformance {
             check_series_update_makes_recurring_replaces_rule_and_ends,
             check_upcoming_series_are_the_active_fixed_ones_earliest_first,
             check_webhooks_crud_scoped_to_the_owner,
+            check_webhook_secrets_listed_and_replaced_conditionally,
             check_deliveries_enqueued_once,
             check_deliveries_claimed_due_first_and_leased,
             check_deliveries_claimed_once_under_concurrency,
@@ -3275,6 +3276,7 @@ const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn new_webhook(url: &str, events: &[&str]) -> docket_core::NewWebhook {
     docket_core::NewWebhook {
+        id: docket_core::WebhookId::new(),
         url: url.to_owned(),
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         secret: format!("secret of {url}"),
@@ -3421,6 +3423,62 @@ pub async fn check_webhooks_crud_scoped_to_the_owner(store: &dyn Store) {
     assert_eq!(store.list_webhooks(a.id).await.expect("list"), vec![second.clone()]);
     let claimed = store.claim_deliveries(at(DAY), LEASE, 100).await.expect("claim");
     assert_eq!(claimed_ids(&claimed), [kept.id], "a deleted webhook's deliveries are gone");
+}
+
+/// Every user's stored webhook secrets are listed by id in pages; a secret is replaced only
+/// while it is still the one the caller read (of two racing callers exactly one wins), nothing
+/// else about the webhook changes, and claims then sign with the new one.
+pub async fn check_webhook_secrets_listed_and_replaced_conditionally(store: &dyn Store) {
+    let a = user(store, "secrets-a").await;
+    let b = user(store, "secrets-b").await;
+    let one = webhook(store, a.id, "https://example.com/s1").await;
+    let two = webhook(store, a.id, "https://example.com/s2").await;
+    let three = webhook(store, b.id, "https://example.com/s3").await;
+    let ours = [one.id, two.id, three.id];
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.webhook_secrets(after, 2).await.expect("webhook_secrets");
+        assert!(page.len() <= 2, "a page holds at most `limit`");
+        let Some(last) = page.last() else { break };
+        after = Some(last.0);
+        listed.extend(page);
+    }
+    let ids: Vec<_> = listed.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered by id, no repeats: {ids:?}");
+    let mine: Vec<_> = listed.into_iter().filter(|(id, _)| ours.contains(id)).collect();
+    let mut want: Vec<_> =
+        [&one, &two, &three].into_iter().map(|w| (w.id, format!("secret of {}", w.url))).collect();
+    want.sort();
+    assert_eq!(mine, want, "every user's webhooks, with the secret as stored");
+
+    let old = format!("secret of {}", one.url);
+    let replaced = store
+        .replace_webhook_secret(one.id, "not the stored one".to_owned(), "x".to_owned())
+        .await
+        .expect("replace");
+    assert!(!replaced, "a stale `old` replaces nothing");
+    let unknown = docket_core::WebhookId::new();
+    assert!(!store.replace_webhook_secret(unknown, old.clone(), "x".to_owned()).await.expect("r"));
+    let (r1, r2) = futures::join!(
+        store.replace_webhook_secret(one.id, old.clone(), "sealed-1".to_owned()),
+        store.replace_webhook_secret(one.id, old.clone(), "sealed-2".to_owned()),
+    );
+    let (r1, r2) = (r1.expect("replace"), r2.expect("replace"));
+    assert!(r1 != r2, "exactly one of two racing replacements wins ({r1}, {r2})");
+    let winner = if r1 { "sealed-1" } else { "sealed-2" };
+    assert!(!store.replace_webhook_secret(one.id, old, "again".to_owned()).await.expect("r"));
+    let page = store.webhook_secrets(None, 10_000).await.expect("webhook_secrets");
+    let stored = page.iter().find(|(id, _)| *id == one.id).map(|(_, s)| s.as_str());
+    assert_eq!(stored, Some(winner));
+    assert_eq!(store.get_webhook(a.id, one.id).await.expect("get"), one, "nothing else moves");
+
+    let d = webhook_delivery(&one, "evt-resealed", 10);
+    store.enqueue_deliveries(vec![d.clone()]).await.expect("enqueue");
+    let claimed = store.claim_deliveries(at(DAY), LEASE, 100).await.expect("claim");
+    let c = claimed.iter().find(|c| c.delivery.id == d.id).expect("claimed");
+    assert_eq!(c.secret.as_deref(), Some(winner), "claims carry the replaced secret");
 }
 
 /// A delivery is enqueued once per (event, channel, target); another target or channel of

@@ -473,6 +473,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Webhook, StoreError>;
     /// Deletes the user's webhook and its deliveries.
     async fn delete_webhook(&self, user: UserId, id: WebhookId) -> Result<(), StoreError>;
+    /// Every user's webhooks with their stored secrets, ordered by id, the first `limit`
+    /// after `after`: for re-encoding stored secrets (the API never reads a secret back).
+    async fn webhook_secrets(
+        &self,
+        after: Option<WebhookId>,
+        limit: usize,
+    ) -> Result<Vec<(WebhookId, String)>, StoreError>;
+    /// Replaces webhook `id`'s stored secret with `new` only while it is still `old`, and
+    /// says whether it did; MUST be one conditional write, so that of several callers racing
+    /// with the same `old` exactly one replaces it. Changes nothing else (not `updated_at`).
+    async fn replace_webhook_secret(
+        &self,
+        id: WebhookId,
+        old: String,
+        new: String,
+    ) -> Result<bool, StoreError>;
     /// The deliveries to the user's webhook, newest first (at most `webhooks::MAX_LIST`).
     async fn list_deliveries(
         &self,

@@ -89,6 +89,11 @@ pub struct ServeArgs {
     /// Secret for signing Docket's own JWTs; generated once into the data directory when unset.
     #[arg(long, env = "DOCKET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Key that encrypts webhook signing secrets at rest: 32 bytes as base64 or hex (e.g.
+    /// `openssl rand -base64 32`). When unset it is derived from the JWT secret, so changing
+    /// that secret makes existing webhooks' secrets unreadable (their deliveries fail).
+    #[arg(long, env = "DOCKET_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// Lifetime of JWTs issued at signup/login, in seconds.
     #[arg(long, env = "DOCKET_TOKEN_TTL_SECS", default_value_t = 86_400)]
     pub token_ttl_secs: u64,
@@ -156,9 +161,10 @@ pub struct DaprArgs {
     /// store). Consumers' `processed:` keys stay in the database transaction either way.
     #[arg(long, env = "DOCKET_STATE", value_enum, default_value_t = Backend::Embedded)]
     pub state: Backend,
-    /// Secrets (JWT secret, SMTP password, database URL): `embedded` (flags and environment)
-    /// or `dapr` (the keys `DOCKET_JWT_SECRET`, `DOCKET_SMTP_PASSWORD`, `DOCKET_DATABASE_URL`
-    /// of one secret in the sidecar's secret store win; flags and environment fill the rest).
+    /// Secrets (JWT secret, webhook secret key, SMTP password, database URL): `embedded`
+    /// (flags and environment) or `dapr` (the keys `DOCKET_JWT_SECRET`, `DOCKET_SECRET_KEY`,
+    /// `DOCKET_SMTP_PASSWORD`, `DOCKET_DATABASE_URL` of one secret in the sidecar's secret
+    /// store win; flags and environment fill the rest).
     #[arg(long, env = "DOCKET_SECRETS", value_enum, default_value_t = Backend::Embedded)]
     pub secrets: Backend,
     /// The secret store component.

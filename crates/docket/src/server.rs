@@ -21,6 +21,7 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use docket_app::realtime::{Hub, HubConfig};
 use docket_app::scheduler::{SchedulerConfig, run_scheduler};
+use docket_app::secret_key::SecretKey;
 use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
@@ -169,9 +170,17 @@ impl Application {
             .unwrap_or_else(|| args.db.database.clone());
         let jwt_secret =
             from_store(docket_dapr::JWT_SECRET).await?.or_else(|| args.jwt_secret.clone());
+        let secret_key =
+            from_store(docket_dapr::SECRET_KEY).await?.or_else(|| args.secret_key.clone());
+        // Checked before the database is opened, so a bad key fails at once; empty is unset
+        // (the chart's Secret always carries the key).
+        let secret_key = secret_key.as_deref().filter(|k| !k.trim().is_empty());
+        let secret_key = secret_key.map(SecretKey::parse).transpose()?;
         let smtp_password = from_store(docket_dapr::SMTP_PASSWORD).await?;
         let (store, mut consumers) = open_serving(&database).await?;
         let secret = crate::secret::jwt_secret(jwt_secret.as_deref(), &args.data_dir)?;
+        // Webhook secrets are sealed with this key; without one it follows the JWT secret.
+        let secret_key = secret_key.unwrap_or_else(|| SecretKey::derive(secret.as_bytes()));
         let mut auth = AuthConfig::new(secret);
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
         auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
@@ -191,9 +200,10 @@ impl Application {
         if let (Some(smtp), Some(password)) = (delivery.smtp.as_mut(), smtp_password) {
             smtp.password = Some(password.into());
         }
-        let sender = docket_app::delivery::Sender::new(delivery.clone())
+        let sender = docket_app::delivery::Sender::new(delivery.clone(), secret_key.clone())
             .context("the email settings do not work")?;
         let mut app = App::new(store, auth)
+            .with_secret_key(secret_key)
             .with_next_instance_wait(next_instance_wait)
             .with_email(delivery.smtp.is_some())
             .with_private_webhooks(delivery.allow_private);
@@ -211,6 +221,17 @@ impl Application {
             app = app.with_dependency("the Dapr sidecar", probe);
         }
         let app = Arc::new(app);
+        if api || worker {
+            // Rows from before sealing (or from an older version in a rolling upgrade) are
+            // sealed; replicas starting together seal each row once between them.
+            let sealed = app
+                .seal_webhook_secrets()
+                .await
+                .context("cannot seal the stored webhook secrets")?;
+            if sealed > 0 {
+                tracing::info!(webhooks = sealed, "sealed stored webhook secrets");
+            }
+        }
         if let (Some(client), Backend::Dapr) = (&dapr.client, args.dapr.state) {
             consumers.state =
                 Arc::new(DaprStateStore::new(client.clone(), args.dapr.dapr_state_store.clone()));

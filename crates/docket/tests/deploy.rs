@@ -297,7 +297,9 @@ fn dapr_resources_parse_and_use_the_shared_names() {
     // The local secrets file holds the secret the components reference.
     let secrets: Value = serde_json::from_str(&read("deploy/dapr/secrets.json")).expect("json");
     let bundle = &secrets[name("SECRET_NAME")];
-    for key in ["DOCKET_DATABASE_URL", "DOCKET_JWT_SECRET", "DOCKET_REDIS_PASSWORD"] {
+    for key in
+        ["DOCKET_DATABASE_URL", "DOCKET_JWT_SECRET", "DOCKET_SECRET_KEY", "DOCKET_REDIS_PASSWORD"]
+    {
         assert!(bundle[key].is_string(), "secrets.json: {key}");
     }
 }
@@ -1310,7 +1312,12 @@ fn check_chart(r: &Rendered, help: &str, case: &str) {
     if v["secret"]["create"] == true {
         let secret = r.get("Secret", secret_name);
         str_map(&secret["stringData"], case);
-        for key in ["DOCKET_DATABASE_URL", "DOCKET_JWT_SECRET", "DOCKET_SMTP_PASSWORD"] {
+        for key in [
+            "DOCKET_DATABASE_URL",
+            "DOCKET_JWT_SECRET",
+            "DOCKET_SECRET_KEY",
+            "DOCKET_SMTP_PASSWORD",
+        ] {
             assert!(secret["stringData"][key].is_string(), "{case}: Secret {key}");
         }
     } else {

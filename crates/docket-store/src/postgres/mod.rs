@@ -845,6 +845,25 @@ impl Store for PostgresStore {
         webhooks::delete(&mut conn, user, id).await
     }
 
+    async fn webhook_secrets(
+        &self,
+        after: Option<docket_core::WebhookId>,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::WebhookId, String)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::secrets(&mut conn, after, limit).await
+    }
+
+    async fn replace_webhook_secret(
+        &self,
+        id: docket_core::WebhookId,
+        old: String,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        webhooks::replace_secret(&mut conn, id, &old, &new).await
+    }
+
     async fn list_deliveries(
         &self,
         user: UserId,

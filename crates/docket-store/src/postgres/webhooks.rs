@@ -80,7 +80,7 @@ pub async fn create(
     now: Timestamp,
 ) -> Result<Webhook, StoreError> {
     let hook = Webhook {
-        id: WebhookId::new(),
+        id: new.id,
         user_id: user,
         url: new.url,
         events: new.events,
@@ -182,6 +182,48 @@ pub async fn delete(
         return Err(StoreError::NotFound("webhook"));
     }
     Ok(())
+}
+
+/// Every user's webhooks with their stored secrets, ordered by id, the first `limit` after
+/// `after`.
+pub async fn secrets(
+    conn: &mut PgConnection,
+    after: Option<WebhookId>,
+    limit: usize,
+) -> Result<Vec<(WebhookId, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, secret FROM webhooks WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after.map(|id| id.0))
+    .bind(limit_of(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                WebhookId(row.try_get("id").map_err(unavailable)?),
+                row.try_get("secret").map_err(unavailable)?,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces webhook `id`'s secret with `new` while it is still `old`; true when it did.
+pub async fn replace_secret(
+    conn: &mut PgConnection,
+    id: WebhookId,
+    old: &str,
+    new: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
+        .bind(id.0)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The user's active webhooks that receive events of type `event_type`, oldest first.

@@ -806,6 +806,23 @@ impl Store for SqliteStore {
         self.write(move |tx| webhooks::delete(tx, user, id)).await
     }
 
+    async fn webhook_secrets(
+        &self,
+        after: Option<docket_core::WebhookId>,
+        limit: usize,
+    ) -> Result<Vec<(docket_core::WebhookId, String)>, StoreError> {
+        self.read(move |conn| webhooks::secrets(conn, after, limit)).await
+    }
+
+    async fn replace_webhook_secret(
+        &self,
+        id: docket_core::WebhookId,
+        old: String,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        self.write(move |tx| webhooks::replace_secret(tx, id, &old, &new)).await
+    }
+
     async fn list_deliveries(
         &self,
         user: UserId,

@@ -96,7 +96,7 @@ pub fn create(
     now: Timestamp,
 ) -> Result<Webhook, StoreError> {
     let hook = Webhook {
-        id: WebhookId::new(),
+        id: new.id,
         user_id: user,
         url: new.url,
         events: new.events,
@@ -174,6 +174,37 @@ pub fn delete(tx: &Transaction<'_>, user: UserId, id: WebhookId) -> Result<(), S
         return Err(StoreError::NotFound("webhook"));
     }
     Ok(())
+}
+
+/// Every user's webhooks with their stored secrets, ordered by id, the first `limit` after
+/// `after` (ids are 16-byte blobs, ordered as `Uuid`s are).
+pub fn secrets(
+    conn: &Connection,
+    after: Option<WebhookId>,
+    limit: usize,
+) -> Result<Vec<(WebhookId, String)>, StoreError> {
+    let after = after.map(|id| id.0.as_bytes().to_vec());
+    query(
+        conn,
+        "SELECT id, secret FROM webhooks WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+        params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |row| Ok((WebhookId(required(row, 0)?), row.get(1).db()?)),
+    )
+}
+
+/// Replaces webhook `id`'s secret with `new` while it is still `old`; true when it did.
+pub fn replace_secret(
+    tx: &Transaction<'_>,
+    id: WebhookId,
+    old: &str,
+    new: &str,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .prepare_cached("UPDATE webhooks SET secret = ?3 WHERE id = ?1 AND secret = ?2")
+        .db()?
+        .execute(params![id.0.as_bytes(), old, new])
+        .db()?;
+    Ok(n == 1)
 }
 
 /// The user's active webhooks that receive events of type `event_type`, oldest first.

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use docket_app::secret_key::SecretKey;
 use docket_dapr::testing::{Answer, TestSidecar};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -292,12 +293,14 @@ async fn secrets_come_from_the_sidecars_secret_store() {
     let dir = tempfile::tempdir().expect("temp dir");
     let database = dir.path().join("from-the-secret-store.db");
     let jwt = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let key = "qUcQkBUC0Y3xRlkGt3Q0Z1m5m8zHc3dVr8Q8cKX3e7s=";
     let sidecar = TestSidecar::builder()
         .secret_keys(
             "docket-secrets",
             "docket",
             &[
                 ("DOCKET_JWT_SECRET", jwt),
+                ("DOCKET_SECRET_KEY", key),
                 ("DOCKET_DATABASE_URL", &format!("sqlite://{}", database.display())),
             ],
         )
@@ -330,6 +333,20 @@ async fn secrets_come_from_the_sidecars_secret_store() {
         .is_err(),
         "and not with another"
     );
+
+    // Webhook secrets are sealed with the key from the store, not one derived from the JWT.
+    let body = json!({"url": "https://93.184.216.34/hook", "events": ["com.todo.task.created"]});
+    let r = s.post("/api/webhooks", &token, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let hook: uuid::Uuid = r.body["id"].as_str().expect("id").parse().expect("uuid");
+    let conn = rusqlite::Connection::open(&database).expect("open the database");
+    let stored: String = conn
+        .query_row("SELECT secret FROM webhooks WHERE id = ?1", [hook.as_bytes()], |r| r.get(0))
+        .expect("the webhook's row");
+    let from_store = SecretKey::parse(key).expect("the key parses");
+    let id = docket_core::WebhookId(hook);
+    assert_eq!(from_store.open(id, &stored).ok().as_deref(), r.body["secret"].as_str());
+    assert!(SecretKey::derive(jwt.as_bytes()).open(id, &stored).is_err(), "{stored}");
 
     // A misnamed store stops the server at boot rather than falling back.
     let env = vec![

@@ -1,8 +1,9 @@
 //! Webhooks end to end against a real receiver on 127.0.0.1: signed task-event deliveries
 //! (the signature checked here with our own HMAC, independent of the server's code), a retry
 //! after a 500 with the same delivery id, a reminder's `webhook` channel, giving up after the
-//! last attempt (the reminder marked failed, the delivery retried on request), and targets on
-//! private addresses refused at creation unless the operator allows them.
+//! last attempt (the reminder marked failed, the delivery retried on request), targets on
+//! private addresses refused at creation unless the operator allows them, and secrets stored
+//! sealed (read from the database itself), a plain one from before sealing sealed at start.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::{Db, Reply, TestServer, postgres_url};
+use crate::support::{Db, Reply, TestServer, docket, postgres_url, stderr};
 
 /// One request the receiver saw.
 #[derive(Debug, Clone)]
@@ -421,4 +422,133 @@ async fn private_targets_are_refused_unless_allowed_and_input_is_checked() {
     let r =
         open.post("/api/webhooks", &token, json!({"url": receiver.url, "events": events})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// The secret stored for webhook `hook`, read from the database itself.
+async fn stored_secret(s: &TestServer, hook: &str) -> String {
+    let id = uuid::Uuid::parse_str(hook).expect("a uuid");
+    match s.database.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+            conn.query_row("SELECT secret FROM webhooks WHERE id = ?1", [id.as_bytes()], |r| {
+                r.get(0)
+            })
+            .expect("the webhook's row")
+        }
+        None => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&s.database).await.expect("connect");
+            sqlx::query_scalar("SELECT secret FROM webhooks WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .expect("the webhook's row")
+        }
+    }
+}
+
+/// Overwrites webhook `hook`'s stored secret, as a version before sealing stored it.
+async fn store_plain_secret(s: &TestServer, hook: &str, secret: &str) {
+    let id = uuid::Uuid::parse_str(hook).expect("a uuid");
+    let n = match s.database.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+            let sql = "UPDATE webhooks SET secret = ?2 WHERE id = ?1";
+            conn.execute(sql, rusqlite::params![id.as_bytes(), secret]).expect("update") as u64
+        }
+        None => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&s.database).await.expect("connect");
+            sqlx::query("UPDATE webhooks SET secret = $2 WHERE id = $1")
+                .bind(id)
+                .bind(secret)
+                .execute(&mut conn)
+                .await
+                .expect("update")
+                .rows_affected()
+        }
+    };
+    assert_eq!(n, 1, "the webhook's row");
+}
+
+/// Creates a webhook on task creation; returns its id and secret.
+async fn task_webhook(s: &TestServer, token: &str, url: &str) -> (String, String) {
+    let body = json!({"url": url, "events": ["com.todo.task.created"]});
+    let r = s.post("/api/webhooks", token, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let hook = r.body["id"].as_str().expect("id").to_owned();
+    (hook, r.body["secret"].as_str().expect("the secret, shown once").to_owned())
+}
+
+#[tokio::test]
+async fn a_webhook_secret_is_stored_sealed_and_deliveries_are_still_signed() {
+    let receiver = Receiver::start(vec![]).await;
+    let s = TestServer::start_on(Db::Sqlite, env(true)).await;
+    let (token, _) = s.signup("sealed@example.com").await;
+    let (hook, secret) = task_webhook(&s, &token, &receiver.url).await;
+    let hex = secret.strip_prefix("whsec_").expect("a whsec_ secret");
+
+    let stored = stored_secret(&s, &hook).await;
+    assert!(stored.starts_with("v1:"), "stored sealed: {stored}");
+    assert!(!stored.contains(hex), "the stored value does not hold the secret: {stored}");
+    for path in ["/api/webhooks".to_owned(), format!("/api/webhooks/{hook}")] {
+        let r = s.get(&path, &token).await;
+        assert!(!r.text.contains("v1:") && !r.text.contains(hex), "{path}: {}", r.text);
+    }
+
+    let r = s.post("/api/tasks", &token, json!({"title": "Sealed"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let seen = receiver.until(1).await;
+    assert!(signed_by(&seen[0], &secret), "signed with the secret shown at creation");
+    assert!(!signed_by(&seen[0], &stored), "not with the stored value");
+}
+
+async fn a_plain_secret_is_sealed_at_start_and_still_signs(db: Db) {
+    let receiver = Receiver::start(vec![]).await;
+    let mut s = TestServer::start_on(db, env(true)).await;
+    let (token, _) = s.signup("legacy@example.com").await;
+    let (hook, _) = task_webhook(&s, &token, &receiver.url).await;
+    let legacy = "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    s.kill().await;
+    store_plain_secret(&s, &hook, legacy).await;
+    s.restart().await;
+    let stored = stored_secret(&s, &hook).await;
+    assert!(stored.starts_with("v1:"), "sealed before the server listens: {stored}");
+    assert!(!stored.contains(&legacy[6..]), "{stored}");
+
+    s.restart().await;
+    assert_eq!(stored_secret(&s, &hook).await, stored, "a sealed secret is left as it is");
+
+    let r = s.post("/api/tasks", &token, json!({"title": "From before"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let seen = receiver.until(1).await;
+    assert!(signed_by(&seen[0], legacy), "still signed with the old secret: {:?}", seen[0]);
+}
+
+#[tokio::test]
+async fn a_plain_secret_is_sealed_at_start_and_still_signs_sqlite() {
+    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_plain_secret_is_sealed_at_start_and_still_signs_postgres() {
+    let Some(base) = postgres_url("a_plain_secret_is_sealed_at_start_and_still_signs_postgres")
+    else {
+        return;
+    };
+    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Postgres(base)).await;
+}
+
+#[test]
+fn a_malformed_secret_key_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", dir.path().join("docket.db").display());
+    let data = dir.path().to_str().expect("utf-8");
+    let args = ["serve", "--listen", "127.0.0.1:0", "--database", &database, "--data-dir", data];
+    let out = docket(&args, &[("DOCKET_SECRET_KEY", "too-short")]);
+    assert!(!out.status.success(), "refused");
+    let err = stderr(&out);
+    assert!(err.contains("DOCKET_SECRET_KEY must be 32 bytes"), "{err}");
+    assert!(!err.contains("too-short"), "the value is not echoed: {err}");
 }
