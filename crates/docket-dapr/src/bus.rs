@@ -13,9 +13,9 @@
 //!   forgets it. A redelivery of an event already in the inbox appends nothing (the row's
 //!   unique key is the inbox topic and the event id) and is answered `SUCCESS` too. A failed
 //!   append (the database is down) is `RETRY`; a body that is not a CloudEvent, or a topic
-//!   name the log cannot hold, is `DROP`. Every answer is counted in
-//!   `docket_dapr_deliveries_total{topic, status}`, and with an app API token set, a callback
-//!   without the sidecar's `dapr-api-token` is refused (401).
+//!   name the log cannot hold, is `DROP`. This router is the bus on its own (the conformance
+//!   fixture serves it); the server keeps deliveries through [`DaprBus::keep`] behind
+//!   docket-http's Dapr routes, which check the app API token and count the answers.
 //! * `subscribe(group, topic)` is the embedded bus's subscription on the inbox log
 //!   ([`docket_bus::embedded`]): each group has its own committed position, attempt counts and
 //!   backoff, so one group's nacks and dead letters never hold another back; a group that
@@ -42,13 +42,10 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
 use docket_events::CloudEvent;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::client::{DaprClient, DaprError};
@@ -58,8 +55,6 @@ const BACKEND: &str = "dapr";
 const DAPR_ATTRIBUTES: [&str; 4] = ["pubsubname", "topic", "traceid", "tracestate"];
 /// The longest topic name a Dapr topic may have here (its inbox name must fit the log).
 const MAX_TOPIC: usize = 150;
-/// Counter of deliveries from the sidecar, labelled by `topic` and answered `status`.
-pub const DELIVERIES_METRIC: &str = "docket_dapr_deliveries_total";
 
 /// The log the events Dapr delivers on `topic` are kept in.
 pub fn inbox_topic(topic: &str) -> String {
@@ -85,7 +80,6 @@ struct Inner {
     pubsub: String,
     log: EmbeddedBus,
     topics: Mutex<BTreeSet<String>>,
-    app_api_token: Option<SecretString>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,33 +135,12 @@ impl DaprBus {
     /// A bus publishing to and subscribed through Pub/Sub component `pubsub`, keeping what
     /// it receives in `log`'s database (the app's own store).
     pub fn new(client: DaprClient, pubsub: &str, log: EmbeddedBus) -> DaprBus {
-        DaprBus::build(client, pubsub, log, None)
-    }
-
-    /// Like [`DaprBus::new`], with Dapr's app API token: the callbacks then answer 401 unless
-    /// the request carries it in `dapr-api-token` (only the sidecar knows it).
-    pub fn with_app_api_token(
-        client: DaprClient,
-        pubsub: &str,
-        log: EmbeddedBus,
-        token: SecretString,
-    ) -> DaprBus {
-        DaprBus::build(client, pubsub, log, Some(token))
-    }
-
-    fn build(
-        client: DaprClient,
-        pubsub: &str,
-        log: EmbeddedBus,
-        app_api_token: Option<SecretString>,
-    ) -> DaprBus {
         DaprBus {
             inner: Arc::new(Inner {
                 client,
                 pubsub: pubsub.to_owned(),
                 log,
                 topics: Mutex::new(BTreeSet::new()),
-                app_api_token,
             }),
         }
     }
@@ -204,13 +177,6 @@ impl DaprBus {
 }
 
 impl Inner {
-    /// Whether the request comes from the sidecar (always, without an app API token).
-    fn is_from_sidecar(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.app_api_token else { return true };
-        let given = headers.get("dapr-api-token").map(|v| v.as_bytes()).unwrap_or_default();
-        constant_time_eq(given, token.expose_secret().as_bytes())
-    }
-
     /// Keeps a delivery's body, delivered on `topic`, in the topic's inbox; the answer for
     /// Dapr.
     async fn receive(&self, topic: &str, body: &[u8]) -> &'static str {
@@ -253,45 +219,27 @@ async fn keep(log: &EmbeddedBus, topic: &str, mut event: CloudEvent) -> Result<b
     Ok(appended)
 }
 
-/// Compares without an early exit, so the time taken says nothing about the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, "Dapr callbacks need the sidecar's dapr-api-token").into_response()
-}
-
-async fn list_subscriptions(State(bus): State<Arc<Inner>>, headers: HeaderMap) -> Response {
-    if !bus.is_from_sidecar(&headers) {
-        return unauthorized();
-    }
+async fn list_subscriptions(State(bus): State<Arc<Inner>>) -> Json<Vec<SubscriptionWire>> {
     let topics: Vec<String> = lock(&bus.topics).iter().cloned().collect();
-    let list: Vec<SubscriptionWire> = topics
-        .into_iter()
-        .map(|topic| SubscriptionWire {
-            pubsubname: bus.pubsub.clone(),
-            route: route(&topic),
-            dead_letter_topic: docket_events::topics::dlq(&topic),
-            topic,
-        })
-        .collect();
-    Json(list).into_response()
+    Json(
+        topics
+            .into_iter()
+            .map(|topic| SubscriptionWire {
+                pubsubname: bus.pubsub.clone(),
+                route: route(&topic),
+                dead_letter_topic: docket_events::topics::dlq(&topic),
+                topic,
+            })
+            .collect(),
+    )
 }
 
 async fn deliver(
     State(bus): State<Arc<Inner>>,
     Path(topic): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if !bus.is_from_sidecar(&headers) {
-        return unauthorized();
-    }
-    let status = bus.receive(&topic, &body).await;
-    let label: String = topic.chars().take(MAX_TOPIC).collect();
-    metrics::counter!(DELIVERIES_METRIC, "topic" => label, "status" => status).increment(1);
-    Json(DeliveryStatus { status }).into_response()
+) -> Json<DeliveryStatus> {
+    Json(DeliveryStatus { status: bus.receive(&topic, &body).await })
 }
 
 #[async_trait]

@@ -1,7 +1,7 @@
 //! What only `DaprBus` has, over the test sidecar (the contract itself is
 //! `bus_conformance.rs`): the subscription list Dapr reads, the answers Dapr gets (`SUCCESS`
 //! once the event is in the inbox, whatever the groups do later; `DROP` for a body that is
-//! not a CloudEvent), a redelivery kept once, and the app API token.
+//! not a CloudEvent), and a redelivery kept once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,48 +142,6 @@ async fn an_event_dapr_delivers_twice_is_kept_once() {
     }
     let nothing = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(nothing.is_err(), "the second copy was not kept");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_need_the_app_api_token_when_one_is_set() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("docket.db");
-    let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
-    let sidecar = TestSidecar::builder().start().await.expect("start the sidecar");
-    let log = EmbeddedBus::sqlite(Arc::new(store));
-    let token = secrecy::SecretString::from("s3cret-token".to_owned());
-    let bus = DaprBus::with_app_api_token(sidecar.client(), PUBSUB, log, token);
-    bus.declare_topic("t").expect("a valid topic");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("address"));
-    let router = bus.router();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    let http = reqwest::Client::new();
-    let e = event("k", 1);
-    let body = e.to_json();
-    for token in [None, Some("wrong-token!"), Some("s3cret-token")] {
-        let mut list = http.get(format!("{url}dapr/subscribe"));
-        let mut deliver = http.post(format!("{url}dapr/events/t")).body(body.clone());
-        if let Some(t) = token {
-            list = list.header("dapr-api-token", t);
-            deliver = deliver.header("dapr-api-token", t);
-        }
-        let (list, deliver) =
-            (list.send().await.expect("list"), deliver.send().await.expect("deliver"));
-        let want = if token == Some("s3cret-token") { 200 } else { 401 };
-        assert_eq!((list.status().as_u16(), deliver.status().as_u16()), (want, want), "{token:?}");
-    }
-    let mut sub = bus.subscribe("g", "t", options()).await.expect("subscribe");
-    let d = next(&mut sub).await;
-    assert_eq!(d.event.id, e.id, "the authorised delivery was kept");
-    let nothing = tokio::time::timeout(Duration::from_millis(300), async {
-        sub.ack(&d).await.expect("ack");
-        sub.next().await
-    });
-    assert!(nothing.await.is_err(), "refused deliveries were not kept");
-    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

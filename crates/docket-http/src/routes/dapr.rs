@@ -119,11 +119,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The dead-letter topic of `topic`.
-pub fn dead_letter_topic(topic: &str) -> String {
-    format!("{topic}.dlq")
-}
-
 /// The route Dapr delivers `topic`'s events to.
 pub fn route(topic: &str) -> String {
     format!("/dapr/events/{topic}")
@@ -170,7 +165,7 @@ pub async fn subscribe(
                 pubsubname: dapr.pubsub.clone(),
                 topic: t.topic.clone(),
                 route: route(&t.topic),
-                dead_letter_topic: dead_letter_topic(&t.topic),
+                dead_letter_topic: docket_events::topics::dlq(&t.topic),
                 metadata: serde_json::Map::new(),
             })
             .collect(),
