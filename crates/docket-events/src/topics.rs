@@ -2,7 +2,7 @@
 //!
 //! One outbox row per task change, on `task-events`. `task-updates` (what real-time clients
 //! see) carries exactly the same events today, so it is not written twice: reading the log of
-//! `task-updates` reads the `task-events` rows ([`log_topic`]), and a relay to an external
+//! `task-updates` reads the `task-events` rows ([`log_topics`]), and a relay to an external
 //! broker publishes each `task-events` row to both topics ([`published_to`]). A realtime
 //! consumer and the audit consumer still keep independent positions, because positions
 //! belong to consumers, not to rows. This halves the outbox writes of every task write (the
