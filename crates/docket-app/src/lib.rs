@@ -13,7 +13,6 @@ pub mod audit;
 pub mod auth;
 mod categories;
 pub mod clock;
-pub mod dapr_jobs;
 pub mod delivery;
 pub mod error;
 pub mod housekeeping;

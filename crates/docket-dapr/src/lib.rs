@@ -2,8 +2,9 @@
 //! ([`DaprClient`]), the state store contract over Dapr state ([`DaprStateStore`]), secrets
 //! with an environment fallback ([`Secrets`]), and, behind the `test-sidecar` feature, an
 //! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]);
-//! the outbox relay of Dapr mode ([`relay`]); and the event bus contract over Dapr Pub/Sub
-//! ([`bus::DaprBus`], which serves its own `/dapr/subscribe` and delivery routes).
+//! the outbox relay of Dapr mode ([`relay`]); the event bus contract over Dapr Pub/Sub
+//! ([`bus::DaprBus`], which serves its own `/dapr/subscribe` and delivery routes); and the job
+//! registrar of `--scheduler dapr` ([`jobs`]), which keeps one Dapr job per coming deadline.
 //!
 //! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). Apart from the
 //! bus's router, the app side of Dapr (`/job/{name}`, the server's delivery routes) is
@@ -11,6 +12,7 @@
 
 pub mod bus;
 mod client;
+pub mod jobs;
 pub mod relay;
 mod secrets;
 mod state;

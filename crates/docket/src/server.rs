@@ -353,11 +353,11 @@ impl Application {
             // process keeps them registered. Otherwise the embedded scheduler times them.
             let timers: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
                 match (&self.dapr.client, self.dapr.scheduler) {
-                    (Some(client), true) => Box::pin(docket_app::dapr_jobs::run_job_registrar(
+                    (Some(client), true) => Box::pin(docket_dapr::jobs::run_job_registrar(
                         Arc::clone(app.store()),
                         app.clock(),
                         client.clone(),
-                        docket_app::dapr_jobs::JobsConfig::default(),
+                        docket_dapr::jobs::JobsConfig::default(),
                         app.scheduler_wake(),
                         stop.subscribe(),
                     )),

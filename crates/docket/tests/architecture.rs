@@ -44,7 +44,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("docket-app", "libsqlite3-sys", "through rusqlite"),
     ("docket-app", "reqwest", "webhook sending and JWKS fetching in docket-app"),
     ("docket-app", "lettre", "email sending in docket-app"),
-    ("docket-app", "axum", "through docket-dapr (job registrar)"),
     ("docket-app", "hyper", "through reqwest and axum"),
     ("docket-http", "sqlx", "through docket-store and docket-app"),
     ("docket-http", "sqlx-core", "through sqlx"),

@@ -27,13 +27,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{DaprClient, DaprError, Job};
 use docket_core::{ReminderId, SeriesId, Timestamp};
-use docket_dapr::{DaprClient, DaprError, Job};
 use docket_store::{Store, StoreError};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use crate::clock::Clock;
+use docket_app::Clock;
 
 /// Counter: jobs scheduled (or re-scheduled) on the sidecar by this process.
 pub const SCHEDULED_METRIC: &str = "docket_dapr_jobs_scheduled_total";
@@ -332,18 +332,18 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use crate::testing::{ManualClock, ScheduledJob, SidecarClock, TestSidecar};
     use docket_core::{
         Channels, DisplayName, Email, Mode, NewReminder, NewTask, NewUser, Offset, Pattern, Preset,
         Recurrence, ReminderStatus, Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
     };
-    use docket_dapr::testing::{ManualClock, ScheduledJob, SidecarClock, TestSidecar};
     use docket_events::topics;
     use docket_store::Store;
     use docket_store::sqlite::SqliteStore;
     use tokio::sync::{Notify, watch};
 
     use super::*;
-    use crate::clock::FixedClock;
+    use docket_app::FixedClock;
 
     const T0: &str = "2026-06-01T08:00:00Z";
 
@@ -683,7 +683,7 @@ mod tests {
         use axum::http::StatusCode;
         type AppState = (Arc<SqliteStore>, Arc<FixedClock>);
         async fn job(State((store, clock)): State<AppState>) -> StatusCode {
-            match crate::scheduler::sweep(store.as_ref(), clock.now(), 500).await {
+            match docket_app::scheduler::sweep(store.as_ref(), clock.now(), 500).await {
                 Ok(_) => StatusCode::OK,
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             }
