@@ -21,6 +21,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use docket_core::{DisplayName, Email, NewUser, Password, Timestamp, User, UserId};
+use docket_ports::JwksSource;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -39,8 +40,6 @@ pub const PAT_PREFIX: &str = "dkt_";
 const LEEWAY_SECS: i64 = 30;
 /// A JWKS is refetched for an unknown `kid` at most this often.
 const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
-const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
-const JWKS_MAX_BYTES: usize = 1 << 20;
 
 /// How the app checks and issues credentials.
 #[derive(Debug)]
@@ -52,8 +51,9 @@ pub struct AuthConfig {
     /// Better Auth's `BETTER_AUTH_SECRET`: HS256 JWTs signed with it are accepted and their
     /// `sub` provisions a user.
     pub better_auth_secret: Option<SecretString>,
-    /// A JWKS URL whose EdDSA, ES256 and RS256 keys verify external JWTs.
-    pub jwks_url: Option<String>,
+    /// Where the JWKS whose EdDSA, ES256 and RS256 keys verify external JWTs comes from
+    /// (`docket_outbound::HttpJwks` for a URL).
+    pub jwks: Option<Arc<dyn JwksSource>>,
     /// The `iss` of our own JWTs (default `docket`).
     pub jwt_issuer: String,
 }
@@ -65,7 +65,7 @@ impl AuthConfig {
             jwt_secret: jwt_secret.into(),
             token_ttl: Duration::from_secs(24 * 3600),
             better_auth_secret: None,
-            jwks_url: None,
+            jwks: None,
             jwt_issuer: "docket".to_owned(),
         }
     }
@@ -87,7 +87,7 @@ impl Auth {
             .better_auth_secret
             .as_ref()
             .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()));
-        let jwks = config.jwks_url.clone().map(Jwks::new);
+        let jwks = config.jwks.clone().map(Jwks::new);
         Auth {
             own_encoding: EncodingKey::from_secret(secret),
             own_decoding: DecodingKey::from_secret(secret),
@@ -341,23 +341,16 @@ struct JwksKey {
 
 /// The JWKS key cache: keys by `kid`, refetched on an unknown `kid` at most every 30 s.
 struct Jwks {
-    url: String,
-    client: Option<reqwest::Client>,
+    source: Arc<dyn JwksSource>,
     keys: std::sync::RwLock<Vec<JwksKey>>,
     /// When the set was last fetched; held across a fetch so concurrent misses fetch once.
     last_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Jwks {
-    fn new(url: String) -> Jwks {
-        let client = reqwest::Client::builder()
-            .timeout(JWKS_TIMEOUT)
-            .build()
-            .inspect_err(|e| tracing::error!(error = %e, "cannot build the JWKS HTTP client"))
-            .ok();
+    fn new(source: Arc<dyn JwksSource>) -> Jwks {
         Jwks {
-            url,
-            client,
+            source,
             keys: std::sync::RwLock::new(Vec::new()),
             last_fetch: tokio::sync::Mutex::new(None),
         }
@@ -400,7 +393,7 @@ impl Jwks {
             return None;
         }
         *last = Some(tokio::time::Instant::now());
-        match self.fetch().await {
+        match self.source.fetch().await.map(|body| parse_jwks(&body)) {
             Ok(keys) => {
                 tracing::debug!(jwks.keys = keys.len(), "fetched the JWKS");
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
@@ -408,19 +401,6 @@ impl Jwks {
             Err(e) => tracing::warn!(error = %e, "cannot fetch the JWKS"),
         }
         self.lookup(kid)
-    }
-
-    async fn fetch(&self) -> Result<Vec<JwksKey>, String> {
-        let client = self.client.as_ref().ok_or("no HTTP client")?;
-        let resp = client.get(&self.url).send().await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("JWKS answered {}", resp.status()));
-        }
-        let body = resp.bytes().await.map_err(|e| e.to_string())?;
-        if body.len() > JWKS_MAX_BYTES {
-            return Err("JWKS is larger than 1 MiB".to_owned());
-        }
-        Ok(parse_jwks(&body))
     }
 }
 

@@ -14,18 +14,19 @@
 //! before every attempt (a name re-pointed at an internal address is refused unless private
 //! targets are allowed) and the request goes to exactly the addresses checked; redirects are
 //! not followed.
-//! Email: one message per delivery through the configured relay (`SmtpConfig`), plain text.
+//! Email: one message per delivery through the configured relay, plain text.
+//!
+//! The bytes move through the outbound ports (`docket_ports::WebhookTransport`,
+//! `docket_ports::MailTransport`); what is sent, where, signed how, and when it is retried is
+//! decided here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::{Delivery, DeliveryChannel, DeliveryOutcome, Timestamp};
+use docket_ports::{MailTransport, OutboundMail, PostError, WebhookPost, WebhookTransport};
 use docket_store::Store;
 use docket_store::webhooks::ClaimedDelivery;
-use lettre::message::{Mailbox, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -35,29 +36,6 @@ use crate::webhook;
 /// Counter of delivery attempts, labelled by `channel` and `outcome`
 /// (`delivered`, `retry`, `failed`).
 pub const ATTEMPTS_METRIC: &str = "docket_delivery_attempts_total";
-
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain text (a relay on the same host or network).
-    None,
-    /// STARTTLS required.
-    StartTls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Tls,
-}
-
-/// The SMTP relay email goes through.
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
-    /// The `From` mailbox, e.g. `Docket <docket@example.com>`.
-    pub from: String,
-}
 
 /// How the worker sends and retries.
 #[derive(Debug, Clone)]
@@ -76,8 +54,6 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Lets webhooks reach loopback, private and link-local addresses.
     pub allow_private: bool,
-    /// The relay; without one, email deliveries fail with that reason (and are retried).
-    pub smtp: Option<SmtpConfig>,
     /// The longest the worker sleeps before looking for due deliveries again (other
     /// processes enqueue too).
     pub poll: Duration,
@@ -93,7 +69,6 @@ impl Default for DeliveryConfig {
             backoff_max: Duration::from_secs(3600),
             timeout: Duration::from_secs(15),
             allow_private: false,
-            smtp: None,
             poll: Duration::from_millis(500),
         }
     }
@@ -107,30 +82,25 @@ impl DeliveryConfig {
     }
 }
 
-/// Sends deliveries; built once per worker.
+/// Sends deliveries through the outbound transports; built once per worker.
 pub struct Sender {
     config: DeliveryConfig,
-    mailer: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
+    webhooks: Arc<dyn WebhookTransport>,
+    /// The relay's transport; without one, email deliveries fail with that reason (and are
+    /// retried).
+    mail: Option<Arc<dyn MailTransport>>,
     /// Opens the webhook secrets the API sealed (the same key as `App::with_secret_key`).
     secret_key: SecretKey,
 }
 
-/// Why a mailer cannot be built from the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum SmtpConfigError {
-    #[error("the SMTP from address '{0}' is not a mailbox")]
-    From(String),
-    #[error("the SMTP relay '{host}' cannot be used: {error}")]
-    Relay { host: String, error: String },
-}
-
 impl Sender {
-    pub fn new(config: DeliveryConfig, secret_key: SecretKey) -> Result<Sender, SmtpConfigError> {
-        let mailer = match &config.smtp {
-            Some(smtp) => Some(mailer(smtp, config.timeout)?),
-            None => None,
-        };
-        Ok(Sender { config, mailer, secret_key })
+    pub fn new(
+        config: DeliveryConfig,
+        secret_key: SecretKey,
+        webhooks: Arc<dyn WebhookTransport>,
+        mail: Option<Arc<dyn MailTransport>>,
+    ) -> Sender {
+        Sender { config, webhooks, mail, secret_key }
     }
 
     /// Sends one claimed delivery; `Err` carries why it failed.
@@ -155,40 +125,29 @@ impl Sender {
         let addrs = webhook::public_addresses(&url, self.config.allow_private)
             .await
             .map_err(|e| e.to_string())?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let client = reqwest::Client::builder()
-            .timeout(self.config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the host itself, around the address check above.
-            .no_proxy()
-            .resolve_to_addrs(&host, &addrs)
-            .user_agent(concat!("Docket/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let response = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                "X-Docket-Signature",
-                webhook::signature(secret.as_bytes(), d.payload.as_bytes()),
-            )
-            .header("X-Docket-Delivery", d.id.to_string())
-            .header("X-Docket-Event", &d.event_type)
-            .body(d.payload.clone())
-            .send()
-            .await
-            .map_err(|e| format!("POST {}: {}", d.target, error_chain(&e)))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("POST {} answered {status}", d.target))
-        }
+        let request = WebhookPost {
+            url: url.to_string(),
+            addrs,
+            headers: vec![
+                (
+                    "X-Docket-Signature".to_owned(),
+                    webhook::signature(secret.as_bytes(), d.payload.as_bytes()),
+                ),
+                ("X-Docket-Delivery".to_owned(), d.id.to_string()),
+                ("X-Docket-Event".to_owned(), d.event_type.clone()),
+            ],
+            body: d.payload.clone(),
+            timeout: self.config.timeout,
+        };
+        self.webhooks.post(request).await.map_err(|e| match e {
+            PostError::Status(status) => format!("POST {} answered {status}", d.target),
+            PostError::Transport(error) => format!("POST {}: {error}", d.target),
+        })
     }
 
     async fn mail(&self, d: &Delivery) -> Result<(), String> {
-        let (transport, from) =
-            self.mailer.as_ref().ok_or("no SMTP relay is configured on the delivering server")?;
+        let transport =
+            self.mail.as_ref().ok_or("no SMTP relay is configured on the delivering server")?;
         #[derive(serde::Deserialize)]
         struct Mail {
             subject: String,
@@ -196,60 +155,15 @@ impl Sender {
         }
         let mail: Mail = serde_json::from_str(&d.payload)
             .map_err(|e| format!("the stored email does not parse: {e}"))?;
-        let to: Mailbox =
-            d.target.parse().map_err(|e| format!("'{}' is not a mailbox: {e}", d.target))?;
-        let message = Message::builder()
-            .from(from.clone())
-            .to(to)
-            .subject(mail.subject)
-            .header(ContentType::TEXT_PLAIN)
-            .message_id(Some(format!("<{}@docket>", d.id)))
-            .body(mail.text)
-            .map_err(|e| format!("cannot build the email: {e}"))?;
-        transport.send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {}", error_chain(&e)))
+        transport
+            .send(OutboundMail {
+                to: d.target.clone(),
+                subject: mail.subject,
+                text: mail.text,
+                message_id: format!("<{}@docket>", d.id),
+            })
+            .await
     }
-}
-
-fn mailer(
-    smtp: &SmtpConfig,
-    timeout: Duration,
-) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), SmtpConfigError> {
-    let from: Mailbox = smtp.from.parse().map_err(|_| SmtpConfigError::From(smtp.from.clone()))?;
-    let relay_error = |e: lettre::transport::smtp::Error| SmtpConfigError::Relay {
-        host: smtp.host.clone(),
-        error: e.to_string(),
-    };
-    let mut builder = match smtp.tls {
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-        SmtpTls::StartTls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(relay_error)?
-        }
-        SmtpTls::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(relay_error)?
-        }
-    };
-    builder = builder.port(smtp.port).timeout(Some(timeout));
-    if let Some(user) = &smtp.username {
-        let password =
-            smtp.password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
-        builder = builder.credentials(Credentials::new(user.clone(), password));
-    }
-    Ok((builder.build(), from))
-}
-
-/// `e` and its sources, joined, so a refused connection says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Claims the deliveries due at `now`, sends them and settles each; returns how many it
@@ -484,8 +398,9 @@ mod tests {
         }
     }
 
+    /// A sender posting webhooks over real HTTP, without an SMTP relay.
     fn sender(config: DeliveryConfig) -> Sender {
-        Sender::new(config, key()).expect("a sender without SMTP")
+        Sender::new(config, key(), Arc::new(docket_outbound::HttpWebhooks::new()), None)
     }
 
     fn key() -> SecretKey {
@@ -674,7 +589,7 @@ mod tests {
         // With attempts left, the reason is recorded for the next attempt.
         let again = NewDelivery { id: DeliveryId::new(), event_id: "evt-mail-2".to_owned(), ..d };
         f.store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue");
-        let sender = Sender::new(config(true), key()).expect("sender");
+        let sender = self::sender(config(true));
         assert_eq!(deliver_due(&f.store, &sender, later).await.expect("round"), 1);
         let retry_at = after(later, config(true).backoff(1));
         let claimed = f.store.claim_deliveries(retry_at, Duration::from_secs(60), 10).await;

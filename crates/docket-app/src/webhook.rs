@@ -27,8 +27,8 @@ use docket_events::{CloudEvent, topics, types};
 use docket_store::webhooks::Subscriber;
 use docket_store::{postgres, webhooks};
 use futures::FutureExt as _;
-use reqwest::Url;
 use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::AppError;
 use crate::secret_key::is_sealed;

@@ -260,15 +260,25 @@ pub enum SmtpTlsArg {
 }
 
 impl DeliveryArgs {
-    /// The worker's configuration.
+    /// The worker's configuration (the SMTP relay is [`DeliveryArgs::smtp`]).
     pub fn config(&self) -> docket_app::delivery::DeliveryConfig {
-        use docket_app::delivery::{DeliveryConfig, SmtpConfig, SmtpTls};
+        docket_app::delivery::DeliveryConfig {
+            max_attempts: self.delivery_max_attempts,
+            backoff_base: self.delivery_backoff,
+            allow_private: self.webhooks_allow_private,
+            ..docket_app::delivery::DeliveryConfig::default()
+        }
+    }
+
+    /// The SMTP relay email goes through, when `--smtp-host` names one.
+    pub fn smtp(&self) -> Option<docket_outbound::SmtpConfig> {
+        use docket_outbound::{SmtpConfig, SmtpTls};
         let tls = match self.smtp_tls {
             SmtpTlsArg::None => SmtpTls::None,
             SmtpTlsArg::Starttls => SmtpTls::StartTls,
             SmtpTlsArg::Tls => SmtpTls::Tls,
         };
-        let smtp = self.smtp_host.clone().map(|host| SmtpConfig {
+        self.smtp_host.clone().map(|host| SmtpConfig {
             host,
             port: self.smtp_port.unwrap_or(match tls {
                 SmtpTls::None => 25,
@@ -279,14 +289,7 @@ impl DeliveryArgs {
             username: self.smtp_username.clone(),
             password: self.smtp_password.clone().map(Into::into),
             from: self.smtp_from.clone(),
-        });
-        DeliveryConfig {
-            max_attempts: self.delivery_max_attempts,
-            backoff_base: self.delivery_backoff,
-            allow_private: self.webhooks_allow_private,
-            smtp,
-            ..DeliveryConfig::default()
-        }
+        })
     }
 }
 

@@ -184,7 +184,9 @@ impl Application {
         let mut auth = AuthConfig::new(secret);
         auth.token_ttl = Duration::from_secs(args.token_ttl_secs);
         auth.better_auth_secret = args.better_auth_secret.clone().map(Into::into);
-        auth.jwks_url = args.jwks_url.clone();
+        auth.jwks = args.jwks_url.clone().map(|url| {
+            Arc::new(docket_outbound::HttpJwks::new(url)) as Arc<dyn docket_ports::JwksSource>
+        });
         let api = args.roles.contains(&Role::Api);
         let worker = args.roles.contains(&Role::Worker);
         let scheduler = args.roles.contains(&Role::Scheduler);
@@ -196,16 +198,28 @@ impl Application {
         } else {
             Some(Duration::from_millis(args.next_instance_wait_ms)).filter(|d| !d.is_zero())
         };
-        let mut delivery = args.delivery.config();
-        if let (Some(smtp), Some(password)) = (delivery.smtp.as_mut(), smtp_password) {
+        let delivery = args.delivery.config();
+        let mut smtp = args.delivery.smtp();
+        if let (Some(smtp), Some(password)) = (smtp.as_mut(), smtp_password) {
             smtp.password = Some(password.into());
         }
-        let sender = docket_app::delivery::Sender::new(delivery.clone(), secret_key.clone())
-            .context("the email settings do not work")?;
+        let mailer = match &smtp {
+            Some(smtp) => Some(Arc::new(
+                docket_outbound::SmtpMailer::new(smtp, delivery.timeout)
+                    .context("the email settings do not work")?,
+            ) as Arc<dyn docket_ports::MailTransport>),
+            None => None,
+        };
+        let sender = docket_app::delivery::Sender::new(
+            delivery.clone(),
+            secret_key.clone(),
+            Arc::new(docket_outbound::HttpWebhooks::new()),
+            mailer,
+        );
         let mut app = App::new(store, auth)
             .with_secret_key(secret_key)
             .with_next_instance_wait(next_instance_wait)
-            .with_email(delivery.smtp.is_some())
+            .with_email(smtp.is_some())
             .with_private_webhooks(delivery.allow_private);
         if api {
             app = app.with_hub(consumers.hub.clone());

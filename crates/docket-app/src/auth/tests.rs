@@ -205,7 +205,7 @@ async fn jwks_verifies_eddsa_es256_rs256_and_rejects_confusion() {
     };
     let (url, hits) = jwks_server(serde_json::to_value(&set).unwrap()).await;
     let mut config = AuthConfig::new(SECRET);
-    config.jwks_url = Some(url);
+    config.jwks = Some(Arc::new(docket_outbound::HttpJwks::new(url)));
     let (app, _) = app_with(config);
     let exp = t0().as_second() + 600;
 
