@@ -275,12 +275,11 @@ mod tests {
         let path = dir.path().join("docket.db");
         let sqlite = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
         stopped_group_holds_nothing(&sqlite).await;
-        stopped_group_holds_nothing(&crate::testing::MemoryStore::new()).await;
     }
 
     #[tokio::test]
     async fn pruning_goes_on_batch_after_batch_until_a_short_one() {
-        let store = crate::testing::MemoryStore::new();
+        let store = crate::testing::FaultyStore::sqlite().await;
         let u = user(&store).await;
         for _ in 0..5 {
             create(&store, &u, "2026-06-01T00:00:00Z").await;

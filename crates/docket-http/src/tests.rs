@@ -1,14 +1,15 @@
-//! Router tests: the whole `router()` driven with `tower::ServiceExt::oneshot` over the
-//! in-memory store. They check status codes, problem bodies, headers (ETag, security, request
-//! id, Retry-After), the seeds' user-path form, list query validation, the login rate limit,
-//! ops endpoints, and that the OpenAPI document and the routes agree.
+//! Router tests: the whole `router()` driven with `tower::ServiceExt::oneshot` over a real
+//! SQLite store in a temporary directory (`FaultyStore`, switched off or made to panic for the
+//! readiness checks). They check status codes, problem bodies, headers (ETag, security,
+//! request id, Retry-After), the seeds' user-path form, list query validation, the login rate
+//! limit, ops endpoints, and that the OpenAPI document and the routes agree.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use docket_app::testing::MemoryStore;
+use docket_app::testing::FaultyStore;
 use docket_app::{App, AuthConfig};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -51,17 +52,17 @@ impl Reply {
 
 struct Harness {
     router: Router,
-    store: Arc<MemoryStore>,
+    store: Arc<FaultyStore>,
 }
 
-fn harness_with(config: HttpConfig) -> Harness {
-    let store = Arc::new(MemoryStore::new());
+async fn harness_with(config: HttpConfig) -> Harness {
+    let store = Arc::new(FaultyStore::sqlite().await);
     let app = App::new(store.clone(), AuthConfig::new("router-test-secret-router-test-secret"));
     Harness { router: router(Arc::new(app), config), store }
 }
 
-fn harness() -> Harness {
-    harness_with(HttpConfig::default())
+async fn harness() -> Harness {
+    harness_with(HttpConfig::default()).await
 }
 
 impl Harness {
@@ -135,7 +136,7 @@ impl Harness {
 
 #[tokio::test]
 async fn signup_me_and_task_lifecycle() {
-    let h = harness();
+    let h = harness().await;
     let r = h
         .call(
             Method::POST,
@@ -244,7 +245,7 @@ async fn signup_me_and_task_lifecycle() {
 
 #[tokio::test]
 async fn credentials_are_required_and_checked() {
-    let h = harness();
+    let h = harness().await;
     let r = h.call(Method::GET, "/api/tasks", None, None).await;
     r.problem(StatusCode::UNAUTHORIZED);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
@@ -302,7 +303,7 @@ async fn credentials_are_required_and_checked() {
 
 #[tokio::test]
 async fn malformed_requests_are_problems() {
-    let h = harness_with(HttpConfig { body_limit: 1024, ..HttpConfig::default() });
+    let h = harness_with(HttpConfig { body_limit: 1024, ..HttpConfig::default() }).await;
     let (t, _) = h.signup("bad@example.com").await;
     let raw = |body: &'static str, ct: Option<&'static str>| {
         let mut req =
@@ -359,7 +360,7 @@ async fn malformed_requests_are_problems() {
 
 #[tokio::test]
 async fn if_match_guards_writes() {
-    let h = harness();
+    let h = harness().await;
     let (t, _) = h.signup("etag@example.com").await;
     let id = h.create(&t, json!({"title": "v1"})).await["id"].as_str().unwrap().to_owned();
     let path = format!("/api/tasks/{id}");
@@ -407,7 +408,7 @@ async fn if_match_guards_writes() {
 
 #[tokio::test]
 async fn seeds_user_path_form_is_served_and_guarded() {
-    let h = harness();
+    let h = harness().await;
     let (t, uid) = h.signup("seed@example.com").await;
     let (other_t, other_uid) = h.signup("other@example.com").await;
     let r = h
@@ -465,7 +466,7 @@ async fn seeds_user_path_form_is_served_and_guarded() {
 
 #[tokio::test]
 async fn list_queries_filter_page_and_name_bad_fields() {
-    let h = harness();
+    let h = harness().await;
     let (t, _) = h.signup("list@example.com").await;
     for (title, tags, priority) in
         [("a", vec!["home", "x"], "low"), ("b", vec!["home"], "high"), ("c", vec!["x"], "urgent")]
@@ -537,7 +538,7 @@ async fn list_queries_filter_page_and_name_bad_fields() {
 
 #[tokio::test]
 async fn categories_crud_and_conflicts() {
-    let h = harness();
+    let h = harness().await;
     let (t, _) = h.signup("cat@example.com").await;
     let r = h
         .call(
@@ -614,7 +615,7 @@ async fn categories_crud_and_conflicts() {
 
 #[tokio::test]
 async fn login_is_rate_limited_per_ip_and_email() {
-    let h = harness_with(HttpConfig { login_attempts: 3, ..HttpConfig::default() });
+    let h = harness_with(HttpConfig { login_attempts: 3, ..HttpConfig::default() }).await;
     h.signup("rl@example.com").await;
     let login = |email: &'static str, ip: &'static str| {
         let body = json!({"email": email, "password": "wrong password"}).to_string();
@@ -651,11 +652,11 @@ async fn login_is_rate_limited_per_ip_and_email() {
 
 #[tokio::test]
 async fn ops_endpoints_and_headers() {
-    let h = harness();
+    let h = harness().await;
     let r = h.call(Method::GET, "/healthz", None, None).await;
     assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let r = h.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!((r.status, r.body["database"].as_str()), (StatusCode::OK, Some("memory")));
+    assert_eq!((r.status, r.body["database"].as_str()), (StatusCode::OK, Some("sqlite")));
     h.store.set_down(true);
     let r = h.call(Method::GET, "/readyz", None, None).await;
     r.problem(StatusCode::SERVICE_UNAVAILABLE);
@@ -701,7 +702,7 @@ async fn ops_endpoints_and_headers() {
 
 #[tokio::test]
 async fn a_panic_is_a_500_problem() {
-    let h = harness();
+    let h = harness().await;
     h.store.set_panicking(true);
     let r = h.call(Method::GET, "/readyz", None, None).await;
     r.problem(StatusCode::INTERNAL_SERVER_ERROR);
@@ -798,7 +799,7 @@ const BODYLESS: &[&str] = &[
 
 #[tokio::test]
 async fn openapi_documents_exactly_the_served_routes() {
-    let h = harness();
+    let h = harness().await;
     let r = h.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let doc = r.body;
@@ -968,7 +969,7 @@ mod dapr {
         Err(HandlerError::Permanent("data does not parse".into()))
     }
 
-    fn harness_for(topics: Topics<'_>) -> Harness {
+    async fn harness_for(topics: Topics<'_>) -> Harness {
         let topics = topics
             .into_iter()
             .map(|(topic, consumers)| DaprTopic {
@@ -980,7 +981,7 @@ mod dapr {
             })
             .collect();
         let dapr = DaprSubscriptions { pubsub: "docket-pubsub".to_owned(), topics, inbox: None };
-        harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() })
+        harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() }).await
     }
 
     /// A task event as the sidecar delivers it: our envelope plus Dapr's attributes.
@@ -1045,7 +1046,8 @@ mod dapr {
                 inbox: Some(inbox.clone()),
             };
             let h =
-                harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() });
+                harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() })
+                    .await;
             let r = deliver(&h, "task-events", &delivered("e9").to_string()).await;
             let want = if down { "RETRY" } else { "SUCCESS" };
             assert_eq!((r.status, r.body), (StatusCode::OK, json!({ "status": want })));
@@ -1069,7 +1071,8 @@ mod dapr {
         let h = harness_for(vec![
             ("task-events", vec![("audit", audit), ("recurrence", recurrence)]),
             ("reminders", vec![("notifier", notifier)]),
-        ]);
+        ])
+        .await;
         let r = h.call(Method::GET, "/dapr/subscribe", None, None).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(
@@ -1084,7 +1087,7 @@ mod dapr {
             ])
         );
         // Outside Dapr mode there is nothing to subscribe to.
-        let plain = harness();
+        let plain = harness().await;
         let r = plain.call(Method::GET, "/dapr/subscribe", None, None).await;
         assert_eq!((r.status, r.body), (StatusCode::OK, json!([])));
         deliver(&plain, "task-events", &delivered("e0").to_string())
@@ -1098,7 +1101,8 @@ mod dapr {
         let h = harness_for(vec![(
             "task-events",
             vec![("audit", audit.clone()), ("recurrence", recurrence.clone())],
-        )]);
+        )])
+        .await;
         let r = deliver(&h, "task-events", &delivered("e1").to_string()).await;
         assert_eq!((r.status, r.body), (StatusCode::OK, json!({"status": "SUCCESS"})));
         for (name, c) in [("audit", &audit), ("recurrence", &recurrence)] {
@@ -1121,24 +1125,26 @@ mod dapr {
     #[tokio::test]
     async fn transient_failures_ask_for_a_retry_and_poison_is_dropped() {
         let (good, flaky) = (Scripted::new(ok), Scripted::new(transient));
-        let h = harness_for(vec![("task-events", vec![("audit", good), ("recurrence", flaky)])]);
+        let h =
+            harness_for(vec![("task-events", vec![("audit", good), ("recurrence", flaky)])]).await;
         let r = deliver(&h, "task-events", &delivered("e3").to_string()).await;
         assert_eq!(r.body, json!({"status": "RETRY"}));
 
         let (good, poisoned) = (Scripted::new(ok), Scripted::new(permanent));
-        let h = harness_for(vec![("task-events", vec![("audit", good), ("webhooks", poisoned)])]);
+        let h =
+            harness_for(vec![("task-events", vec![("audit", good), ("webhooks", poisoned)])]).await;
         let r = deliver(&h, "task-events", &delivered("e4").to_string()).await;
         assert_eq!(r.body, json!({"status": "DROP"}));
 
         // Transient wins over poison: Dapr retries, then dead-letters.
         let (flaky, poisoned) = (Scripted::new(transient), Scripted::new(permanent));
-        let h = harness_for(vec![("task-events", vec![("a", flaky), ("b", poisoned)])]);
+        let h = harness_for(vec![("task-events", vec![("a", flaky), ("b", poisoned)])]).await;
         let r = deliver(&h, "task-events", &delivered("e5").to_string()).await;
         assert_eq!(r.body, json!({"status": "RETRY"}));
 
         // A body that is not our CloudEvent is poison: dropped before any consumer sees it.
         let audit = Scripted::new(ok);
-        let h = harness_for(vec![("task-events", vec![("audit", audit.clone())])]);
+        let h = harness_for(vec![("task-events", vec![("audit", audit.clone())])]).await;
         for bad in ["not json", "{}", r#"{"specversion":"0.3","id":"x","source":"s","type":"t"}"#] {
             let r = deliver(&h, "task-events", bad).await;
             assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"status": "DROP"})), "{bad}");
@@ -1162,7 +1168,7 @@ mod dapr {
     #[tokio::test]
     async fn triggers_sweep_what_is_due_once_and_need_the_sidecars_token() {
         let clock = Arc::new(docket_app::FixedClock::new(ts("2030-01-01T08:00:00Z")));
-        let store = Arc::new(MemoryStore::new());
+        let store = Arc::new(FaultyStore::sqlite().await);
         let app = App::new(store.clone(), AuthConfig::new("router-test-secret-router-test-secret"))
             .with_clock(clock.clone());
         let config = HttpConfig {
@@ -1234,7 +1240,7 @@ mod dapr {
         }
 
         // A process not in Dapr scheduler mode serves no triggers.
-        let plain = harness();
+        let plain = harness().await;
         plain.call(Method::POST, "/job/x", None, None).await.problem(StatusCode::NOT_FOUND);
         plain
             .call(Method::OPTIONS, "/docket-sweep", None, None)

@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;
-use crate::testing::MemoryStore;
+use crate::testing::FaultyStore;
 use crate::{App, AuthConfig, FixedClock, Signup};
 use docket_core::Zone;
 
@@ -29,14 +29,14 @@ fn t0() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
 
-fn app_with(config: AuthConfig) -> (App, Arc<FixedClock>) {
+async fn app_with(config: AuthConfig) -> (App, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::new(t0()));
-    let app = App::new(Arc::new(MemoryStore::new()), config).with_clock(clock.clone());
+    let app = App::new(Arc::new(FaultyStore::sqlite().await), config).with_clock(clock.clone());
     (app, clock)
 }
 
-fn app() -> (App, Arc<FixedClock>) {
-    app_with(AuthConfig::new(SECRET))
+async fn app() -> (App, Arc<FixedClock>) {
+    app_with(AuthConfig::new(SECRET)).await
 }
 
 async fn signup(app: &App, email: &str) -> crate::Session {
@@ -70,7 +70,7 @@ fn unauthorized(r: Result<User, AppError>) -> String {
 
 #[tokio::test]
 async fn own_jwt_round_trips() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let s = signup(&app, "ada@example.com").await;
     assert_eq!(s.expires_at.as_second(), t0().as_second() + 24 * 3600);
     let user = app.authenticate(&s.token).await.unwrap();
@@ -80,7 +80,7 @@ async fn own_jwt_round_trips() {
 
 #[tokio::test]
 async fn expired_jwt_is_rejected() {
-    let (app, clock) = app();
+    let (app, clock) = app().await;
     let s = signup(&app, "ada@example.com").await;
     clock.set(Timestamp::from_second(t0().as_second() + 24 * 3600 + 31).unwrap());
     assert!(unauthorized(app.authenticate(&s.token).await).contains("expired"));
@@ -88,7 +88,7 @@ async fn expired_jwt_is_rejected() {
 
 #[tokio::test]
 async fn wrong_signature_and_wrong_issuer_are_rejected() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let s = signup(&app, "ada@example.com").await;
     let claims = json!({"sub": s.user.id.to_string(), "iss": "docket", "iat": t0().as_second(), "exp": t0().as_second() + 600});
     let forged =
@@ -108,7 +108,7 @@ async fn wrong_signature_and_wrong_issuer_are_rejected() {
 
 #[tokio::test]
 async fn alg_none_and_garbage_are_rejected() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let s = signup(&app, "ada@example.com").await;
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let claims = URL_SAFE_NO_PAD.encode(json!({"sub": s.user.id.to_string(), "iss": "docket", "iat": 0, "exp": t0().as_second() + 600}).to_string());
@@ -121,7 +121,7 @@ async fn alg_none_and_garbage_are_rejected() {
 
 #[tokio::test]
 async fn asymmetric_tokens_without_jwks_are_rejected() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let key = EncodingKey::from_ed_pem(ED_PEM.as_bytes()).unwrap();
     let token = sign(
         Algorithm::EdDSA,
@@ -136,7 +136,7 @@ async fn asymmetric_tokens_without_jwks_are_rejected() {
 async fn better_auth_tokens_provision_a_user_once() {
     let mut config = AuthConfig::new(SECRET);
     config.better_auth_secret = Some(BETTER_AUTH.into());
-    let (app, _) = app_with(config);
+    let (app, _) = app_with(config).await;
     let claims = json!({"sub": "ba-user-1", "email": "Grace@Example.com", "name": "Grace", "exp": t0().as_second() + 600, "aud": "http://localhost:3000"});
     let token =
         sign(Algorithm::HS256, &EncodingKey::from_secret(BETTER_AUTH.as_bytes()), None, &claims);
@@ -206,7 +206,7 @@ async fn jwks_verifies_eddsa_es256_rs256_and_rejects_confusion() {
     let (url, hits) = jwks_server(serde_json::to_value(&set).unwrap()).await;
     let mut config = AuthConfig::new(SECRET);
     config.jwks = Some(Arc::new(docket_outbound::HttpJwks::new(url)));
-    let (app, _) = app_with(config);
+    let (app, _) = app_with(config).await;
     let exp = t0().as_second() + 600;
 
     let mut ids = Vec::new();
@@ -286,7 +286,7 @@ fn jwk_algorithms_come_from_the_key_type() {
 
 #[tokio::test]
 async fn personal_access_tokens_round_trip_and_revoke() {
-    let (app, clock) = app();
+    let (app, clock) = app().await;
     let s = signup(&app, "ada@example.com").await;
     let created = app
         .create_token(
@@ -326,7 +326,7 @@ async fn personal_access_tokens_round_trip_and_revoke() {
 
 #[tokio::test]
 async fn login_checks_the_password_and_hides_which_part_was_wrong() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let s = signup(&app, "ada@example.com").await;
     let ok = app.login(" ADA@example.com", "correct horse").await.unwrap();
     assert_eq!(ok.user.id, s.user.id);
@@ -348,7 +348,7 @@ async fn login_checks_the_password_and_hides_which_part_was_wrong() {
 
 #[tokio::test]
 async fn admin_helpers_validate_raw_input() {
-    let (app, _) = app();
+    let (app, _) = app().await;
     let user = app
         .create_user_admin("ops@example.com", "long enough", Some("Ops"), Some("Europe/Berlin"))
         .await

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use docket_core::{Email, Password, Status, Tags, Timestamp, Title, User, Zone};
 
 use super::*;
-use crate::testing::MemoryStore;
+use crate::testing::FaultyStore;
 use crate::{App, AuthConfig, FixedClock, Signup};
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
 
-fn app() -> App {
-    App::new(Arc::new(MemoryStore::new()), AuthConfig::new("secret-secret-secret-secret-secret"))
+async fn app() -> App {
+    let store = Arc::new(FaultyStore::sqlite().await);
+    App::new(store, AuthConfig::new("secret-secret-secret-secret-secret"))
         .with_clock(Arc::new(FixedClock::new(now())))
 }
 
@@ -40,7 +41,7 @@ fn due(raw: &str) -> Option<InstantInput> {
 
 #[tokio::test]
 async fn local_due_dates_use_task_then_user_zone_then_utc() {
-    let app = app();
+    let app = app().await;
     let berlin = user(&app, "b@example.com", Some("Europe/Berlin")).await;
     let plain = user(&app, "u@example.com", None).await;
 
@@ -81,7 +82,7 @@ async fn local_due_dates_use_task_then_user_zone_then_utc() {
 
 #[tokio::test]
 async fn patch_reads_local_due_dates_in_the_tasks_zone() {
-    let app = app();
+    let app = app().await;
     let u = user(&app, "b@example.com", Some("Europe/Berlin")).await;
     let tokyo = Zone::parse("Asia/Tokyo").unwrap();
     let t = app.create_task(&u, TaskInput { timezone: Some(tokyo), ..input("a") }).await.unwrap();
@@ -106,7 +107,7 @@ async fn patch_reads_local_due_dates_in_the_tasks_zone() {
 
 #[tokio::test]
 async fn complete_reopen_toggle_and_versions() {
-    let app = app();
+    let app = app().await;
     let u = user(&app, "a@example.com", None).await;
     let t = app.create_task(&u, input("a")).await.unwrap();
     assert_eq!(t.version, 1);
@@ -137,7 +138,7 @@ async fn complete_reopen_toggle_and_versions() {
 
 #[tokio::test]
 async fn replace_resets_what_it_leaves_out() {
-    let app = app();
+    let app = app().await;
     let u = user(&app, "a@example.com", None).await;
     let tags = Tags::parse(&["home"]).unwrap();
     let t = app
@@ -150,7 +151,7 @@ async fn replace_resets_what_it_leaves_out() {
 
 #[tokio::test]
 async fn another_users_tasks_are_not_found() {
-    let app = app();
+    let app = app().await;
     let a = user(&app, "a@example.com", None).await;
     let b = user(&app, "b@example.com", None).await;
     let t = app.create_task(&a, input("mine")).await.unwrap();
