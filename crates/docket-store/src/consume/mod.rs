@@ -23,6 +23,7 @@ use docket_core::{
 };
 use docket_events::CloudEvent;
 
+use crate::webhooks::Subscriber;
 use crate::{AuditEntry, StateError, StateKey, StoreError};
 
 /// How long a `processed:` key lives.
@@ -100,6 +101,18 @@ pub(crate) struct Target {
     pub address: String,
 }
 
+impl Target {
+    /// The owner's address, when the owner is still there.
+    pub fn email(address: Option<String>) -> Vec<Target> {
+        address.map(|address| Target { webhook: None, address }).into_iter().collect()
+    }
+
+    /// The subscribed webhooks, in the order found.
+    pub fn webhooks(subscribers: Vec<Subscriber>) -> Vec<Target> {
+        subscribers.into_iter().map(|s| Target { webhook: Some(s.id), address: s.url }).collect()
+    }
+}
+
 /// A delivery without its channel and target: what every recipient gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryTemplate {
@@ -163,6 +176,22 @@ impl Failures {
 
     pub fn into_vec(self) -> Vec<ReminderFailure> {
         self.0
+    }
+
+    /// What an [`Effect::Deliver`] writes once its recipients are known: a delivery to each
+    /// (returned, to enqueue), or, when there is none, its `if_none` failure (noted here).
+    pub fn deliver(
+        &mut self,
+        to: &Recipients,
+        delivery: &DeliveryTemplate,
+        if_none: Option<ReminderFailure>,
+        targets: Vec<Target>,
+    ) -> Vec<NewDelivery> {
+        let new = delivery.deliveries(to, targets);
+        if let Some(f) = if_none.filter(|_| new.is_empty()) {
+            self.note(f);
+        }
+        new
     }
 }
 
@@ -234,6 +263,32 @@ mod tests {
         f.note(failure(b, "other", false));
         f.note(failure(a, "no webhook", false));
         assert_eq!(f.into_vec(), vec![failure(a, "no webhook", true), failure(b, "other", false)]);
+    }
+
+    #[test]
+    fn a_delivery_with_nobody_to_go_to_notes_its_failure() {
+        let r = ReminderId::new();
+        let template = DeliveryTemplate {
+            user_id: UserId(uuid::Uuid::now_v7()),
+            reminder_id: Some(r),
+            event_id: "e1".to_owned(),
+            event_type: "com.todo.reminder.triggered".to_owned(),
+            payload: "{}".to_owned(),
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        let mut f = Failures::default();
+        let found = Target::email(Some("a@example.com".to_owned()));
+        let sent =
+            f.deliver(&Recipients::OwnerEmail, &template, Some(failure(r, "x", true)), found);
+        assert_eq!(sent.len(), 1);
+        let none = f.deliver(
+            &Recipients::OwnerEmail,
+            &template,
+            Some(failure(r, "gone", true)),
+            Target::email(None),
+        );
+        assert!(none.is_empty());
+        assert_eq!(f.into_vec(), vec![failure(r, "gone", true)], "only the undeliverable one");
     }
 
     #[test]

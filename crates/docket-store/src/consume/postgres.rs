@@ -75,26 +75,15 @@ async fn apply(
             Effect::Deliver { to, delivery, if_none } => {
                 let user = delivery.user_id;
                 let targets = match &to {
-                    Recipients::OwnerEmail => postgres::webhooks::user_email(conn, user)
-                        .await?
-                        .map(|address| Target { webhook: None, address })
-                        .into_iter()
-                        .collect(),
-                    Recipients::Webhooks { event_type } => {
-                        postgres::webhooks::subscribers(conn, user, event_type)
-                            .await?
-                            .into_iter()
-                            .map(|s| Target { webhook: Some(s.id), address: s.url })
-                            .collect()
+                    Recipients::OwnerEmail => {
+                        Target::email(postgres::webhooks::user_email(conn, user).await?)
                     }
+                    Recipients::Webhooks { event_type } => Target::webhooks(
+                        postgres::webhooks::subscribers(conn, user, event_type).await?,
+                    ),
                 };
-                let new = delivery.deliveries(&to, targets);
-                match if_none {
-                    Some(f) if new.is_empty() => failures.note(f),
-                    _ => {
-                        postgres::webhooks::enqueue(conn, &new).await?;
-                    }
-                }
+                let new = failures.deliver(&to, &delivery, if_none, targets);
+                postgres::webhooks::enqueue(conn, &new).await?;
             }
             Effect::RecordReminderFailure(f) => failures.note(f),
             Effect::SpawnNextInstance(n) => {

@@ -62,25 +62,16 @@ fn apply(tx: &Transaction<'_>, effects: Vec<Effect>, now: Timestamp) -> Result<(
                 notifications::sqlite::append(tx, &notification, &source_event, &source)?;
             }
             Effect::Deliver { to, delivery, if_none } => {
+                let user = delivery.user_id;
                 let targets = match &to {
-                    Recipients::OwnerEmail => webhooks::sqlite::user_email(tx, delivery.user_id)?
-                        .map(|address| Target { webhook: None, address })
-                        .into_iter()
-                        .collect(),
+                    Recipients::OwnerEmail => {
+                        Target::email(webhooks::sqlite::user_email(tx, user)?)
+                    }
                     Recipients::Webhooks { event_type } => {
-                        webhooks::sqlite::subscribers(tx, delivery.user_id, event_type)?
-                            .into_iter()
-                            .map(|s| Target { webhook: Some(s.id), address: s.url })
-                            .collect()
+                        Target::webhooks(webhooks::sqlite::subscribers(tx, user, event_type)?)
                     }
                 };
-                let new = delivery.deliveries(&to, targets);
-                match if_none {
-                    Some(f) if new.is_empty() => failures.note(f),
-                    _ => {
-                        webhooks::sqlite::enqueue(tx, &new)?;
-                    }
-                }
+                webhooks::sqlite::enqueue(tx, &failures.deliver(&to, &delivery, if_none, targets))?;
             }
             Effect::RecordReminderFailure(f) => failures.note(f),
             Effect::SpawnNextInstance(n) => {
