@@ -1,6 +1,6 @@
 //! The audit consumer (§2.5): turns each `com.todo.task.*` event of `task-events` into an
-//! audit log entry, written inside the consumer runtime's transaction (`SqliteProcessor`,
-//! `PgProcessor`) together with its `processed:` key.
+//! audit log entry ([`handle`] returns it as an effect), which the store commits together with
+//! the consumer's `processed:` key (`docket_bus::runtime::StoreProcessor`).
 //!
 //! Idempotent twice over: the runtime skips an event whose `processed:` key exists, and the
 //! log keeps one entry per event id. An event whose data does not parse as its type's
@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 
-use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
+use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{Timestamp, UserId};
 use docket_events::{CloudEvent, TaskDeletedV1, TaskEventDataV1, topics, types};
 use docket_store::AuditEntry;
-use docket_store::audit::{self, ENTITY_TASK};
-use futures::FutureExt as _;
+use docket_store::audit::ENTITY_TASK;
+use docket_store::consume::Effect;
 
 /// The audit consumer's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "audit";
@@ -66,31 +66,14 @@ pub fn entry(event: &CloudEvent) -> Result<Option<AuditEntry>, HandlerError> {
     }))
 }
 
-fn transient(e: docket_store::StoreError) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+/// The audit consumer's decision: the entry of a task event, nothing for other events.
+pub fn handle(event: &CloudEvent) -> Result<Vec<Effect>, HandlerError> {
+    Ok(entry(event)?.map(Effect::AppendAudit).into_iter().collect())
 }
 
-/// The handler for a `SqliteProcessor`.
-pub fn sqlite_handler() -> Arc<SqliteHandler> {
-    Arc::new(|tx, event| {
-        if let Some(entry) = entry(event)? {
-            audit::sqlite::append(tx, &entry).map_err(transient)?;
-        }
-        Ok(())
-    })
-}
-
-/// The handler for a `PgProcessor`.
-pub fn pg_handler() -> Arc<PgHandler> {
-    Arc::new(|conn, event| {
-        async move {
-            if let Some(entry) = entry(event)? {
-                audit::postgres::append(conn, &entry).await.map_err(transient)?;
-            }
-            Ok(())
-        }
-        .boxed()
-    })
+/// [`handle`] as the runtime's handler.
+pub fn handler() -> Arc<Handler> {
+    Arc::new(handle)
 }
 
 impl crate::App {
@@ -132,7 +115,7 @@ mod tests {
     use std::sync::Arc;
 
     use docket_bus::Delivery;
-    use docket_bus::runtime::{Processed, Processor as _, SqliteProcessor};
+    use docket_bus::runtime::{Processed, Processor as _, StoreProcessor};
     use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, Title};
     use docket_events::{CloudEvent, topics};
     use docket_store::Store as _;
@@ -166,7 +149,7 @@ mod tests {
     async fn duplicate_delivery_writes_one_entry() {
         let (_dir, store, user, task, event) = store_with_event().await;
         let seq = event.seq().expect("sequence");
-        let processor = SqliteProcessor::new(Arc::clone(&store), sqlite_handler());
+        let processor = StoreProcessor::new(store.clone(), handler());
         let delivery = Delivery { event: event.clone(), seq, attempt: 1 };
         let first = processor.process(CONSUMER, topics::TASK_EVENTS, &delivery, true).await;
         assert_eq!(first, Ok(Processed::Handled));
@@ -190,7 +173,7 @@ mod tests {
         let (_dir, store, user, task, mut event) = store_with_event().await;
         event.data = Some(serde_json::json!({ "task": "not a task" }));
         let seq = event.seq().expect("sequence");
-        let processor = SqliteProcessor::new(Arc::clone(&store), sqlite_handler());
+        let processor = StoreProcessor::new(store.clone(), handler());
         let delivery = Delivery { event, seq, attempt: 1 };
         let result = processor.process(CONSUMER, topics::TASK_EVENTS, &delivery, true).await;
         assert!(matches!(result, Err(HandlerError::Permanent(_))), "got {result:?}");
@@ -209,7 +192,6 @@ mod tests {
     /// writes one entry.
     #[tokio::test]
     async fn postgres_duplicate_delivery_writes_one_entry() {
-        use docket_bus::runtime::PgProcessor;
         use docket_store::postgres::PostgresStore;
         let Ok(url) = std::env::var("DOCKET_TEST_POSTGRES_URL") else {
             eprintln!("skipped: DOCKET_TEST_POSTGRES_URL is not set");
@@ -230,7 +212,7 @@ mod tests {
         tokio::time::sleep(docket_store::postgres::SETTLE_WAIT).await;
         let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
         let (seq, event) = events.into_iter().next().expect("a created event");
-        let processor = PgProcessor::new(store.clone(), pg_handler());
+        let processor = StoreProcessor::new(Arc::new(store.clone()), handler());
         let delivery = Delivery { event, seq, attempt: 1 };
         for consumer in [CONSUMER, CONSUMER, "audit-replay"] {
             processor

@@ -1,13 +1,15 @@
 //! The notifier consumer (§5, §6): turns each `com.todo.reminder.triggered` event of the
-//! `reminders` topic into its deliveries. The `in_app` channel is an in-app notification,
-//! appended with its `notification.created` event (so it reaches the real-time stream) inside
-//! the consumer runtime's transaction, together with the `processed:` key.
+//! `reminders` topic into its deliveries, as effects ([`handle`]) the store commits together
+//! with the consumer's `processed:` key. The `in_app` channel is an in-app notification,
+//! appended with its `notification.created` event (so it reaches the real-time stream).
 //!
 //! The `email` channel enqueues one delivery to the owner's address and the `webhook` channel
-//! one per active webhook of the owner subscribed to `com.todo.reminder.triggered`, in the
-//! same transaction; the delivery worker (`crate::delivery`) sends them with retries. A
-//! reminder asking for webhooks when its owner has none subscribed is marked `failed` with
-//! that reason at once: nothing is dropped silently.
+//! one per active webhook of the owner subscribed to `com.todo.reminder.triggered` (both
+//! looked up by the store in that transaction); the delivery worker (`crate::delivery`) sends
+//! them with retries. A reminder asking for a channel with nowhere to go (webhooks when its
+//! owner has none subscribed, email when the owner is gone) is marked `failed` with that
+//! reason at once (one failed attempt, the webhook reason when both are missing): nothing is
+//! dropped silently.
 //!
 //! Idempotent twice over: the runtime skips an event whose `processed:` key exists, and a
 //! notification is unique per causing event id, a delivery per (event, channel, target). An
@@ -15,15 +17,10 @@
 
 use std::sync::Arc;
 
-use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
-use docket_core::{
-    DeliveryChannel, DeliveryId, NewDelivery, Notification, NotificationId, ReminderId, TaskId,
-    UserId,
-};
+use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
+use docket_core::{Notification, NotificationId, ReminderId, TaskId, UserId};
 use docket_events::{CloudEvent, ReminderTriggeredV1, topics, types};
-use docket_store::webhooks::Subscriber;
-use docket_store::{notifications, postgres, webhooks};
-use futures::FutureExt as _;
+use docket_store::consume::{DeliveryTemplate, Effect, Recipients, ReminderFailure};
 
 /// The notifier's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "notifier";
@@ -112,130 +109,59 @@ pub fn email_payload(data: &ReminderTriggeredV1) -> String {
         .to_string()
 }
 
-/// The deliveries `event` owes, given the owner's address and webhooks; and, when a channel
-/// it asks for has nowhere to go, why (the reminder is then marked failed).
-fn outgoing(
-    a: &Asks,
-    event: &CloudEvent,
-    email: Option<String>,
-    hooks: Vec<Subscriber>,
-) -> Result<(Vec<NewDelivery>, Option<String>), HandlerError> {
+/// The notifier's decision: the notification and deliveries a fired reminder asks for, and
+/// the failure to record for each channel that finds nowhere to go; nothing for other events.
+pub fn handle(event: &CloudEvent) -> Result<Vec<Effect>, HandlerError> {
+    let Some(a) = asks(event)? else {
+        return Ok(Vec::new());
+    };
     let data = &a.data;
-    let base = |channel, webhook_id, target: String, payload: String| NewDelivery {
-        id: DeliveryId::new(),
+    let mut effects = Vec::new();
+    if a.in_app {
+        effects.push(Effect::AddNotification {
+            notification: notification(data, event),
+            source_event: event.id.clone(),
+            source: SOURCE.to_owned(),
+        });
+    }
+    let template = |payload: String| DeliveryTemplate {
         user_id: UserId(data.task.user_id),
-        channel,
-        webhook_id,
         reminder_id: Some(ReminderId(data.reminder.id)),
         event_id: event.id.clone(),
         event_type: event.ty.clone(),
-        target,
         payload,
         created_at: fired_at(data, event),
     };
-    let mut out = Vec::new();
-    let mut missing = None;
+    let failure = |error: String| ReminderFailure {
+        reminder: ReminderId(data.reminder.id),
+        error,
+        give_up: true,
+    };
     if a.email {
-        match email {
-            Some(to) => out.push(base(DeliveryChannel::Email, None, to, email_payload(data))),
-            None => missing = Some("the reminder's owner has no email address".to_owned()),
-        }
+        effects.push(Effect::Deliver {
+            to: Recipients::OwnerEmail,
+            delivery: template(email_payload(data)),
+            if_none: Some(failure("the reminder's owner has no email address".to_owned())),
+        });
     }
     if a.webhook {
-        if hooks.is_empty() {
-            missing = Some(format!(
-                "no active webhook of the owner receives {}",
-                types::REMINDER_TRIGGERED
-            ));
-        }
         let body = serde_json::to_string(event)
             .map_err(|e| HandlerError::Permanent(format!("event {}: {e}", event.id)))?;
-        for h in hooks {
-            out.push(base(DeliveryChannel::Webhook, Some(h.id), h.url, body.clone()));
-        }
+        effects.push(Effect::Deliver {
+            to: Recipients::Webhooks { event_type: types::REMINDER_TRIGGERED.to_owned() },
+            delivery: template(body),
+            if_none: Some(failure(format!(
+                "no active webhook of the owner receives {}",
+                types::REMINDER_TRIGGERED
+            ))),
+        });
     }
-    Ok((out, missing))
+    Ok(effects)
 }
 
-fn transient(e: docket_store::StoreError) -> HandlerError {
-    HandlerError::Transient(e.to_string())
-}
-
-/// The handler for a `SqliteProcessor`.
-pub fn sqlite_handler() -> Arc<SqliteHandler> {
-    Arc::new(|tx, event| {
-        let Some(a) = asks(event)? else {
-            return Ok(());
-        };
-        if a.in_app {
-            notifications::sqlite::append(tx, &notification(&a.data, event), &event.id, SOURCE)
-                .map_err(transient)?;
-        }
-        let user = UserId(a.data.task.user_id);
-        let email =
-            if a.email { webhooks::sqlite::user_email(tx, user).map_err(transient)? } else { None };
-        let hooks = if a.webhook {
-            webhooks::sqlite::subscribers(tx, user, types::REMINDER_TRIGGERED).map_err(transient)?
-        } else {
-            Vec::new()
-        };
-        let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
-        webhooks::sqlite::enqueue(tx, &deliveries).map_err(transient)?;
-        if let Some(why) = missing {
-            docket_store::reminders::sqlite::record_failure(
-                tx,
-                ReminderId(a.data.reminder.id),
-                &why,
-                true,
-            )
-            .map_err(transient)?;
-        }
-        Ok(())
-    })
-}
-
-/// The handler for a `PgProcessor`.
-pub fn pg_handler() -> Arc<PgHandler> {
-    Arc::new(|conn, event| {
-        async move {
-            let Some(a) = asks(event)? else {
-                return Ok(());
-            };
-            if a.in_app {
-                let n = notification(&a.data, event);
-                postgres::notifications::append(conn, &n, &event.id, SOURCE)
-                    .await
-                    .map_err(transient)?;
-            }
-            let user = UserId(a.data.task.user_id);
-            let email = if a.email {
-                postgres::webhooks::user_email(conn, user).await.map_err(transient)?
-            } else {
-                None
-            };
-            let hooks = if a.webhook {
-                postgres::webhooks::subscribers(conn, user, types::REMINDER_TRIGGERED)
-                    .await
-                    .map_err(transient)?
-            } else {
-                Vec::new()
-            };
-            let (deliveries, missing) = outgoing(&a, event, email, hooks)?;
-            postgres::webhooks::enqueue(conn, &deliveries).await.map_err(transient)?;
-            if let Some(why) = missing {
-                postgres::reminders::record_failure(
-                    conn,
-                    ReminderId(a.data.reminder.id),
-                    &why,
-                    true,
-                )
-                .await
-                .map_err(transient)?;
-            }
-            Ok(())
-        }
-        .boxed()
-    })
+/// [`handle`] as the runtime's handler.
+pub fn handler() -> Arc<Handler> {
+    Arc::new(handle)
 }
 
 impl crate::App {

@@ -1,8 +1,8 @@
 //! The recurrence consumer (§2.3, §5): group `recurrence` on `task-events`. When an instance of
 //! an `after_completion` series is completed, it makes the next instance (the rules are in
-//! `docket_core::series` and `docket_store::series`), inside the consumer runtime's
-//! transaction with its `processed:` key, so the instance, its `task.created` event and the
-//! acknowledgement commit together.
+//! `docket_core::series` and `docket_store::series`): [`handle`] returns it as an effect the
+//! store commits with the consumer's `processed:` key, so the instance, its `task.created`
+//! event and the acknowledgement commit together.
 //!
 //! Idempotent three times over: the runtime skips an event whose `processed:` key exists; the
 //! store makes nothing when a later instance of the series exists (a reopen and a second
@@ -12,11 +12,10 @@
 
 use std::sync::Arc;
 
-use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
+use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{SeriesId, TaskId, Timestamp, UserId};
 use docket_events::{CloudEvent, TaskEventDataV1, topics, types};
-use docket_store::{postgres, series};
-use futures::FutureExt as _;
+use docket_store::consume::{Effect, NextInstance};
 
 /// The consumer's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "recurrence";
@@ -68,52 +67,26 @@ pub fn completion(event: &CloudEvent) -> Result<Option<Completion>, HandlerError
     }))
 }
 
-fn transient(e: docket_store::StoreError) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+/// The recurrence consumer's decision: the next instance after a completed series instance,
+/// nothing for other events (whether one is due is the store's to evaluate in its
+/// transaction).
+pub fn handle(event: &CloudEvent) -> Result<Vec<Effect>, HandlerError> {
+    let Some(c) = completion(event)? else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![Effect::SpawnNextInstance(NextInstance {
+        user: c.user,
+        series: c.series,
+        instance_date: c.instance_date,
+        completed: c.task,
+        due: c.due,
+        completed_at: c.completed_at,
+        at: c.at,
+        source: SOURCE.to_owned(),
+    })])
 }
 
-/// The handler for a `SqliteProcessor`.
-pub fn sqlite_handler() -> Arc<SqliteHandler> {
-    Arc::new(|tx, event| {
-        if let Some(c) = completion(event)? {
-            series::sqlite::spawn_after_completion(
-                tx,
-                c.user,
-                c.series,
-                &c.instance_date,
-                c.task,
-                c.due,
-                c.completed_at,
-                c.at,
-                SOURCE,
-            )
-            .map_err(transient)?;
-        }
-        Ok(())
-    })
-}
-
-/// The handler for a `PgProcessor`.
-pub fn pg_handler() -> Arc<PgHandler> {
-    Arc::new(|conn, event| {
-        async move {
-            if let Some(c) = completion(event)? {
-                postgres::series::spawn_after_completion(
-                    conn,
-                    c.user,
-                    c.series,
-                    &c.instance_date,
-                    c.task,
-                    c.due,
-                    c.completed_at,
-                    c.at,
-                    SOURCE,
-                )
-                .await
-                .map_err(transient)?;
-            }
-            Ok(())
-        }
-        .boxed()
-    })
+/// [`handle`] as the runtime's handler.
+pub fn handler() -> Arc<Handler> {
+    Arc::new(handle)
 }

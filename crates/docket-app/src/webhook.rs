@@ -18,15 +18,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use std::sync::Arc;
 
-use docket_bus::runtime::{ConsumerConfig, HandlerError, PgHandler, SqliteHandler};
+use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{
-    Delivery, DeliveryChannel, DeliveryId, FieldError, NewDelivery, NewWebhook, User, UserId,
-    ValidationErrors, Webhook, WebhookId, WebhookPatch,
+    Delivery, DeliveryId, FieldError, NewWebhook, User, UserId, ValidationErrors, Webhook,
+    WebhookId, WebhookPatch,
 };
 use docket_events::{CloudEvent, topics, types};
-use docket_store::webhooks::Subscriber;
-use docket_store::{postgres, webhooks};
-use futures::FutureExt as _;
+use docket_store::consume::{DeliveryTemplate, Effect, Recipients};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -205,66 +203,34 @@ fn owner(event: &CloudEvent) -> Result<Option<UserId>, HandlerError> {
     })
 }
 
-fn deliveries(
-    event: &CloudEvent,
-    user: UserId,
-    hooks: Vec<Subscriber>,
-) -> Result<Vec<NewDelivery>, HandlerError> {
-    if hooks.is_empty() {
+/// The dispatcher's decision: a task event goes to every active webhook of its owner (the
+/// partition key) that receives its type, looked up by the store when it commits; nothing for
+/// other events.
+pub fn handle(event: &CloudEvent) -> Result<Vec<Effect>, HandlerError> {
+    let Some(user) = owner(event)? else {
         return Ok(Vec::new());
-    }
+    };
     let body = serde_json::to_string(event)
         .map_err(|e| HandlerError::Permanent(format!("event {}: {e}", event.id)))?;
     let created_at =
         docket_core::time::truncate_micros(event.time.unwrap_or_else(jiff::Timestamp::now));
-    Ok(hooks
-        .into_iter()
-        .map(|h| NewDelivery {
-            id: DeliveryId::new(),
+    Ok(vec![Effect::Deliver {
+        to: Recipients::Webhooks { event_type: event.ty.clone() },
+        delivery: DeliveryTemplate {
             user_id: user,
-            channel: DeliveryChannel::Webhook,
-            webhook_id: Some(h.id),
             reminder_id: None,
             event_id: event.id.clone(),
             event_type: event.ty.clone(),
-            target: h.url,
-            payload: body.clone(),
+            payload: body,
             created_at,
-        })
-        .collect())
+        },
+        if_none: None,
+    }])
 }
 
-fn transient(e: docket_store::StoreError) -> HandlerError {
-    HandlerError::Transient(e.to_string())
-}
-
-/// The dispatcher's handler for a `SqliteProcessor`.
-pub fn sqlite_handler() -> Arc<SqliteHandler> {
-    Arc::new(|tx, event| {
-        let Some(user) = owner(event)? else {
-            return Ok(());
-        };
-        let hooks = webhooks::sqlite::subscribers(tx, user, &event.ty).map_err(transient)?;
-        webhooks::sqlite::enqueue(tx, &deliveries(event, user, hooks)?).map_err(transient)?;
-        Ok(())
-    })
-}
-
-/// The dispatcher's handler for a `PgProcessor`.
-pub fn pg_handler() -> Arc<PgHandler> {
-    Arc::new(|conn, event| {
-        async move {
-            let Some(user) = owner(event)? else {
-                return Ok(());
-            };
-            let hooks =
-                postgres::webhooks::subscribers(conn, user, &event.ty).await.map_err(transient)?;
-            let new = deliveries(event, user, hooks)?;
-            postgres::webhooks::enqueue(conn, &new).await.map_err(transient)?;
-            Ok(())
-        }
-        .boxed()
-    })
+/// [`handle`] as the dispatcher's handler.
+pub fn handler() -> Arc<Handler> {
+    Arc::new(handle)
 }
 
 /// A fresh signing secret: `whsec_` and 32 random bytes in hex.

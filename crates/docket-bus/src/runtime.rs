@@ -2,13 +2,13 @@
 //! retries (exponential backoff, capped), dead letters (after `max_attempts`, or at once for
 //! a permanent error), idempotency and metrics, until told to stop.
 //!
-//! Idempotency: a [`Processor`] runs the handler and writes `processed:{consumer}:{event_id}`
-//! (TTL 7 days) in the same transaction as the handler's own writes, and skips an event whose
-//! key exists. [`SqliteProcessor`] runs the handler inside `SqliteStore::write` (the handler
-//! gets the `Transaction`); [`PgProcessor`] inside a sqlx transaction (the handler gets the
-//! `&mut PgConnection`). With the embedded bus on the same database
-//! ([`ConsumerConfig::position_in_transaction`]) the group's position commits in that
-//! transaction too, so a crash after it redelivers nothing.
+//! Idempotency: a [`Processor`] skips an event whose `processed:{consumer}:{event_id}` key
+//! exists. [`StoreProcessor`], the one implementation, asks the consumer's [`Handler`] for the
+//! event's effects (declarative, no database in sight) and has the store commit them with the
+//! key (TTL 7 days) in one transaction (`docket_store::consume`), whichever database it is.
+//! With the embedded bus on the same database ([`ConsumerConfig::position_in_transaction`])
+//! the group's position commits in that transaction too, so a crash after it redelivers
+//! nothing.
 //!
 //! Metrics (`metrics` crate, label `consumer`): `docket_consumer_delivered_total`,
 //! `docket_consumer_retried_total`, `docket_consumer_dead_lettered_total`,
@@ -16,25 +16,21 @@
 //! behind the head, refreshed every [`LAG_EVERY`] deliveries). This module holds no
 //! consumer's business (audit, recurrence, notifier come with their features).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
 use docket_events::trace::{self, TraceContext};
-use docket_store::postgres::PostgresStore;
-use docket_store::sqlite::SqliteStore;
-use docket_store::{StateError, StateKey, StoreError};
-use futures::future::BoxFuture;
-use rusqlite::Transaction;
-use sqlx::postgres::PgConnection;
+use docket_store::consume::{self, ConsumerStore, Effect, Position};
+use docket_store::{StateKey, StoreError};
 use tokio::sync::watch;
 
 use crate::{BusError, Delivery, EventBus, Nacked, SubscribeOptions, Subscription};
 
 /// How long a `processed:` key lives.
-pub const PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+pub use docket_store::consume::PROCESSED_TTL;
 
 /// The lag gauge is refreshed every this many deliveries.
 pub const LAG_EVERY: u64 = 64;
@@ -54,14 +50,9 @@ pub enum HandlerError {
     Permanent(String),
 }
 
-/// What processing a delivery did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Processed {
-    /// The handler ran and its writes committed with the `processed:` key.
-    Handled,
-    /// The `processed:` key existed: the event was handled before; nothing was done.
-    Duplicate,
-}
+/// What processing a delivery did: `Handled` (the effects committed with the `processed:`
+/// key) or `Duplicate` (the key existed: the event was handled before; nothing was done).
+pub use docket_store::consume::Consumed as Processed;
 
 /// Runs a handler for one delivery, idempotently (see the module docs).
 #[async_trait]
@@ -80,36 +71,33 @@ pub trait Processor: Send + Sync + 'static {
 
 /// The key `processed:{consumer}:{event_id}`.
 pub fn processed_key(consumer: &str, event_id: &str) -> Result<StateKey, HandlerError> {
-    StateKey::parse(&format!("processed:{consumer}:{event_id}"))
-        .map_err(|e| HandlerError::Permanent(e.to_string()))
+    consume::processed_key(consumer, event_id).map_err(|e| HandlerError::Permanent(e.to_string()))
 }
 
-fn state_err(e: StateError) -> StoreError {
-    match e {
-        StateError::Store(e) => e,
-        other => StoreError::Conflict(other.to_string()),
+/// A consumer's decision: the effects `event` should cause, or why it causes none. It reads
+/// nothing and writes nothing; what depends on stored data is an effect the store evaluates.
+pub type Handler = dyn Fn(&CloudEvent) -> Result<Vec<Effect>, HandlerError> + Send + Sync;
+
+/// The [`Processor`]: runs a [`Handler`] and commits its effects through the store's
+/// [`ConsumerStore::commit_consumed`], with the `processed:` key and (when asked) the
+/// position, in one transaction.
+pub struct StoreProcessor {
+    store: Arc<dyn ConsumerStore>,
+    handler: Arc<Handler>,
+}
+
+impl StoreProcessor {
+    pub fn new(store: Arc<dyn ConsumerStore>, handler: Arc<Handler>) -> StoreProcessor {
+        StoreProcessor { store, handler }
     }
 }
 
-/// A handler run inside a SQLite write transaction.
-pub type SqliteHandler =
-    dyn Fn(&Transaction<'_>, &CloudEvent) -> Result<(), HandlerError> + Send + Sync;
-
-/// The [`Processor`] for handlers writing to a [`SqliteStore`]: the handler, the key and the
-/// position are one savepoint of one group commit.
-pub struct SqliteProcessor {
-    store: Arc<SqliteStore>,
-    handler: Arc<SqliteHandler>,
-}
-
-impl SqliteProcessor {
-    pub fn new(store: Arc<SqliteStore>, handler: Arc<SqliteHandler>) -> SqliteProcessor {
-        SqliteProcessor { store, handler }
-    }
+fn transient(e: StoreError) -> HandlerError {
+    HandlerError::Transient(e.to_string())
 }
 
 #[async_trait]
-impl Processor for SqliteProcessor {
+impl Processor for StoreProcessor {
     async fn process(
         &self,
         consumer: &str,
@@ -117,93 +105,20 @@ impl Processor for SqliteProcessor {
         delivery: &Delivery,
         position: bool,
     ) -> Result<Processed, HandlerError> {
-        let key = processed_key(consumer, &delivery.event.id)?;
-        let (consumer, topic) = (consumer.to_owned(), topic.to_owned());
-        let (event, seq) = (delivery.event.clone(), delivery.seq);
-        let handler = Arc::clone(&self.handler);
-        // The handler's own error, kept out of the `StoreError` that rolls its savepoint back.
-        let failed: Arc<Mutex<Option<HandlerError>>> = Arc::default();
-        let slot = Arc::clone(&failed);
+        let event = &delivery.event;
+        processed_key(consumer, &event.id)?;
         let now = Timestamp::now();
-        let result = self
-            .store
-            .write(move |tx| {
-                use docket_store::state::sqlite as state;
-                if state::get(tx, &key, now).map_err(state_err)?.is_some() {
-                    return Ok(Processed::Duplicate);
-                }
-                if let Err(e) = handler(tx, &event) {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(e);
-                    }
-                    return Err(StoreError::Conflict("the handler failed".to_owned()));
-                }
-                state::set(tx, &key, b"1", None, Some(PROCESSED_TTL), now).map_err(state_err)?;
-                if position {
-                    docket_store::bus::sqlite::save_position(tx, &consumer, &topic, seq, now)?;
-                }
-                Ok(Processed::Handled)
-            })
-            .await;
-        result.map_err(|e| {
-            let own = failed.lock().ok().and_then(|mut s| s.take());
-            own.unwrap_or_else(|| HandlerError::Transient(e.to_string()))
-        })
-    }
-}
-
-/// A handler run inside a PostgreSQL transaction.
-pub type PgHandler = dyn for<'c> Fn(&'c mut PgConnection, &'c CloudEvent) -> BoxFuture<'c, Result<(), HandlerError>>
-    + Send
-    + Sync;
-
-/// The [`Processor`] for handlers writing to a [`PostgresStore`]: the handler, the key and
-/// the position commit in one transaction.
-pub struct PgProcessor {
-    store: PostgresStore,
-    handler: Arc<PgHandler>,
-}
-
-impl PgProcessor {
-    pub fn new(store: PostgresStore, handler: Arc<PgHandler>) -> PgProcessor {
-        PgProcessor { store, handler }
-    }
-}
-
-fn pg_transient(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Transient(format!("postgres: {e}"))
-}
-
-#[async_trait]
-impl Processor for PgProcessor {
-    async fn process(
-        &self,
-        consumer: &str,
-        topic: &str,
-        delivery: &Delivery,
-        position: bool,
-    ) -> Result<Processed, HandlerError> {
-        use docket_store::state::postgres as state;
-        let key = processed_key(consumer, &delivery.event.id)?;
-        let now = Timestamp::now();
-        let mut tx = self.store.pool().begin().await.map_err(pg_transient)?;
-        if state::get(&mut tx, &key, now).await.map_err(pg_transient)?.is_some() {
+        // An early look, so a redelivered event is not decided again; the commit checks the
+        // key once more inside its transaction.
+        if self.store.consumed(consumer, &event.id, now).await.map_err(transient)? {
             return Ok(Processed::Duplicate);
         }
-        // Dropping `tx` on any error below rolls the handler's writes back.
-        (self.handler)(&mut tx, &delivery.event).await?;
-        // Not a guard against two subscribers handling one event at the same moment (both
-        // may read no key): the bus hands an event to one subscriber of a group at a time.
-        state::set(&mut tx, &key, b"1", None, Some(PROCESSED_TTL), now)
+        let effects = (self.handler)(event)?;
+        let position = position.then(|| Position { topic: topic.to_owned(), seq: delivery.seq });
+        self.store
+            .commit_consumed(consumer, &event.id, position, effects, now)
             .await
-            .map_err(pg_transient)?;
-        if position {
-            docket_store::bus::postgres::save_position(&mut tx, consumer, topic, delivery.seq, now)
-                .await
-                .map_err(pg_transient)?;
-        }
-        tx.commit().await.map_err(pg_transient)?;
-        Ok(Processed::Handled)
+            .map_err(transient)
     }
 }
 

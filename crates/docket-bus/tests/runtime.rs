@@ -3,9 +3,10 @@
 //! dead-lettered with its error while the next one is handled, duplicate deliveries changing
 //! nothing, and a restart redelivering only what was not acknowledged.
 //!
-//! The handler's side effect is a state key per event (`effect:{consumer}:{n}`, the number of
-//! times it was applied) written in the handler's transaction; invocations, including failed
-//! ones, are counted in memory. Waiting is bounded by `timeout`, never by sleeping.
+//! The handler's effect is an event published to `test-effects` per handling of event `n`
+//! (partition key `effect-{n}`, a fresh id each time, so every application adds a row),
+//! committed with the `processed:` key; invocations, including failed ones, are counted in
+//! memory. Waiting is bounded by `timeout`, never by sleeping.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,13 +15,12 @@ use std::time::Duration;
 use docket_bus::conformance::event;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{
-    Backoff, ConsumerConfig, HandlerError, Processed, Processor, SqliteHandler, SqliteProcessor,
+    Backoff, ConsumerConfig, Handler, HandlerError, Processed, Processor, StoreProcessor,
     run_consumer,
 };
 use docket_bus::{Delivery, EventBus, SubscribeOptions, dlq};
-use docket_core::Timestamp;
 use docket_events::CloudEvent;
-use docket_store::StateKey;
+use docket_store::consume::{ConsumerStore, Effect};
 use docket_store::sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
 
@@ -39,15 +39,53 @@ enum Script {
     Poison,
 }
 
-/// Invocations per event number (failed ones included), and a channel told of each success
-/// (sent inside the transaction: wait for the commit with [`committed`]).
+/// Invocations per event number (failed ones included), and a channel told of each event
+/// whose handling committed ([`Reporting`]).
 struct Probe {
     calls: Mutex<HashMap<u64, u32>>,
     done: mpsc::UnboundedSender<u64>,
 }
 
-fn handler(scripts: HashMap<u64, Script>, probe: Arc<Probe>) -> Arc<SqliteHandler> {
-    Arc::new(move |tx, event| {
+/// The topic the test handler's effect publishes to.
+const EFFECTS: &str = "test-effects";
+
+/// The test handler's effect for event `n`: one more row in [`EFFECTS`].
+fn effect(n: u64) -> Effect {
+    let n32 = u32::try_from(n).expect("small event numbers");
+    Effect::Publish { topic: EFFECTS.to_owned(), event: event(&format!("effect-{n}"), n32) }
+}
+
+/// The processor under test, telling the probe of each event it committed (after the commit).
+struct Reporting {
+    inner: StoreProcessor,
+    done: mpsc::UnboundedSender<u64>,
+}
+
+impl Reporting {
+    fn new(store: Arc<dyn ConsumerStore>, handler: Arc<Handler>, probe: &Probe) -> Reporting {
+        Reporting { inner: StoreProcessor::new(store, handler), done: probe.done.clone() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Processor for Reporting {
+    async fn process(
+        &self,
+        consumer: &str,
+        topic: &str,
+        delivery: &Delivery,
+        position: bool,
+    ) -> Result<Processed, HandlerError> {
+        let r = self.inner.process(consumer, topic, delivery, position).await;
+        if r == Ok(Processed::Handled) {
+            let _ = self.done.send(n_of(&delivery.event));
+        }
+        r
+    }
+}
+
+fn handler(scripts: HashMap<u64, Script>, probe: Arc<Probe>) -> Arc<Handler> {
+    Arc::new(move |event| {
         let n = n_of(event);
         let call = {
             let mut calls = probe.calls.lock().expect("calls lock");
@@ -62,23 +100,7 @@ fn handler(scripts: HashMap<u64, Script>, probe: Arc<Probe>) -> Arc<SqliteHandle
             }
             _ => {}
         }
-        let key = StateKey::parse(&format!("effect:test:{n}")).expect("valid key");
-        let now = Timestamp::now();
-        let before = docket_store::state::sqlite::get(tx, &key, now)
-            .map_err(|e| HandlerError::Transient(e.to_string()))?
-            .map(|e| String::from_utf8_lossy(&e.value).parse::<u32>().unwrap_or(0))
-            .unwrap_or(0);
-        docket_store::state::sqlite::set(
-            tx,
-            &key,
-            (before + 1).to_string().as_bytes(),
-            None,
-            None,
-            now,
-        )
-        .map_err(|e| HandlerError::Transient(e.to_string()))?;
-        let _ = probe.done.send(n);
-        Ok(())
+        Ok(vec![effect(n)])
     })
 }
 
@@ -86,23 +108,21 @@ fn handler(scripts: HashMap<u64, Script>, probe: Arc<Probe>) -> Arc<SqliteHandle
 async fn effects(store: &SqliteStore, n: u64) -> u32 {
     store
         .read(move |c| {
-            let key = StateKey::parse(&format!("effect:test:{n}")).expect("valid key");
-            let e = docket_store::state::sqlite::get(c, &key, Timestamp::now())
+            let count: u32 = c
+                .query_row(
+                    "SELECT count(*) FROM outbox WHERE topic = ?1 AND partition_key = ?2",
+                    (EFFECTS, format!("effect-{n}")),
+                    |row| row.get(0),
+                )
                 .map_err(|e| docket_store::StoreError::Conflict(e.to_string()))?;
-            Ok(e.map(|e| String::from_utf8_lossy(&e.value).parse::<u32>().unwrap_or(0))
-                .unwrap_or(0))
+            Ok(count)
         })
         .await
         .expect("read effects")
 }
 
-/// Waits for the handler to report `n` successes, then for their batch to commit (a write
-/// queued now lands in a later batch, and batches commit in order).
-async fn committed(
-    store: &SqliteStore,
-    rx: &mut mpsc::UnboundedReceiver<u64>,
-    n: usize,
-) -> Vec<u64> {
+/// Waits for the processor to report `n` committed events.
+async fn committed(rx: &mut mpsc::UnboundedReceiver<u64>, n: usize) -> Vec<u64> {
     let mut got = Vec::new();
     while got.len() < n {
         match tokio::time::timeout(PATIENCE, rx.recv()).await {
@@ -110,7 +130,6 @@ async fn committed(
             _ => panic!("only {} of {n} events handled within {PATIENCE:?}: {got:?}", got.len()),
         }
     }
-    store.write(|_| Ok(())).await.expect("barrier write");
     got
 }
 
@@ -151,10 +170,8 @@ type Running = (
 fn start(rig: &Rig, scripts: HashMap<u64, Script>, cfg: ConsumerConfig) -> Running {
     let (done, rx) = mpsc::unbounded_channel();
     let probe = Arc::new(Probe { calls: Mutex::default(), done });
-    let processor: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-        Arc::clone(&rig.store),
-        handler(scripts, Arc::clone(&probe)),
-    ));
+    let processor: Arc<dyn Processor> =
+        Arc::new(Reporting::new(rig.store.clone(), handler(scripts, Arc::clone(&probe)), &probe));
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_consumer(Arc::clone(&rig.bus), processor, cfg, shutdown));
     (probe, rx, stop, task)
@@ -174,16 +191,15 @@ async fn handlers_run_in_the_trace_of_their_event() {
     use docket_events::trace::{self, TraceContext};
     let rig = rig().await;
     let (done, mut rx) = mpsc::unbounded_channel();
+    let probe = Probe { calls: Mutex::default(), done };
     let seen: Arc<Mutex<HashMap<u64, Option<TraceContext>>>> = Arc::default();
     let record = Arc::clone(&seen);
-    let handler: Arc<SqliteHandler> = Arc::new(move |_tx, event| {
-        // Runs on the SQLite writer thread: the context must have followed it there.
+    let handler: Arc<Handler> = Arc::new(move |event| {
         record.lock().expect("lock").insert(n_of(event), trace::current());
-        let _ = done.send(n_of(event));
-        Ok(())
+        Ok(Vec::new())
     });
     let processor: Arc<dyn Processor> =
-        Arc::new(SqliteProcessor::new(Arc::clone(&rig.store), handler));
+        Arc::new(Reporting::new(rig.store.clone(), handler, &probe));
     let (halt, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_consumer(
         Arc::clone(&rig.bus),
@@ -195,7 +211,7 @@ async fn handlers_run_in_the_trace_of_their_event() {
     let mut traced = event("u1", 1);
     traced.traceparent = Some(parent.to_owned());
     rig.bus.publish("t-trace", vec![traced, event("u1", 2)]).await.expect("publish");
-    committed(&rig.store, &mut rx, 2).await;
+    committed(&mut rx, 2).await;
     let seen = seen.lock().expect("lock").clone();
     let first = seen[&1].expect("a context while handling a traced event");
     assert_eq!(first.trace_id(), "0af7651916cd43dd8448eb211c80319c", "same trace");
@@ -211,7 +227,7 @@ async fn transient_failure_is_retried_then_succeeds() {
     let scripts = HashMap::from([(1, Script::FailTimes(2))]);
     let (probe, mut rx, halt, task) = start(&rig, scripts, config("t-transient", false));
     rig.bus.publish("t-transient", vec![event("u1", 1), event("u1", 2)]).await.expect("publish");
-    let order = committed(&rig.store, &mut rx, 2).await;
+    let order = committed(&mut rx, 2).await;
     assert_eq!(order, vec![1, 2], "the retried event is handled before the next of its key");
     assert_eq!(probe.calls.lock().expect("lock").get(&1), Some(&3), "two failures, one success");
     assert_eq!(effects(&rig.store, 1).await, 1, "the side effect applied once");
@@ -231,7 +247,7 @@ async fn poison_event_is_dead_lettered_and_the_next_is_handled() {
     let (probe, mut rx, halt, task) = start(&rig, scripts, config("t-poison", false));
     let events = vec![event("u1", 1), event("u1", 2), event("u1", 3)];
     rig.bus.publish("t-poison", events.clone()).await.expect("publish");
-    assert_eq!(committed(&rig.store, &mut rx, 1).await, vec![3], "the consumer moves on");
+    assert_eq!(committed(&mut rx, 1).await, vec![3], "the consumer moves on");
     assert_eq!(effects(&rig.store, 1).await, 0, "a poison event changes nothing");
     assert_eq!(effects(&rig.store, 2).await, 0, "nor does one that failed every attempt");
     let calls = probe.calls.lock().expect("lock").clone();
@@ -263,7 +279,7 @@ async fn duplicate_delivery_changes_nothing() {
     let (done, mut rx) = mpsc::unbounded_channel();
     let probe = Arc::new(Probe { calls: Mutex::default(), done });
     let processor =
-        SqliteProcessor::new(Arc::clone(&rig.store), handler(HashMap::new(), Arc::clone(&probe)));
+        Reporting::new(rig.store.clone(), handler(HashMap::new(), Arc::clone(&probe)), &probe);
     let d = Delivery { event: event("u1", 7), seq: 1, attempt: 1 };
     let first = processor.process("audit", "t-dup", &d, false).await.expect("first delivery");
     assert_eq!(first, Processed::Handled);
@@ -285,7 +301,7 @@ async fn restart_redelivers_only_unacknowledged(graceful: bool) {
     let cfg = config(topic, !graceful);
     let (probe, mut rx, halt, task) = start(&rig, HashMap::new(), cfg.clone());
     rig.bus.publish(topic, (1..=3).map(|n| event("u1", n)).collect()).await.expect("publish");
-    committed(&rig.store, &mut rx, 3).await;
+    committed(&mut rx, 3).await;
     if graceful {
         stop(halt, task).await;
     } else {
@@ -302,7 +318,7 @@ async fn restart_redelivers_only_unacknowledged(graceful: bool) {
     let rig = open_at(dir).await;
     rig.bus.publish(topic, (4..=5).map(|n| event("u1", n)).collect()).await.expect("publish");
     let (probe, mut rx, halt, task) = start(&rig, HashMap::new(), cfg);
-    let order = committed(&rig.store, &mut rx, 2).await;
+    let order = committed(&mut rx, 2).await;
     assert_eq!(order, vec![4, 5], "only the events not acknowledged before the restart");
     stop(halt, task).await;
     let calls = probe.calls.lock().expect("lock").clone();
@@ -330,12 +346,10 @@ fn backoff_doubles_and_is_capped() {
     assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
 }
 
-/// The same behaviours through [`PgProcessor`], when `DOCKET_TEST_POSTGRES_URL` is set.
+/// The same behaviours through the processor over [`PostgresStore`], when `DOCKET_TEST_POSTGRES_URL` is set.
 mod postgres {
     use super::*;
-    use docket_bus::runtime::{PgHandler, PgProcessor};
     use docket_store::postgres::PostgresStore;
-    use futures::FutureExt as _;
 
     async fn fresh() -> Option<PostgresStore> {
         let Some(url) = std::env::var("DOCKET_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
@@ -355,51 +369,36 @@ mod postgres {
     }
 
     /// Fails event 1 transiently twice, rejects event 2, applies the others once each
-    /// (`effect:test:{n}` += 1 in the handler's transaction).
-    fn handler(probe: Arc<Probe>) -> Arc<PgHandler> {
-        Arc::new(move |conn, event| {
-            let probe = Arc::clone(&probe);
-            async move {
-                let n = n_of(event);
-                let call = {
-                    let mut calls = probe.calls.lock().expect("calls lock");
-                    let c = calls.entry(n).or_default();
-                    *c += 1;
-                    *c
-                };
-                if n == 1 && call <= 2 {
-                    return Err(HandlerError::Transient(format!("dependency down (call {call})")));
-                }
-                if n == 2 {
-                    return Err(HandlerError::Permanent("event 2 is poison".to_owned()));
-                }
-                let key = StateKey::parse(&format!("effect:test:{n}")).expect("valid key");
-                let now = Timestamp::now();
-                let t = |e: docket_store::StateError| HandlerError::Transient(e.to_string());
-                let before = docket_store::state::postgres::get(conn, &key, now)
-                    .await
-                    .map_err(t)?
-                    .map(|e| String::from_utf8_lossy(&e.value).parse::<u32>().unwrap_or(0))
-                    .unwrap_or(0);
-                let value = (before + 1).to_string();
-                docket_store::state::postgres::set(conn, &key, value.as_bytes(), None, None, now)
-                    .await
-                    .map_err(t)?;
-                let _ = probe.done.send(n);
-                Ok(())
+    /// (one more `test-effects` row in the handler's transaction).
+    fn handler(probe: Arc<Probe>) -> Arc<Handler> {
+        Arc::new(move |event| {
+            let n = n_of(event);
+            let call = {
+                let mut calls = probe.calls.lock().expect("calls lock");
+                let c = calls.entry(n).or_default();
+                *c += 1;
+                *c
+            };
+            if n == 1 && call <= 2 {
+                return Err(HandlerError::Transient(format!("dependency down (call {call})")));
             }
-            .boxed()
+            if n == 2 {
+                return Err(HandlerError::Permanent("event 2 is poison".to_owned()));
+            }
+            Ok(vec![effect(n)])
         })
     }
 
     async fn effects(store: &PostgresStore, n: u64) -> u32 {
-        let key = StateKey::parse(&format!("effect:test:{n}")).expect("valid key");
-        let mut conn = store.pool().acquire().await.expect("connection");
-        docket_store::state::postgres::get(&mut conn, &key, Timestamp::now())
-            .await
-            .expect("read effects")
-            .map(|e| String::from_utf8_lossy(&e.value).parse::<u32>().unwrap_or(0))
-            .unwrap_or(0)
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE topic = $1 AND partition_key = $2",
+        )
+        .bind(EFFECTS)
+        .bind(format!("effect-{n}"))
+        .fetch_one(store.pool())
+        .await
+        .expect("read effects");
+        u32::try_from(count).expect("a small count")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +413,8 @@ mod postgres {
             .expect("subscribe to the dlq");
         let (done, mut rx) = mpsc::unbounded_channel();
         let probe = Arc::new(Probe { calls: Mutex::default(), done });
-        let processor = Arc::new(PgProcessor::new(store.clone(), handler(Arc::clone(&probe))));
+        let processor =
+            Arc::new(Reporting::new(Arc::new(store.clone()), handler(Arc::clone(&probe)), &probe));
         let (halt, shutdown) = watch::channel(false);
         let cfg = config(topic, true);
         let task = tokio::spawn(run_consumer(
@@ -425,7 +425,6 @@ mod postgres {
         ));
         let events: Vec<_> = (1..=3).map(|n| event("u1", n)).collect();
         bus.publish(topic, events.clone()).await.expect("publish");
-        // The transaction commits after the handler reports; stopping waits for it.
         let mut got = Vec::new();
         while got.len() < 2 {
             match tokio::time::timeout(PATIENCE, rx.recv()).await {
@@ -501,20 +500,22 @@ async fn a_bus_down_at_start_is_waited_for() {
         Arc::new(DownAtStart { inner: Arc::clone(&rig.bus), failures: Mutex::new(2) });
     let (done, mut rx) = mpsc::unbounded_channel();
     let probe = Arc::new(Probe { calls: Mutex::default(), done });
-    let processor: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-        Arc::clone(&rig.store),
+    let processor: Arc<dyn Processor> = Arc::new(Reporting::new(
+        rig.store.clone(),
         handler(HashMap::new(), Arc::clone(&probe)),
+        &probe,
     ));
     let (halt, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_consumer(flaky, processor, config("t-late", false), shutdown));
     rig.bus.publish("t-late", vec![event("u1", 1)]).await.expect("publish");
-    assert_eq!(committed(&rig.store, &mut rx, 1).await, vec![1]);
+    assert_eq!(committed(&mut rx, 1).await, vec![1]);
     stop(halt, task).await;
 
     // A subscription the bus refuses outright is an error, not a retry loop.
-    let processor: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-        Arc::clone(&rig.store),
+    let processor: Arc<dyn Processor> = Arc::new(Reporting::new(
+        rig.store.clone(),
         handler(HashMap::new(), Arc::clone(&probe)),
+        &probe,
     ));
     let (_halt, shutdown) = watch::channel(false);
     let refused = tokio::time::timeout(

@@ -38,6 +38,8 @@ use crate::{
     TokenInfo,
 };
 
+pub mod consume;
+
 /// What a stamped test holds for its duration: the store, and whatever keeps it alive
 /// (a temporary directory, a database schema).
 pub trait Fixture {

@@ -10,6 +10,8 @@
 //! [`reminders`] holds the reminder rows, the rules task writes apply to them, and the
 //! scheduler's claim.
 //! [`webhooks`] holds users' webhooks and the deliveries owed to email and webhook channels.
+//! [`consume`] is the consumer port: a consumer's effects, its `processed:` key and its
+//! position committed in one transaction.
 //! [`bus`] holds the tables the embedded event bus keeps beside the outbox (consumer
 //! positions and attempts).
 //!
@@ -18,6 +20,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod consume;
 pub mod error;
 pub mod notifications;
 pub mod postgres;

@@ -1,13 +1,16 @@
 //! Runs the store conformance suite against every adapter: one named test per check per
 //! adapter (`sqlite::check_list_sorts`, `postgres::check_list_sorts`, …), and the state
-//! store suite likewise (`sqlite::state::check_state_ttl_expiry`, …).
+//! store suite likewise (`sqlite::state::check_state_ttl_expiry`, …), and the consumer port's
+//! (`sqlite::consume::check_consume_duplicate_applies_nothing`, …).
 //!
 //! SQLite always runs, on a fresh file per test. PostgreSQL runs when
 //! `DOCKET_TEST_POSTGRES_URL` is set, each test in a fresh schema; without it the tests print
 //! why they skip, except under `CI`, where a missing URL is a failure. An unreachable URL is
 //! always a failure. Nothing here tests adapter internals (see each adapter's `tests.rs`).
 
+use docket_store::conformance::consume::ConsumeFixture;
 use docket_store::conformance::{Fixture, StateFixture};
+use docket_store::consume::ConsumerStore;
 use docket_store::{StateStore, Store};
 
 mod sqlite {
@@ -40,10 +43,24 @@ mod sqlite {
         }
     }
 
+    impl ConsumeFixture for SqliteFixture {
+        fn store(&self) -> &dyn Store {
+            &self.store
+        }
+
+        fn consumer(&self) -> &dyn ConsumerStore {
+            &self.store
+        }
+    }
+
     docket_store::store_conformance!(fresh().await);
 
     mod state {
         docket_store::state_conformance!(super::fresh().await);
+    }
+
+    mod consume {
+        docket_store::consume_conformance!(super::fresh().await);
     }
 }
 
@@ -65,6 +82,20 @@ mod postgres {
 
     impl StateFixture for PostgresFixture {
         fn state(&self) -> &dyn StateStore {
+            &self.0
+        }
+
+        async fn teardown(self) {
+            self.0.drop_schema().await.expect("drop the test schema");
+        }
+    }
+
+    impl ConsumeFixture for PostgresFixture {
+        fn store(&self) -> &dyn Store {
+            &self.0
+        }
+
+        fn consumer(&self) -> &dyn ConsumerStore {
             &self.0
         }
 
@@ -96,5 +127,9 @@ mod postgres {
 
     mod state {
         docket_store::state_conformance!(super::fresh().await);
+    }
+
+    mod consume {
+        docket_store::consume_conformance!(super::fresh().await);
     }
 }

@@ -25,10 +25,11 @@ use docket_app::secret_key::SecretKey;
 use docket_app::{App, AuthConfig};
 use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
-use docket_bus::runtime::{PgProcessor, Processor, SqliteProcessor, run_consumer};
+use docket_bus::runtime::{Processor, StoreProcessor, run_consumer};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::{DaprClient, DaprStateStore, Secrets};
 use docket_http::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
+use docket_store::consume::ConsumerStore;
 use docket_store::{StateStore, Store};
 use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
@@ -442,61 +443,60 @@ impl Application {
     }
 }
 
-/// Opens the store like [`open_store`], and the embedded bus with the audit consumer's
-/// processor over the same database.
+/// A database opened for serving: the ports the server uses, and the embedded bus over it.
+struct Database {
+    store: Arc<dyn Store>,
+    consume: Arc<dyn ConsumerStore>,
+    state: Arc<dyn StateStore>,
+    embedded: EmbeddedBus,
+}
+
+impl Database {
+    fn new<S>(store: Arc<S>, embedded: EmbeddedBus) -> Database
+    where
+        S: Store + ConsumerStore + StateStore + 'static,
+    {
+        Database { store: store.clone(), consume: store.clone(), state: store, embedded }
+    }
+}
+
+/// Opens the store like [`open_store`], the embedded bus over the same database, and the
+/// consumers' processors over the store (the same for either database).
 async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> {
     let context = || format!("cannot open database {}", redact(url));
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    let Database { store, consume, state, embedded } = if let Some(path) =
+        url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
+    {
         let store =
             Arc::new(docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?);
         let embedded = EmbeddedBus::sqlite(Arc::clone(&store));
-        let wake = embedded.wakeups();
-        let bus: Arc<dyn EventBus> = Arc::new(embedded.clone());
-        let audit: Arc<dyn Processor> =
-            Arc::new(SqliteProcessor::new(Arc::clone(&store), docket_app::audit::sqlite_handler()));
-        let notifier: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-            Arc::clone(&store),
-            docket_app::notifier::sqlite_handler(),
-        ));
-        let recurrence: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-            Arc::clone(&store),
-            docket_app::recurring::sqlite_handler(),
-        ));
-        let webhooks: Arc<dyn Processor> = Arc::new(SqliteProcessor::new(
-            Arc::clone(&store),
-            docket_app::webhook::sqlite_handler(),
-        ));
-        let state: Arc<dyn StateStore> = Arc::clone(&store) as Arc<dyn StateStore>;
-        let store: Arc<dyn Store> = store;
-        let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((
-            store,
-            Consumers { bus, embedded, audit, notifier, recurrence, webhooks, hub, wake, state },
-        ))
+        Database::new(store, embedded)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store =
             docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
         let embedded = EmbeddedBus::postgres(store.clone()).await.with_context(context)?;
-        let wake = embedded.wakeups();
-        let bus: Arc<dyn EventBus> = Arc::new(embedded.clone());
-        let audit: Arc<dyn Processor> =
-            Arc::new(PgProcessor::new(store.clone(), docket_app::audit::pg_handler()));
-        let notifier: Arc<dyn Processor> =
-            Arc::new(PgProcessor::new(store.clone(), docket_app::notifier::pg_handler()));
-        let recurrence: Arc<dyn Processor> =
-            Arc::new(PgProcessor::new(store.clone(), docket_app::recurring::pg_handler()));
-        let webhooks: Arc<dyn Processor> =
-            Arc::new(PgProcessor::new(store.clone(), docket_app::webhook::pg_handler()));
-        let state: Arc<dyn StateStore> = Arc::new(store.clone());
-        let store: Arc<dyn Store> = Arc::new(store);
-        let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
-        Ok((
-            store,
-            Consumers { bus, embedded, audit, notifier, recurrence, webhooks, hub, wake, state },
-        ))
+        Database::new(Arc::new(store), embedded)
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))
-    }
+    };
+    let wake = embedded.wakeups();
+    let bus: Arc<dyn EventBus> = Arc::new(embedded.clone());
+    let processor = |handler| -> Arc<dyn Processor> {
+        Arc::new(StoreProcessor::new(Arc::clone(&consume), handler))
+    };
+    let hub = Hub::new(Arc::clone(&store), HubConfig::default()).await.with_context(context)?;
+    let consumers = Consumers {
+        bus,
+        embedded,
+        audit: processor(docket_app::audit::handler()),
+        notifier: processor(docket_app::notifier::handler()),
+        recurrence: processor(docket_app::recurring::handler()),
+        webhooks: processor(docket_app::webhook::handler()),
+        hub,
+        wake,
+        state,
+    };
+    Ok((store, consumers))
 }
 
 /// Opens the store a database URL names (`sqlite://PATH` or `postgres://…`), creating the
