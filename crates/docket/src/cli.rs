@@ -243,7 +243,7 @@ pub struct DeliveryArgs {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub delivery_max_attempts: u32,
     /// The wait after a first failed attempt; it doubles after each further one (capped at
-    /// 1 h), e.g. `10s`, `500ms`.
+    /// 1 h), and each wait is shortened by up to half at random, e.g. `10s`, `500ms`.
     #[arg(long, env = "DOCKET_DELIVERY_BACKOFF", default_value = "10s", value_parser = parse_retention)]
     pub delivery_backoff: std::time::Duration,
 }
@@ -263,6 +263,7 @@ impl DeliveryArgs {
     /// The worker's configuration.
     pub fn config(&self) -> docket_app::delivery::DeliveryConfig {
         use docket_app::delivery::{DeliveryConfig, SmtpConfig, SmtpTls};
+        use docket_core::Backoff;
         let tls = match self.smtp_tls {
             SmtpTlsArg::None => SmtpTls::None,
             SmtpTlsArg::Starttls => SmtpTls::StartTls,
@@ -280,12 +281,13 @@ impl DeliveryArgs {
             password: self.smtp_password.clone().map(Into::into),
             from: self.smtp_from.clone(),
         });
+        let defaults = DeliveryConfig::default();
         DeliveryConfig {
             max_attempts: self.delivery_max_attempts,
-            backoff_base: self.delivery_backoff,
+            backoff: Backoff { base: self.delivery_backoff, ..defaults.backoff },
             allow_private: self.webhooks_allow_private,
             smtp,
-            ..DeliveryConfig::default()
+            ..defaults
         }
     }
 }
