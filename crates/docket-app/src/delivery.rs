@@ -1,5 +1,6 @@
 //! The delivery worker (§6): sends what the notifier and the webhook dispatcher enqueued —
-//! emails over SMTP, webhook POSTs — and retries failures with exponential backoff.
+//! emails over SMTP, webhook POSTs — and retries failures with exponential backoff (with
+//! jitter, `docket_core::backoff`).
 //!
 //! Each round claims the deliveries due now (`Store::claim_deliveries`: the claim counts an
 //! attempt and leases the delivery, so two workers never send the same one at once, and one
@@ -23,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_core::{Delivery, DeliveryChannel, DeliveryOutcome, Timestamp};
+use docket_core::{Backoff, Delivery, DeliveryChannel, DeliveryOutcome, Timestamp};
 use docket_ports::{MailTransport, OutboundMail, PostError, WebhookPost, WebhookTransport};
 use docket_store::Store;
 use docket_store::webhooks::ClaimedDelivery;
@@ -46,10 +47,12 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     /// Attempts before a delivery fails for good.
     pub max_attempts: u32,
-    /// The wait after the first failed attempt; it doubles after each further one.
-    pub backoff_base: Duration,
-    /// The longest wait between attempts.
-    pub backoff_max: Duration,
+    /// The wait after a failed attempt: `backoff.base` after the first, doubling after each
+    /// further one to `backoff.max`, less up to half of it as jitter.
+    pub backoff: Backoff,
+    /// Draws the jitter of each wait ([`random_jitter`]; a constant in tests that check exact
+    /// times).
+    pub jitter: fn() -> f64,
     /// Time limit of one webhook request or SMTP exchange.
     pub timeout: Duration,
     /// Lets webhooks reach loopback, private and link-local addresses.
@@ -65,8 +68,8 @@ impl Default for DeliveryConfig {
             batch: 32,
             lease: Duration::from_secs(120),
             max_attempts: 8,
-            backoff_base: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(3600),
+            backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(3600) },
+            jitter: random_jitter,
             timeout: Duration::from_secs(15),
             allow_private: false,
             poll: Duration::from_millis(500),
@@ -74,12 +77,10 @@ impl Default for DeliveryConfig {
     }
 }
 
-impl DeliveryConfig {
-    /// The wait after failed attempt number `attempt` (1-based): base · 2^(attempt−1), capped.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
-        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
-    }
+/// A jitter fraction in `[0, 1)` from the thread's random generator: what each retry's wait
+/// draws unless a test injects a constant.
+pub fn random_jitter() -> f64 {
+    rand::random()
 }
 
 /// Sends deliveries through the outbound transports; built once per worker.
@@ -183,8 +184,9 @@ pub async fn deliver_due(
             Ok(()) => DeliveryOutcome::Delivered,
             Err(error) if attempts >= config.max_attempts => DeliveryOutcome::GiveUp { error },
             Err(error) => {
-                let wait = jiff::SignedDuration::try_from(config.backoff(attempts))
-                    .unwrap_or(jiff::SignedDuration::MAX);
+                let wait = config.backoff.delay(attempts, (config.jitter)());
+                let wait =
+                    jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::MAX);
                 DeliveryOutcome::Retry {
                     error,
                     at: now.checked_add(wait).unwrap_or(Timestamp::MAX),
@@ -390,8 +392,8 @@ mod tests {
     fn config(allow_private: bool) -> DeliveryConfig {
         DeliveryConfig {
             max_attempts: 3,
-            backoff_base: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(60),
+            backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(60) },
+            jitter: || 0.0,
             timeout: Duration::from_secs(10),
             allow_private,
             ..DeliveryConfig::default()
@@ -440,7 +442,7 @@ mod tests {
             assert_eq!(header(headers, "x-docket-event"), "com.todo.task.created");
             assert_eq!(header(headers, "content-type"), "application/json");
         }
-        let retry_at = after(t0, config.backoff(1));
+        let retry_at = after(t0, config.backoff.delay(1, 0.0));
         let stored = f.delivery(&hook, d.id).await;
         assert_eq!(stored.status, DeliveryStatus::Pending);
         assert_eq!(stored.attempts, 1);
@@ -508,7 +510,7 @@ mod tests {
                 error, "the webhook's secret cannot be decrypted (the server key changed?)",
                 "attempt {attempt}"
             );
-            now = after(now, config.backoff(attempt));
+            now = after(now, config.backoff.delay(attempt, 0.0));
         }
         assert_eq!(f.delivery(&hook, d.id).await.status, DeliveryStatus::Failed, "gave up");
         assert!(received.lock().expect("lock").is_empty(), "nothing unsigned was sent");
@@ -528,7 +530,7 @@ mod tests {
             assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
             let stored = f.delivery(&hook, d.id).await;
             assert_eq!(stored.status, DeliveryStatus::Pending, "attempt {attempt}");
-            now = after(now, config.backoff(attempt));
+            now = after(now, config.backoff.delay(attempt, 0.0));
             assert_eq!(stored.next_attempt_at, Some(now), "attempt {attempt}");
         }
         assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
@@ -591,7 +593,7 @@ mod tests {
         f.store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue");
         let sender = self::sender(config(true));
         assert_eq!(deliver_due(&f.store, &sender, later).await.expect("round"), 1);
-        let retry_at = after(later, config(true).backoff(1));
+        let retry_at = after(later, config(true).backoff.delay(1, 0.0));
         let claimed = f.store.claim_deliveries(retry_at, Duration::from_secs(60), 10).await;
         let claimed = claimed.expect("claim");
         assert_eq!(claimed.len(), 1);
@@ -602,17 +604,33 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let config = DeliveryConfig {
-            backoff_base: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(60),
+            backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(60) },
             ..DeliveryConfig::default()
         };
-        let secs = |attempt| config.backoff(attempt).as_secs();
+        let secs = |attempt| config.backoff.delay(attempt, 0.0).as_secs();
         assert_eq!([1, 2, 3, 4, 5].map(secs), [10, 20, 40, 60, 60]);
         assert_eq!(secs(0), 10, "attempt 0 counts as the first");
         assert_eq!(secs(40), 60, "large attempts stay capped");
         assert_eq!(secs(u32::MAX), 60, "no overflow");
         let defaults = DeliveryConfig::default();
-        assert_eq!(defaults.backoff(1), defaults.backoff_base);
-        assert_eq!(defaults.backoff(100), defaults.backoff_max);
+        assert_eq!(defaults.backoff.delay(1, 0.0), defaults.backoff.base);
+        assert_eq!(defaults.backoff.delay(100, 0.0), defaults.backoff.max);
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_the_backoff_less_the_drawn_jitter() {
+        let f = fixture().await;
+        let (url, _received) = receiver(&[]).await;
+        let hook = f.webhook(&url).await;
+        let now = ts("2026-06-01T09:00:00Z");
+        let d = f.enqueue(&hook, now).await;
+        // A refused (private) target fails the first attempt: its wait is the 10 s ceiling
+        // less 0.5 of its half.
+        let sender = sender(DeliveryConfig { jitter: || 0.5, ..config(false) });
+
+        assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
+        let stored = f.delivery(&hook, d.id).await;
+        assert_eq!(stored.status, DeliveryStatus::Pending);
+        assert_eq!(stored.next_attempt_at, Some(after(now, Duration::from_millis(7500))));
     }
 }

@@ -1,7 +1,8 @@
 //! Webhook building blocks (§6): the `X-Docket-Signature` of a body and the target checks
 //! that keep a webhook from reaching the server's own network.
 //!
-//! * [`signature`]: `sha256=` + hex HMAC-SHA256(secret, body) (RFC 2104 over SHA-256).
+//! * [`signature`]: `sha256=` + hex HMAC-SHA256(secret, body) (RFC 2104 over SHA-256, `ring`'s
+//!   `hmac`).
 //! * [`target`]: a webhook URL is `http` or `https`, names a host, carries no credentials.
 //! * [`public_addresses`]: resolves the host and refuses it when any address is loopback,
 //!   private, link-local, shared (CGNAT), multicast, unspecified, reserved or documentation
@@ -25,27 +26,16 @@ use docket_core::{
 };
 use docket_events::{CloudEvent, topics, types};
 use docket_store::consume::{DeliveryTemplate, Effect, Recipients};
-use sha2::{Digest, Sha256};
+use ring::hmac;
 use url::Url;
 
 use crate::AppError;
 use crate::secret_key::is_sealed;
 
-/// SHA-256's block size, the HMAC key block.
-const BLOCK: usize = 64;
-
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the value of `X-Docket-Signature`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    let mut key = [0u8; BLOCK];
-    if secret.len() > BLOCK {
-        key[..32].copy_from_slice(&Sha256::digest(secret));
-    } else {
-        key[..secret.len()].copy_from_slice(secret);
-    }
-    let pad = |byte: u8| key.map(|k| k ^ byte);
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(body).finalize();
-    let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
-    format!("sha256={}", hex::encode(outer))
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()))
 }
 
 /// Why a webhook target is refused.

@@ -1,6 +1,6 @@
 //! The consumer runtime: drives one subscription, calling a handler for each event with
-//! retries (exponential backoff, capped), dead letters (after `max_attempts`, or at once for
-//! a permanent error), idempotency and metrics, until told to stop.
+//! retries (exponential backoff, capped, with jitter), dead letters (after `max_attempts`, or
+//! at once for a permanent error), idempotency and metrics, until told to stop.
 //!
 //! Idempotency: a [`Processor`] skips an event whose `processed:{consumer}:{event_id}` key
 //! exists. [`StoreProcessor`], the one implementation, asks the consumer's [`Handler`] for the
@@ -122,19 +122,13 @@ impl Processor for StoreProcessor {
     }
 }
 
-/// Retry delays: `base * 2^(attempt-1)`, at most `max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-}
+/// Retry delays of a consumer: exponential to a cap, with equal jitter (`docket_core::backoff`).
+pub use docket_core::Backoff;
 
-impl Backoff {
-    /// The delay after failed attempt number `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.base.saturating_mul(factor).min(self.max)
-    }
+/// A jitter fraction in `[0, 1)` from the thread's random generator: what a consumer's
+/// retry delay draws unless a test injects a constant.
+pub fn random_jitter() -> f64 {
+    rand::random()
 }
 
 /// One consumer: its group name, topic and retry policy.
@@ -145,6 +139,9 @@ pub struct ConsumerConfig {
     pub topic: String,
     pub max_attempts: u32,
     pub backoff: Backoff,
+    /// Draws the jitter of each retry delay ([`random_jitter`]; a constant in tests that
+    /// check exact delays).
+    pub jitter: fn() -> f64,
     /// Read-ahead of the subscription.
     pub batch: usize,
     /// Commit the group's position in the handler's transaction: set it only when the bus is
@@ -153,14 +150,15 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// Defaults: 5 attempts, backoff 100 ms doubling to 30 s, batch 256, position committed
-    /// by the bus.
+    /// Defaults: 5 attempts, backoff 100 ms doubling to 30 s with random jitter, batch 256,
+    /// position committed by the bus.
     pub fn new(name: &str, topic: &str) -> ConsumerConfig {
         ConsumerConfig {
             name: name.to_owned(),
             topic: topic.to_owned(),
             max_attempts: 5,
             backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(30) },
+            jitter: random_jitter,
             batch: 256,
             position_in_transaction: false,
         }
@@ -258,7 +256,8 @@ pub async fn run_consumer(
             Err(HandlerError::Transient(error)) => {
                 tracing::debug!(consumer = %name, event.id = %d.event.id, attempt = d.attempt,
                     error = %error, "handler failed; retrying");
-                match sub.nack(&d, config.backoff.delay(d.attempt), &error).await {
+                let delay = config.backoff.delay(d.attempt, (config.jitter)());
+                match sub.nack(&d, delay, &error).await {
                     Ok(Nacked::Retrying) => {
                         retried.increment(1);
                         Ok(())

@@ -342,7 +342,7 @@ async fn restart_after_crash_redelivers_only_unacknowledged() {
 #[test]
 fn backoff_doubles_and_is_capped() {
     let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1) };
-    let got: Vec<_> = (1..=6).map(|a| b.delay(a).as_millis()).collect();
+    let got: Vec<_> = (1..=6).map(|a| b.delay(a, 0.0).as_millis()).collect();
     assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
 }
 

@@ -6,6 +6,7 @@
 //! cases and the stores never re-check them. Wire formats (JSON DTOs, event payloads) live in
 //! the outer crates and convert into these types.
 
+pub mod backoff;
 pub mod category;
 pub mod error;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod time;
 pub mod user;
 pub mod webhook;
 
+pub use backoff::Backoff;
 pub use category::{Category, CategoryName, CategoryPatch, Color, NewCategory};
 pub use error::{FieldError, Invalid, ValidationErrors};
 pub use ids::{

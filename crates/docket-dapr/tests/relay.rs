@@ -240,18 +240,30 @@ async fn replicas_share_the_work_through_a_lease() {
             ))
         })
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sidecar.published(PUBSUB, topics::TASK_EVENTS).len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "published in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Give the other replica every chance to publish again: it must not.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)), expected, "each once");
+    let published_in_time = async |id: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)).iter().any(|p| p == id) {
+            assert!(tokio::time::Instant::now() < deadline, "{id} published in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    published_in_time(expected.last().expect("three events")).await;
+    // A marker appended after those: a round that publishes it reads from the committed
+    // position, so by then anything published again would be there too. Stopping the relays
+    // then lets every round in flight (the other replica's included) finish before the check.
+    let user = store.user_by_email("relay@example.com").await.expect("read").expect("the user");
+    let marker = create(&store, user.user.id, "Marker").await;
+    let rows = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read");
+    let (_, last) = rows.last().expect("the marker's event");
+    assert_eq!(last.data.as_ref().map(|d| d["task"]["id"] == marker.to_string()), Some(true));
+    let mut expected = expected;
+    expected.push(last.id.clone());
+    published_in_time(&last.id).await;
     let _ = stop.send(true);
     for r in relays {
         r.await.expect("relay stops");
     }
+    assert_eq!(ids(&sidecar.published(PUBSUB, topics::TASK_EVENTS)), expected, "each once");
 
     // A lease is exclusive while held and passes on once its holder stops renewing.
     let short = Duration::from_millis(200);
@@ -260,8 +272,12 @@ async fn replicas_share_the_work_through_a_lease() {
     assert!(a.hold().await, "a takes the free lease");
     assert!(!b.hold().await, "b waits while a holds it");
     assert!(a.hold().await, "a keeps it");
-    tokio::time::sleep(short + Duration::from_millis(50)).await;
-    assert!(b.hold().await, "b takes it once a let it run out");
+    // b polls until a's entry expires: it takes it then, and not before (above).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !b.hold().await {
+        assert!(tokio::time::Instant::now() < deadline, "b takes it once a let it run out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!a.hold().await, "a lost it: its renewal conflicts");
 }
 

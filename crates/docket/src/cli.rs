@@ -243,7 +243,7 @@ pub struct DeliveryArgs {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub delivery_max_attempts: u32,
     /// The wait after a first failed attempt; it doubles after each further one (capped at
-    /// 1 h), e.g. `10s`, `500ms`.
+    /// 1 h), and each wait is shortened by up to half at random, e.g. `10s`, `500ms`.
     #[arg(long, env = "DOCKET_DELIVERY_BACKOFF", default_value = "10s", value_parser = parse_retention)]
     pub delivery_backoff: std::time::Duration,
 }
@@ -262,11 +262,12 @@ pub enum SmtpTlsArg {
 impl DeliveryArgs {
     /// The worker's configuration (the SMTP relay is [`DeliveryArgs::smtp`]).
     pub fn config(&self) -> docket_app::delivery::DeliveryConfig {
+        let defaults = docket_app::delivery::DeliveryConfig::default();
         docket_app::delivery::DeliveryConfig {
             max_attempts: self.delivery_max_attempts,
-            backoff_base: self.delivery_backoff,
+            backoff: docket_core::Backoff { base: self.delivery_backoff, ..defaults.backoff },
             allow_private: self.webhooks_allow_private,
-            ..docket_app::delivery::DeliveryConfig::default()
+            ..defaults
         }
     }
 

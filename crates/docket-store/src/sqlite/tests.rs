@@ -498,3 +498,35 @@ async fn outbox_wake_up_counts_only_committed_batches_with_events() {
     assert!(appended.has_changed().expect("the writer is running"), "a committed append wakes");
     assert!(*appended.borrow_and_update() > start);
 }
+
+/// Durability is a setting nothing else observes (a SIGKILL test cannot see a missing fsync):
+/// the writer's connection and every reader's run in WAL mode with `synchronous=FULL` (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_runs_wal_with_synchronous_full() {
+    fn pragmas(conn: &Connection) -> Result<(String, i64), StoreError> {
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).db()?;
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).db()?;
+        Ok((mode, sync))
+    }
+    let (_dir, store) = open_temp().await;
+    let writer = store.write(|tx| pragmas(tx)).await.expect("the writer's pragmas");
+    assert_eq!(writer, ("wal".to_owned(), 2), "the writer: (journal_mode, synchronous)");
+
+    // Each read holds its reader thread at the barrier until all of them are held, so the
+    // reads run on `READERS` different connections.
+    let barrier = Arc::new(std::sync::Barrier::new(super::READERS));
+    let reads = (0..super::READERS).map(|_| {
+        let barrier = Arc::clone(&barrier);
+        store.read(move |conn| {
+            barrier.wait();
+            let name = std::thread::current().name().map(str::to_owned);
+            pragmas(conn).map(|p| (name, p))
+        })
+    });
+    let readers: Vec<_> = join_all(reads).await.into_iter().map(|r| r.expect("read")).collect();
+    let threads: std::collections::HashSet<_> = readers.iter().map(|(name, _)| name).collect();
+    assert_eq!(threads.len(), super::READERS, "one read per reader: {readers:?}");
+    for (name, p) in &readers {
+        assert_eq!(p, &("wal".to_owned(), 2), "reader {name:?}: (journal_mode, synchronous)");
+    }
+}

@@ -276,10 +276,39 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     let r = s.request(reqwest::Method::POST, &format!("/job/{name}"), None, Some(json!({}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["reminders"], 0);
+    // A marker: a second reminder, on another task, through the same job, relay and notifier.
+    // The relay publishes `reminders` in log order, so once the marker's event is published,
+    // any event the repeated trigger had made would have been published before it; once the
+    // sidecar is idle after the marker's notification, every published event was delivered.
+    let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
+    let marker_task = r.body["id"].as_str().expect("id").to_owned();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
+    let r = s
+        .post(
+            &format!("/api/tasks/{marker_task}/reminders"),
+            &token,
+            json!({"trigger": {"at": at.to_string()}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let marker = r.body["id"].as_str().expect("id").to_owned();
+    until("the marker's notification", async || {
+        let r = s.get("/api/notifications", &token).await;
+        let list = r.body.as_array().cloned().unwrap_or_default();
+        list.iter().any(|n| n["title"] == "Marker").then_some(())
+    })
+    .await;
     sidecar.idle().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let triggered: Vec<String> = sidecar
+        .published(PUBSUB, "reminders")
+        .iter()
+        .map(|p| p.event["data"]["reminder"]["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(triggered, [reminder.clone(), marker], "one event per reminder");
     let r = s.get("/api/notifications", &token).await;
-    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let notes = r.body.as_array().cloned().unwrap_or_default();
+    let of_first = notes.iter().filter(|n| n["title"] == "Take the pills").count();
+    assert_eq!(of_first, 1, "{}", r.text);
     let r = s.get(&format!("/api/tasks/{task}/reminders"), &token).await;
     assert_eq!(r.body[0]["status"], "fired");
     let _: &Value = &r.body;

@@ -322,6 +322,30 @@ fn check_audit(
     Ok((total, acked, uncertain))
 }
 
+/// Reads every user's audit log until it passes `check_audit` (at most `AUDIT_CATCH_UP`);
+/// returns the counts and the logs that passed.
+async fn audit_caught_up(
+    server: &TestServer,
+    tokens: &[String],
+    tasks: &[Tracked],
+    user_ids: &[String],
+) -> ((usize, usize, usize), Vec<Vec<Value>>) {
+    let start = Instant::now();
+    loop {
+        let mut logs = Vec::new();
+        for token in tokens {
+            logs.push(all_activity(server, token).await);
+        }
+        match check_audit(tasks, user_ids, &logs) {
+            Ok(counts) => return (counts, logs),
+            Err(why) => {
+                assert!(start.elapsed() < AUDIT_CATCH_UP, "after {AUDIT_CATCH_UP:?}: {why}")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The `docket_consumer_delivered_total` of the audit consumer, from `/metrics`.
 async fn delivered_by_audit(s: &TestServer) -> Option<f64> {
     let r = s.request(reqwest::Method::GET, "/metrics", None, None).await;
@@ -408,24 +432,21 @@ async fn audit_exactly_once_across_kill(db: Db) {
     }
 
     // The consumer delivers in log order, so once the operations made after the restart have
-    // their entries, so has everything before them; two equal reads confirm it settled.
-    let start = Instant::now();
-    let mut previous: Option<Vec<Vec<Value>>> = None;
-    let (total, acked, uncertain) = loop {
-        let mut logs = Vec::new();
-        for token in &tokens {
-            logs.push(all_activity(&server, token).await);
-        }
-        match check_audit(&tasks, &user_ids, &logs) {
-            Ok(counts) if previous.as_ref() == Some(&logs) => break counts,
-            Ok(_) => previous = Some(logs),
-            Err(why) => {
-                assert!(start.elapsed() < AUDIT_CATCH_UP, "after {AUDIT_CATCH_UP:?}: {why}");
-                previous = None;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    // their entries, so has everything before them.
+    let (counts, settled) = audit_caught_up(&server, &tokens, &tasks, &user_ids).await;
+    let (total, acked, uncertain) = counts;
+    // A marker made after that read: once its entry is there, the consumer has handled every
+    // earlier event, so the read above was final: nothing but the marker's entry came since.
+    let mut marker = Tracked::new(0, "audit marker after the check".to_owned());
+    assert!(perform(&server.http, &server.url, &tokens[0], &mut marker, Op::Create).await);
+    let marker_id = marker.id.clone().expect("the marker's id");
+    tasks.push(marker);
+    let (_, logs) = audit_caught_up(&server, &tokens, &tasks, &user_ids).await;
+    let without_marker: Vec<Vec<Value>> = logs
+        .into_iter()
+        .map(|log| log.into_iter().filter(|e| e["entity_id"] != marker_id.as_str()).collect())
+        .collect();
+    assert_eq!(without_marker, settled, "the audit log settled before the marker");
     assert!(acked > KILL_AFTER, "only {acked} operations were acknowledged");
     eprintln!(
         "audit after a kill: {total} entries, {acked} acknowledged, {uncertain} uncertain operations"

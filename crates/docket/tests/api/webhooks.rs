@@ -204,10 +204,25 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     assert!(r.status.is_success(), "{}", r.text);
     let r = s.post(&format!("{path}/complete"), &token, json!({})).await;
     assert!(r.status.is_success(), "{}", r.text);
-    // A later task of the same user passes the dispatcher after the completion did.
+    // A marker: a later task of the same user, for a second, active webhook. The dispatcher
+    // handles the user's events in log order, so once the marker's delivery is listed, the
+    // reopen and the completion above have been dispatched too.
+    let marker = Receiver::start(Vec::new()).await;
+    let r = s
+        .post(
+            "/api/webhooks",
+            &token,
+            json!({"url": marker.url, "events": ["com.todo.task.created"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let marker_hook = r.body["id"].as_str().expect("id").to_owned();
     let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    deliveries_until(&s, &token, &marker_hook, |l| l.len() == 1).await;
+    // Nothing was enqueued for the inactive webhook, so nothing can reach it later either.
+    let list = deliveries_until(&s, &token, &hook, |_| true).await;
+    assert_eq!(list.len(), 2, "the created and completed deliveries only: {list:?}");
     assert_eq!(receiver.seen().len(), 3, "an inactive webhook receives nothing");
 
     assert_eq!(
