@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod bus;
 pub mod error;
+mod facts;
 pub mod notifications;
 pub mod postgres;
 pub mod reminders;
