@@ -229,6 +229,19 @@ pub fn advance(series: &mut Series, made: Timestamp, now: Timestamp) {
     series.updated_at = now;
 }
 
+/// Pausing (`active` false) or resuming `series` at `now`: `None` when it already is so;
+/// else the series to save (`active`, `updated_at`) and whether the store then catches up
+/// ([`catch_up`]): resuming an `after_completion` series whose latest instance was completed
+/// while paused makes the next instance then.
+pub fn set_active(series: &Series, active: bool, now: Timestamp) -> Option<(Series, bool)> {
+    if series.active == active {
+        return None;
+    }
+    let s = Series { active, updated_at: now, ..series.clone() };
+    let catch_up = follows_completion(&s).is_some();
+    Some((s, catch_up))
+}
+
 /// The occurrence of the next instance after an instance (due at `due`) of `series` was
 /// completed at `completed_at` (`after_completion` mode): none when the series is paused,
 /// when an instance later than the completed one exists (`later_exists`: a second

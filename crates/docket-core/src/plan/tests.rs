@@ -311,3 +311,23 @@ fn the_next_instance_is_made_once() {
     let paused = Series { active: false, ..s.clone() };
     assert!(series::after_completion(&paused, false, first.due_date, now()).is_none());
 }
+
+#[test]
+fn pausing_and_resuming() {
+    let mut first = task();
+    let s = series_of(&mut first, daily());
+    let check = |series: &Series, active: bool, expect: Option<bool>| {
+        let got = series::set_active(series, active, now());
+        assert_eq!(got.as_ref().map(|(_, c)| *c), expect, "active {active}");
+        if let Some((after, _)) = got {
+            assert_eq!((after.active, after.updated_at), (active, now()));
+        }
+    };
+    check(&s, true, None);
+    check(&s, false, Some(false));
+    let paused = Series { active: false, ..s.clone() };
+    check(&paused, false, None);
+    check(&paused, true, Some(true));
+    let fixed = Series { recurrence: daily().with_mode(Mode::Fixed), ..paused };
+    check(&fixed, true, Some(false));
+}

@@ -13,7 +13,7 @@
 
 use docket_core::plan::series::{
     SeriesWrite, after_completion, catch_up as plan_catch_up, due_occurrence, ended,
-    first_instance, plan_next_instance, plan_series_detach,
+    first_instance, plan_next_instance, plan_series_detach, set_active as plan_set_active,
 };
 use docket_core::{
     Category, CategoryId, CategoryName, Color, Description, NewSeries, NewTask, Occurrence,
@@ -392,23 +392,20 @@ pub async fn set_active(
     now: Timestamp,
     source: &str,
 ) -> Result<Series, StoreError> {
-    let mut s = get_series(conn, user, id, true).await?;
-    if s.active != active {
-        s.active = active;
-        s.updated_at = now;
-        sqlx::query("UPDATE series SET active = $2, updated_at = $3 WHERE id = $1")
-            .bind(id.0)
-            .bind(active)
-            .bind(PgInstant::new(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
-            catch_up(conn, user, id, now, source).await?;
-            s = get_series(conn, user, id, false).await?;
-        }
+    let s = get_series(conn, user, id, true).await?;
+    let Some((s, catch_up_now)) = plan_set_active(&s, active, now) else { return Ok(s) };
+    sqlx::query("UPDATE series SET active = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.0)
+        .bind(s.active)
+        .bind(PgInstant::new(s.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if !catch_up_now {
+        return Ok(s);
     }
-    Ok(s)
+    catch_up(conn, user, id, now, source).await?;
+    get_series(conn, user, id, false).await
 }
 
 /// On resume, or after an update linked a completed task: makes the next instance when the

@@ -5,7 +5,7 @@
 
 use docket_core::plan::series::{
     SeriesWrite, after_completion, catch_up as plan_catch_up, due_occurrence, ended,
-    first_instance, plan_next_instance, plan_series_detach,
+    first_instance, plan_next_instance, plan_series_detach, set_active as plan_set_active,
 };
 use docket_core::{
     NewSeries, NewTask, Occurrence, Priority, Series, SeriesId, Tags, Task, TaskChanged, TaskId,
@@ -334,20 +334,17 @@ pub fn set_active(
     now: Timestamp,
     source: &str,
 ) -> Result<Series, StoreError> {
-    let mut s = get(tx, user, id)?;
-    if s.active != active {
-        s.active = active;
-        s.updated_at = now;
-        tx.prepare_cached("UPDATE series SET active = ?2, updated_at = ?3 WHERE id = ?1")
-            .db()?
-            .execute(params![id.0.as_bytes(), i64::from(active), micros(now)])
-            .db()?;
-        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
-            catch_up(tx, user, id, now, source)?;
-            s = get(tx, user, id)?;
-        }
+    let s = get(tx, user, id)?;
+    let Some((s, catch_up_now)) = plan_set_active(&s, active, now) else { return Ok(s) };
+    tx.prepare_cached("UPDATE series SET active = ?2, updated_at = ?3 WHERE id = ?1")
+        .db()?
+        .execute(params![id.0.as_bytes(), i64::from(s.active), micros(s.updated_at)])
+        .db()?;
+    if !catch_up_now {
+        return Ok(s);
     }
-    Ok(s)
+    catch_up(tx, user, id, now, source)?;
+    get(tx, user, id)
 }
 
 /// On resume, or after an update linked a completed task: makes the next instance when the
