@@ -37,9 +37,9 @@ use docket_core::plan::check_version;
 use docket_core::plan::task::{plan_category_delete, plan_task_update, series_to_load};
 use docket_core::time::truncate_micros;
 use docket_core::{
-    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, NewCategory,
-    NewReminder, NewTask, NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task,
-    TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, NewCategory, NewReminder,
+    NewTask, NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId,
+    TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use sqlx::error::ErrorKind;
@@ -453,6 +453,7 @@ async fn category_by_name(
     name: &CategoryName,
     now: Timestamp,
 ) -> Result<Category, StoreError> {
+    let new = NewCategory::named(name.clone()).into_category(user, now);
     let key = name.key();
     let row = sqlx::query(
         "WITH ins AS ( \
@@ -466,12 +467,12 @@ async fn category_by_name(
          WHERE user_id = $2 AND name_key = $4 \
          LIMIT 1",
     )
-    .bind(CategoryId::new().0)
+    .bind(new.id.0)
     .bind(user.0)
     .bind(name.as_str())
     .bind(&key)
-    .bind(Color::default().as_str())
-    .bind(PgInstant::new(now))
+    .bind(new.color.as_str())
+    .bind(PgInstant::new(new.created_at))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| category_error(e, name))?;
@@ -1094,13 +1095,7 @@ impl Store for PostgresStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: new.name,
-            color: new.color,
-            created_at: truncate_micros(now),
-        };
+        let category = new.into_category(user, truncate_micros(now));
         sqlx::query(
             "INSERT INTO categories (id, user_id, name, name_key, color, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -436,7 +436,20 @@ pub async fn delete(
     // Locked first: a completion making the next instance locks it too, so none is made
     // between detaching the instances and deleting the row.
     get_series(conn, user, id, true).await?;
-    detach_instances(conn, user, id, None, now, source).await?;
+    end(conn, user, id, None, now, source).await
+}
+
+/// Ends the user's series `id` (locked by the caller): its instances but `except` detached
+/// ([`detach_instances`]), then its row deleted.
+async fn end(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+    except: Option<TaskId>,
+    now: Timestamp,
+    source: &str,
+) -> Result<(), StoreError> {
+    detach_instances(conn, user, id, except, now, source).await?;
     sqlx::query("DELETE FROM series WHERE id = $1")
         .bind(id.0)
         .execute(&mut *conn)
@@ -512,15 +525,7 @@ pub async fn write(
             .map_err(unavailable)?;
             Ok(())
         }
-        SeriesWrite::End(id) => {
-            detach_instances(conn, user, *id, Some(task), now, source).await?;
-            sqlx::query("DELETE FROM series WHERE id = $1")
-                .bind(id.0)
-                .execute(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
+        SeriesWrite::End(id) => end(conn, user, *id, Some(task), now, source).await,
     }
 }
 

@@ -31,9 +31,9 @@ use async_trait::async_trait;
 use docket_core::plan::check_version;
 use docket_core::plan::task::{plan_category_delete, plan_task_update, series_to_load};
 use docket_core::{
-    Category, CategoryId, CategoryPatch, CategoryRef, Color, NewCategory, NewReminder, NewTask,
-    NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch,
-    TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, CategoryRef, NewCategory, NewReminder, NewTask, NewUser,
+    Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery,
+    Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
@@ -323,13 +323,7 @@ pub(crate) fn resolve_category(
             if let Some(row) = rows.next().db()? {
                 return category_from_row(row);
             }
-            let category = Category {
-                id: CategoryId::new(),
-                user_id: user,
-                name: name.clone(),
-                color: Color::default(),
-                created_at: now,
-            };
+            let category = NewCategory::named(name.clone()).into_category(user, now);
             insert_category(tx, &category)?;
             Ok(category)
         }
@@ -1005,13 +999,7 @@ impl Store for SqliteStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: new.name,
-            color: new.color,
-            created_at: truncate(now),
-        };
+        let category = new.into_category(user, truncate(now));
         self.write(move |tx| {
             insert_category(tx, &category)?;
             Ok(category)
