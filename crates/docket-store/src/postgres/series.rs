@@ -1,14 +1,15 @@
-//! Series on PostgreSQL (rules in `crate::series`): functions run inside a caller's
-//! transaction. Read-modify-write locks the series row `FOR UPDATE`, so two completions of
-//! one series' instances make their decisions one after the other; the scheduler's claim
-//! takes due rows `FOR UPDATE SKIP LOCKED`, so several processes share the work without
-//! making an occurrence twice. The unique index on `(series_id, instance_date)` backs both.
+//! Series on PostgreSQL (rules decided in `docket_core::plan::series`, summed up in
+//! `crate::series`): functions run inside a caller's transaction. Read-modify-write locks
+//! the series row `FOR UPDATE`, so two completions of one series' instances make their
+//! decisions one after the other; the scheduler's claim takes due rows `FOR UPDATE SKIP
+//! LOCKED`, so several processes share the work without making an occurrence twice. The
+//! unique index on `(series_id, instance_date)` backs both.
 //!
 //! Lock order: a series row before any of its instances' rows (instances in `id` order), so
-//! writers that take both cannot deadlock. `delete` and an update ending a series ([`write`]) lock the
-//! series, then every instance; `update_task` therefore locks the series its task links to
-//! ([`lock_linked`]) before the task when its patch carries a `recurrence` (other updates,
-//! and `delete_task`, lock only the task); completions, `catch_up`, `set_active` and
+//! writers that take both cannot deadlock. `delete` and an update ending a series
+//! ([`write`]) lock the series, then every instance; `update_task` therefore locks the
+//! series its task links to ([`lock_linked`]) before the task when its patch carries a
+//! `recurrence` (other updates, and `delete_task`, lock only the task); completions, `catch_up`, `set_active` and
 //! `spawn_due` lock series and insert instances, locking no existing task row.
 
 use docket_core::plan::series::{
