@@ -440,29 +440,10 @@ pub async fn delete(
     end(conn, user, id, None, now, source).await
 }
 
-/// Ends the user's series `id` (locked by the caller): its instances but `except` detached
-/// ([`detach_instances`]), then its row deleted.
+/// Ends the user's series `id` (locked by the caller): its instances but `except` detached,
+/// each with its version bumped and its updated event (`plan_series_detach`; the instances
+/// are locked in `id` order), then its row deleted.
 async fn end(
-    conn: &mut PgConnection,
-    user: UserId,
-    id: SeriesId,
-    except: Option<TaskId>,
-    now: Timestamp,
-    source: &str,
-) -> Result<(), StoreError> {
-    detach_instances(conn, user, id, except, now, source).await?;
-    sqlx::query("DELETE FROM series WHERE id = $1")
-        .bind(id.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
-}
-
-/// Detaches the user's instances of series `id` (locked by the caller) but `except`, each
-/// with its version bumped and its updated event (`plan_series_detach`); the instances are
-/// locked in `id` order.
-async fn detach_instances(
     conn: &mut PgConnection,
     user: UserId,
     id: SeriesId,
@@ -493,6 +474,11 @@ async fn detach_instances(
         .map_err(unavailable)?;
         append_outbox(conn, &changed(&before, &after, now, source), now).await?;
     }
+    sqlx::query("DELETE FROM series WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
