@@ -112,6 +112,25 @@ pub struct NewCategory {
     pub color: Color,
 }
 
+impl NewCategory {
+    /// The category a task write names that does not exist yet: created with the default
+    /// colour.
+    pub fn named(name: CategoryName) -> NewCategory {
+        NewCategory { name, color: Color::default() }
+    }
+
+    /// The category this creates for `user` at `now`, with a new id.
+    pub fn into_category(self, user: UserId, now: Timestamp) -> Category {
+        Category {
+            id: CategoryId::new(),
+            user_id: user,
+            name: self.name,
+            color: self.color,
+            created_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CategoryPatch {
     pub name: Option<CategoryName>,
@@ -132,5 +151,21 @@ mod tests {
         assert!(Color::parse("red").is_err());
         assert!(Color::parse("#abcdeg").is_err());
         assert!(Color::parse("#abc").is_err());
+    }
+
+    #[test]
+    fn a_category_named_by_a_task_gets_the_default_colour() {
+        let user = UserId::new();
+        let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let name = CategoryName::parse("Home").unwrap();
+        let c = NewCategory::named(name.clone()).into_category(user, now);
+        assert_eq!(
+            (c.user_id, &c.name, &c.color, c.created_at),
+            (user, &name, &Color::default(), now)
+        );
+        let red = Color::parse("#ff0000").unwrap();
+        let d = NewCategory { name, color: red.clone() }.into_category(user, now);
+        assert_eq!(d.color, red);
+        assert_ne!(c.id, d.id, "each gets a new id");
     }
 }

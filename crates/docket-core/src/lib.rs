@@ -11,6 +11,7 @@ pub mod category;
 pub mod error;
 pub mod ids;
 pub mod notification;
+pub mod plan;
 pub mod query;
 pub mod recurrence;
 pub mod reminder;
@@ -28,6 +29,7 @@ pub use ids::{
     WebhookId,
 };
 pub use notification::Notification;
+pub use plan::{PlanError, TaskChanged};
 pub use query::{
     Cursor, CursorKey, Limit, Order, Page, SearchText, SortField, StatusFilter, TaskQuery,
 };

@@ -430,7 +430,7 @@ pub struct TaskPatch {
     /// a new series with rule `r`, or replaces the rule of the task's series for its future
     /// instances; `Some(None)` ends the task's series (deleted, its instances detached).
     /// [`TaskPatch::apply`] does not read it: series rows are the store's, which applies it
-    /// in the update's transaction (`docket_store::series`).
+    /// in the update's transaction as `plan::task::plan_task_update` decides.
     pub recurrence: Option<Option<crate::recurrence::Recurrence>>,
 }
 

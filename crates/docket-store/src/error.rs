@@ -33,3 +33,16 @@ impl StoreError {
         StoreError::Unavailable { backend, source: source.into() }
     }
 }
+
+impl From<docket_core::PlanError> for StoreError {
+    fn from(e: docket_core::PlanError) -> StoreError {
+        match e {
+            docket_core::PlanError::VersionMismatch { current } => {
+                StoreError::VersionMismatch { current }
+            }
+            docket_core::PlanError::InvalidReference { field, message } => {
+                StoreError::InvalidReference { field, message }
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub mod audit;
 pub mod bus;
 pub mod consume;
 pub mod error;
+mod facts;
 pub mod notifications;
 pub mod postgres;
 pub mod reminders;

@@ -33,11 +33,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use docket_core::plan::check_version;
+use docket_core::plan::task::{plan_category_delete, plan_task_update, series_to_load};
 use docket_core::time::truncate_micros;
 use docket_core::{
-    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Color, NewCategory,
-    NewReminder, NewTask, NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task,
-    TaskId, TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, NewCategory, NewReminder,
+    NewTask, NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId,
+    TaskPatch, TaskQuery, Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use sqlx::error::ErrorKind;
@@ -417,13 +419,6 @@ async fn fetch_task_for_update(
     row.as_ref().map(codec::task).transpose()?.ok_or(StoreError::NotFound("task"))
 }
 
-fn check_version(task: &Task, expected: Option<i64>) -> Result<(), StoreError> {
-    match expected {
-        Some(v) if v != task.version => Err(StoreError::VersionMismatch { current: task.version }),
-        _ => Ok(()),
-    }
-}
-
 /// The user's category named by `r`: an owned id, or a name created on first use.
 async fn resolve_category(
     conn: &mut PgConnection,
@@ -458,6 +453,7 @@ async fn category_by_name(
     name: &CategoryName,
     now: Timestamp,
 ) -> Result<Category, StoreError> {
+    let new = NewCategory::named(name.clone()).into_category(user, now);
     let key = name.key();
     let row = sqlx::query(
         "WITH ins AS ( \
@@ -471,12 +467,12 @@ async fn category_by_name(
          WHERE user_id = $2 AND name_key = $4 \
          LIMIT 1",
     )
-    .bind(CategoryId::new().0)
+    .bind(new.id.0)
     .bind(user.0)
     .bind(name.as_str())
     .bind(&key)
-    .bind(Color::default().as_str())
-    .bind(PgInstant::new(now))
+    .bind(new.color.as_str())
+    .bind(PgInstant::new(new.created_at))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| category_error(e, name))?;
@@ -993,22 +989,22 @@ impl Store for PostgresStore {
         if let Some(Some(due)) = &mut patch.due_date {
             *due = truncate_micros(*due);
         }
-        let (mut tx, mut task) =
+        let (mut tx, before) =
             lock_for_update(&self.pool, user, id, patch.recurrence.is_some()).await?;
-        check_version(&task, expected_version)?;
+        check_version(&before, expected_version)?;
         let category = match &patch.category {
             Some(Some(r)) => Some(resolve_category(&mut tx, user, r, now).await?),
             _ => None,
         };
         let category_id = category.as_ref().map(|c| c.id);
-        let before = task.clone();
-        let recurrence = patch.recurrence.take();
-        patch.apply(&mut task, category, now);
-        let catch_up = match recurrence {
-            Some(r) => series::relink(&mut tx, user, &mut task, r, now, &self.source).await?,
+        let series = match series_to_load(&before, &patch) {
+            Some(s) => series::linked(&mut tx, user, s).await?,
             None => None,
         };
-        if crate::series::touch(&mut task, &before, now) {
+        let plan = plan_task_update(before, patch, category, series, now)?;
+        series::write(&mut tx, user, id, &plan.series, now, &self.source).await?;
+        if plan.changed {
+            let task = &plan.task;
             sqlx::query(
                 "UPDATE tasks SET title = $3, title_key = $4, description = $5, status = $6, \
                  completed_at = $7, priority = $8, category_id = $9, tags = $10, due_at = $11, \
@@ -1032,19 +1028,18 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| task_error(e, category_id))?;
-            series::save_link(&mut tx, &before, &task).await?;
-            reminders::on_task_updated(&mut tx, &before, &task, now).await?;
-            if let Some(change) = TaskChange::update(&before, &task) {
-                append_outbox(&mut tx, &task_events(change, now, &self.source), now).await?;
-            }
+            series::save_link(&mut tx, &plan.before, task).await?;
+            reminders::on_task_updated(&mut tx, &plan.before, task, now).await?;
+            let events = crate::facts::changed(&plan.before, task, now, &self.source);
+            append_outbox(&mut tx, &events, now).await?;
         }
-        if let Some(id) = catch_up {
+        if let Some(id) = plan.catch_up() {
             series::catch_up(&mut tx, user, id, now, &self.source).await?;
         }
         // Committed even without an UPDATE: a category named by the patch may have been
         // created (then the task changed too) and the row lock must be released anyway.
         tx.commit().await.map_err(unavailable)?;
-        Ok(task)
+        Ok(plan.task)
     }
 
     async fn delete_task(
@@ -1100,13 +1095,7 @@ impl Store for PostgresStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: new.name,
-            color: new.color,
-            created_at: truncate_micros(now),
-        };
+        let category = new.into_category(user, truncate_micros(now));
         sqlx::query(
             "INSERT INTO categories (id, user_id, name, name_key, color, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1193,10 +1182,9 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         let now = truncate_micros(now);
-        for before in &cleared {
-            let after = Task { category: None, ..before.clone() };
-            let change = TaskChange::Updated { before, after: &after };
-            append_outbox(&mut tx, &task_events(change, now, &self.source), now).await?;
+        for c in plan_category_delete(cleared) {
+            let events = crate::facts::changed(&c.before, &c.after, now, &self.source);
+            append_outbox(&mut tx, &events, now).await?;
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(())

@@ -1,9 +1,13 @@
 //! Reminders on PostgreSQL: functions run inside the caller's transaction (the task write
-//! rules, the claim) or on a pooled connection. The rules are in `crate::reminders`.
+//! rules, the claim) or on a pooled connection. The rules are decided in
+//! `docket_core::plan::reminders`; this module loads their inputs and writes their change sets.
 
+use docket_core::plan::reminders::{
+    ReminderWrite, plan_reminders_on_task_change, planned, reminders_must_follow,
+};
 use docket_core::{
-    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Status, Task, TaskId, Timestamp,
-    UserId, Zone,
+    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Task, TaskId, Timestamp, UserId,
+    Zone,
 };
 use docket_events::reminder_triggered;
 use sqlx::Row as _;
@@ -12,7 +16,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::codec::{self, PgInstant};
 use super::{append_outbox, task_select, unavailable};
 use crate::StoreError;
-use crate::reminders::{effective_zone, planned, trigger_columns, trigger_from_columns};
+use crate::reminders::{trigger_columns, trigger_from_columns};
 
 const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
                        fired_at, attempts, last_error, created_at";
@@ -177,53 +181,44 @@ pub async fn delete(
     if done.rows_affected() == 0 { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
 }
 
-/// Applies the task write rules (module doc of `crate::reminders`) for `before → after`.
+/// Loads what the reminder rules of the task write `before → after` need (the task's
+/// reminders and its owner's zone, only when fire times move) and writes their change set.
 pub async fn on_task_updated(
     conn: &mut PgConnection,
     before: &Task,
     after: &Task,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if before.due_date != after.due_date || before.timezone != after.timezone {
-        let zone = effective_zone(after, user_zone(conn, after.user_id).await?);
-        let relative: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-            "SELECT id, before_due FROM reminders
-             WHERE task_id = $1 AND before_due IS NOT NULL AND status IN ('pending', 'canceled')",
-        )
-        .bind(after.id.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        for (rid, offset) in relative {
-            let trigger = trigger_from_columns(None, Some(&offset))
-                .ok_or_else(|| corrupt("reminder trigger"))?;
-            let fire_at = trigger.fire_at(after.due_date, zone.as_ref());
-            sqlx::query("UPDATE reminders SET fire_at = $2 WHERE id = $1")
-                .bind(rid)
-                .bind(pg(fire_at))
-                .execute(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-        }
+    let (loaded, zone) = if reminders_must_follow(before, after) {
+        (for_task(conn, after.id).await?, user_zone(conn, after.user_id).await?)
+    } else {
+        (Vec::new(), None)
+    };
+    write(conn, &plan_reminders_on_task_change(before, after, &loaded, zone, now)).await
+}
+
+/// Writes a reminder change set, in order.
+pub async fn write(conn: &mut PgConnection, writes: &[ReminderWrite]) -> Result<(), StoreError> {
+    for w in writes {
+        let query = match w {
+            ReminderWrite::FireAt { id, fire_at } => {
+                sqlx::query("UPDATE reminders SET fire_at = $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(pg(*fire_at))
+            }
+            ReminderWrite::CancelPending { task } => sqlx::query(
+                "UPDATE reminders SET status = 'canceled' WHERE task_id = $1 AND status = 'pending'",
+            )
+            .bind(task.0),
+            ReminderWrite::RearmCanceled { task, after } => sqlx::query(
+                "UPDATE reminders SET status = 'pending'
+                 WHERE task_id = $1 AND status = 'canceled' AND fire_at > $2",
+            )
+            .bind(task.0)
+            .bind(PgInstant::new(*after)),
+        };
+        query.execute(&mut *conn).await.map_err(unavailable)?;
     }
-    let rearm_after = match (before.status, after.status) {
-        (Status::Pending, Status::Completed) => None,
-        (Status::Completed, Status::Pending) => Some(now),
-        _ => return Ok(()),
-    };
-    let query = match rearm_after {
-        None => sqlx::query(
-            "UPDATE reminders SET status = 'canceled' WHERE task_id = $1 AND status = 'pending'",
-        )
-        .bind(after.id.0),
-        Some(now) => sqlx::query(
-            "UPDATE reminders SET status = 'pending'
-             WHERE task_id = $1 AND status = 'canceled' AND fire_at > $2",
-        )
-        .bind(after.id.0)
-        .bind(PgInstant::new(now)),
-    };
-    query.execute(&mut *conn).await.map_err(unavailable)?;
     Ok(())
 }
 

@@ -1,23 +1,25 @@
-//! Series on PostgreSQL (rules in `crate::series`): functions run inside a caller's
-//! transaction. Read-modify-write locks the series row `FOR UPDATE`, so two completions of
-//! one series' instances make their decisions one after the other; the scheduler's claim
-//! takes due rows `FOR UPDATE SKIP LOCKED`, so several processes share the work without
-//! making an occurrence twice. The unique index on `(series_id, instance_date)` backs both.
+//! Series on PostgreSQL (rules decided in `docket_core::plan::series`, summed up in
+//! `crate::series`): functions run inside a caller's transaction. Read-modify-write locks
+//! the series row `FOR UPDATE`, so two completions of one series' instances make their
+//! decisions one after the other; the scheduler's claim takes due rows `FOR UPDATE SKIP
+//! LOCKED`, so several processes share the work without making an occurrence twice. The
+//! unique index on `(series_id, instance_date)` backs both.
 //!
 //! Lock order: a series row before any of its instances' rows (instances in `id` order), so
-//! writers that take both cannot deadlock. `delete` and `relink`'s end of a series lock the
-//! series, then every instance; `update_task` therefore locks the series its task links to
-//! ([`lock_linked`]) before the task when its patch carries a `recurrence` (other updates,
-//! and `delete_task`, lock only the task); completions, `catch_up`, `set_active` and
+//! writers that take both cannot deadlock. `delete` and an update ending a series
+//! ([`write`]) lock the series, then every instance; `update_task` therefore locks the
+//! series its task links to ([`lock_linked`]) before the task when its patch carries a
+//! `recurrence` (other updates, and `delete_task`, lock only the task); completions, `catch_up`, `set_active` and
 //! `spawn_due` lock series and insert instances, locking no existing task row.
 
-use docket_core::{
-    Category, CategoryId, CategoryName, Color, Description, NewReminder, NewSeries, NewTask,
-    Occurrence, Priority, Recurrence, Series, SeriesId, Tags, Task, TaskId, Timestamp, Title,
-    Trigger, UserId,
+use docket_core::plan::series::{
+    SeriesWrite, after_completion, catch_up as plan_catch_up, due_occurrence, ended,
+    first_instance, plan_next_instance, plan_series_detach, set_active as plan_set_active,
 };
-use docket_events::{TaskChange, task_events};
-use sqlx::Row as _;
+use docket_core::{
+    Category, CategoryId, CategoryName, Color, Description, NewSeries, NewTask, Occurrence,
+    Priority, Series, SeriesId, Tags, Task, TaskChanged, TaskId, Timestamp, Title, UserId,
+};
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::codec::{self, PgInstant, corrupt, get};
@@ -25,11 +27,9 @@ use super::{
     INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, task_select, unavailable,
 };
 use crate::StoreError;
+use crate::facts::{changed, created};
 use crate::postgres::reminders;
-use crate::series::{
-    advance, attach, detached, first_instance, instance, recurrence_from_json, replace_rule,
-    spec_json,
-};
+use crate::series::{recurrence_from_json, spec_json};
 
 macro_rules! series_select {
     () => {
@@ -213,7 +213,7 @@ pub async fn create(
     let (s, task) = first_instance(new, series, user, category, now);
     insert_series(conn, &s).await?;
     insert_instance(conn, &task).await?;
-    append_outbox(conn, &task_events(TaskChange::Created(&task), now, source), now).await?;
+    append_outbox(conn, &created(&task, now, source), now).await?;
     Ok(task)
 }
 
@@ -237,36 +237,45 @@ async fn instance_exists(
         .is_some())
 }
 
-/// Inserts the instance of `series` (locked by the caller) at `occurrence` unless one
-/// exists, copying the relative reminders of task `reminders_from`.
+/// Makes the instance of `series` (locked by the caller) at `occurrence` unless one exists
+/// (`plan_next_instance`), carrying over the relative reminders of task `reminders_from`.
 async fn spawn(
     conn: &mut PgConnection,
-    series: &mut Series,
+    series: Series,
     occurrence: &Occurrence,
     reminders_from: Option<TaskId>,
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let date = occurrence.local.to_string();
-    if instance_exists(conn, series.id, &date, false).await? {
-        series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
-        save_progress(conn, series).await?;
-        return Ok(None);
-    }
-    advance(series, occurrence.at, now);
-    save_progress(conn, series).await?;
-    let task = instance(series, occurrence, now);
-    insert_instance(conn, &task).await?;
-    if let Some(from) = reminders_from {
-        for r in reminders::for_task(conn, from).await? {
-            if let Trigger::BeforeDue(_) = r.trigger {
-                let new = NewReminder { trigger: r.trigger, channels: r.channels };
-                reminders::insert(conn, &task, new, now).await?;
-            }
+    let exists = instance_exists(conn, series.id, &occurrence.local.to_string(), false).await?;
+    let carry = match reminders_from {
+        Some(from) if !exists => reminders::for_task(conn, from).await?,
+        _ => Vec::new(),
+    };
+    let next = plan_next_instance(series, occurrence, exists, &carry, now);
+    save_progress(conn, &next.series).await?;
+    if let Some(task) = &next.instance {
+        insert_instance(conn, task).await?;
+        for r in &next.reminders {
+            reminders::insert(conn, task, r.clone(), now).await?;
         }
+        append_outbox(conn, &created(task, now, source), now).await?;
     }
-    append_outbox(conn, &task_events(TaskChange::Created(&task), now, source), now).await?;
-    Ok(Some(task))
+    Ok(next.instance)
+}
+
+/// The user's series `id`, locked, for a write that decides on it: `None` when it no
+/// longer exists (a link to a series deleted before deleting detached instances).
+pub async fn linked(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: SeriesId,
+) -> Result<Option<Series>, StoreError> {
+    match get_series(conn, user, id, true).await {
+        Ok(s) => Ok(Some(s)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The next instance after the user's instance `completed` was completed (see
@@ -283,18 +292,12 @@ pub async fn spawn_after_completion(
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let mut series = match get_series(conn, user, series_id, true).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !series.active || instance_exists(conn, series_id, instance_date, true).await? {
-        return Ok(None);
-    }
-    let Some(next) = series.next_after_completion(due, completed_at) else {
+    let Some(series) = linked(conn, user, series_id).await? else { return Ok(None) };
+    let later = instance_exists(conn, series_id, instance_date, true).await?;
+    let Some(next) = after_completion(&series, later, due, completed_at) else {
         return Ok(None);
     };
-    spawn(conn, &mut series, &next, Some(completed), now, source).await
+    spawn(conn, series, &next, Some(completed), now, source).await
 }
 
 /// Makes the instances of up to `limit` due fixed-mode series, skipping rows another
@@ -318,31 +321,33 @@ pub async fn spawn_due(
     .map_err(unavailable)?;
     let mut made = Vec::new();
     for row in &rows {
-        let mut series = from_row(row)?;
-        let at = series.next_occurrence.expect("selected with a next occurrence");
-        let latest: Option<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE series_id = $1 ORDER BY instance_date DESC LIMIT 1",
-        )
-        .bind(series.id.0)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        let before = at.checked_sub(jiff::SignedDuration::from_micros(1)).unwrap_or(at);
-        let Some(occurrence) =
-            series.recurrence.clone().with_count(None).next_after(series.start, before)
-        else {
-            series.next_occurrence = None;
-            series.updated_at = now;
-            save_progress(conn, &series).await?;
+        let series = from_row(row)?;
+        let Some(occurrence) = due_occurrence(&series) else {
+            save_progress(conn, &ended(series, now)).await?;
             continue;
         };
-        if let Some(task) =
-            spawn(conn, &mut series, &occurrence, latest.map(TaskId), now, source).await?
-        {
+        let latest = latest_instance(conn, series.id).await?.map(|t| t.id);
+        if let Some(task) = spawn(conn, series, &occurrence, latest, now, source).await? {
             made.push(task);
         }
     }
     Ok(made)
+}
+
+/// The latest instance of `series` (by occurrence), if any.
+async fn latest_instance(
+    conn: &mut PgConnection,
+    series: SeriesId,
+) -> Result<Option<Task>, StoreError> {
+    let row = sqlx::query(concat!(
+        task_select!(),
+        " WHERE t.series_id = $1 ORDER BY t.instance_date DESC LIMIT 1"
+    ))
+    .bind(series.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    row.as_ref().map(codec::task).transpose()
 }
 
 /// The earliest `next_occurrence` of an active fixed-mode series.
@@ -388,28 +393,24 @@ pub async fn set_active(
     now: Timestamp,
     source: &str,
 ) -> Result<Series, StoreError> {
-    let mut s = get_series(conn, user, id, true).await?;
-    if s.active != active {
-        s.active = active;
-        s.updated_at = now;
-        sqlx::query("UPDATE series SET active = $2, updated_at = $3 WHERE id = $1")
-            .bind(id.0)
-            .bind(active)
-            .bind(PgInstant::new(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
-            catch_up(conn, user, id, now, source).await?;
-            s = get_series(conn, user, id, false).await?;
-        }
+    let s = get_series(conn, user, id, true).await?;
+    let Some((s, catch_up_now)) = plan_set_active(&s, active, now) else { return Ok(s) };
+    sqlx::query("UPDATE series SET active = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.0)
+        .bind(s.active)
+        .bind(PgInstant::new(s.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if !catch_up_now {
+        return Ok(s);
     }
-    Ok(s)
+    catch_up(conn, user, id, now, source).await?;
+    get_series(conn, user, id, false).await
 }
 
-/// On resume, or after an update linked a completed task: when the latest instance was
-/// completed (while the series was paused, or before the task joined it, so no next one was
-/// made), makes the next one now, as that completion would have.
+/// On resume, or after an update linked a completed task: makes the next instance when the
+/// latest one was completed (see `crate::series::sqlite::catch_up`).
 pub async fn catch_up(
     conn: &mut PgConnection,
     user: UserId,
@@ -417,24 +418,11 @@ pub async fn catch_up(
     now: Timestamp,
     source: &str,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query(
-        "SELECT id, status, due_at, completed_at, instance_date FROM tasks
-         WHERE series_id = $1 ORDER BY instance_date DESC LIMIT 1",
-    )
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    let Some(row) = row else { return Ok(()) };
-    let status: String = row.try_get("status").map_err(unavailable)?;
-    if status != "completed" {
-        return Ok(()); // the latest instance is still open: its completion will continue
-    }
-    let task = TaskId(row.try_get("id").map_err(unavailable)?);
-    let due = codec::opt_instant(&row, "due_at")?;
-    let completed_at = codec::opt_instant(&row, "completed_at")?.unwrap_or(now);
-    let date: String = row.try_get("instance_date").map_err(unavailable)?;
-    spawn_after_completion(conn, user, id, &date, task, due, completed_at, now, source).await?;
+    let latest = latest_instance(conn, id).await?;
+    let Some(c) = latest.as_ref().and_then(|t| plan_catch_up(t, now)) else { return Ok(()) };
+    let date = c.instance_date.to_string();
+    spawn_after_completion(conn, user, id, &date, c.task, c.due, c.completed_at, now, source)
+        .await?;
     Ok(())
 }
 
@@ -449,18 +437,13 @@ pub async fn delete(
     // Locked first: a completion making the next instance locks it too, so none is made
     // between detaching the instances and deleting the row.
     get_series(conn, user, id, true).await?;
-    detach_instances(conn, user, id, None, now, source).await?;
-    sqlx::query("DELETE FROM series WHERE id = $1")
-        .bind(id.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+    end(conn, user, id, None, now, source).await
 }
 
-/// Detaches the user's instances of series `id` (locked by the caller) but `except`, each
-/// with its version bumped and its updated event.
-async fn detach_instances(
+/// Ends the user's series `id` (locked by the caller): its instances but `except` detached,
+/// each with its version bumped and its updated event (`plan_series_detach`; the instances
+/// are locked in `id` order), then its row deleted.
+async fn end(
     conn: &mut PgConnection,
     user: UserId,
     id: SeriesId,
@@ -478,8 +461,7 @@ async fn detach_instances(
     .await
     .map_err(unavailable)?;
     let instances = rows.iter().map(codec::task).collect::<Result<Vec<_>, _>>()?;
-    for before in instances.iter().filter(|t| Some(t.id) != except) {
-        let after = detached(before, now);
+    for TaskChanged { before, after } in plan_series_detach(instances, except, now) {
         sqlx::query(
             "UPDATE tasks SET series_id = NULL, instance_date = NULL, recurrence = NULL, \
              version = $2, updated_at = $3 WHERE id = $1",
@@ -490,56 +472,31 @@ async fn detach_instances(
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let change = TaskChange::Updated { before, after: &after };
-        append_outbox(conn, &task_events(change, now, source), now).await?;
+        append_outbox(conn, &changed(&before, &after, now, source), now).await?;
     }
+    sqlx::query("DELETE FROM series WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
-/// What an update's `recurrence` does to the task's series (see
-/// `crate::series::sqlite::relink`), in `update_task`'s transaction; the task's row is
-/// locked, and normally the series it links to before it ([`lock_linked`]).
-pub async fn relink(
+/// Persists what an update's `recurrence` does to the series rows of task `task` (see
+/// `crate::series::sqlite::write`); the task's row is locked, and normally the series it
+/// links to before it ([`lock_linked`]).
+pub async fn write(
     conn: &mut PgConnection,
     user: UserId,
-    task: &mut Task,
-    recurrence: Option<Recurrence>,
+    task: TaskId,
+    write: &SeriesWrite,
     now: Timestamp,
     source: &str,
-) -> Result<Option<SeriesId>, StoreError> {
-    let current = match task.series.as_ref().map(|l| l.series_id) {
-        None => None,
-        Some(id) => match get_series(conn, user, id, true).await {
-            Ok(s) => Some(s),
-            // A link to a series deleted before deleting detached instances: no series.
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        },
-    };
-    match (recurrence, current) {
-        (None, None) => {
-            task.series = None;
-            Ok(None)
-        }
-        (None, Some(series)) => {
-            detach_instances(conn, user, series.id, Some(task.id), now, source).await?;
-            sqlx::query("DELETE FROM series WHERE id = $1")
-                .bind(series.id.0)
-                .execute(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-            task.series = None;
-            Ok(None)
-        }
-        (Some(recurrence), None) => {
-            let series = attach(task, recurrence, now)?;
-            insert_series(conn, &series).await?;
-            Ok(follows_completion(&series))
-        }
-        (Some(recurrence), Some(mut series)) => {
-            if !replace_rule(&mut series, task, recurrence, now) {
-                return Ok(None);
-            }
+) -> Result<(), StoreError> {
+    match write {
+        SeriesWrite::Keep => Ok(()),
+        SeriesWrite::Insert(series) => insert_series(conn, series).await,
+        SeriesWrite::ReplaceRule(series) => {
             sqlx::query(
                 "UPDATE series SET recurrence = $2, mode = $3, start_local = $4, \
                  next_occurrence = $5, updated_at = $6 WHERE id = $1",
@@ -553,14 +510,10 @@ pub async fn relink(
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?;
-            Ok(follows_completion(&series))
+            Ok(())
         }
+        SeriesWrite::End(id) => end(conn, user, *id, Some(task), now, source).await,
     }
-}
-
-fn follows_completion(series: &Series) -> Option<SeriesId> {
-    (series.active && series.recurrence.mode() == docket_core::Mode::AfterCompletion)
-        .then_some(series.id)
 }
 
 /// Writes the link columns of `task`'s row when an update changed its link.

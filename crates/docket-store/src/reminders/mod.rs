@@ -1,7 +1,8 @@
 //! Reminders (§2.4) in both stores: the rows, the rules a task write applies to its
 //! reminders in the same transaction, and the scheduler's claim.
 //!
-//! Rules (each store applies them inside the task write's transaction):
+//! The rules are decided in `docket_core::plan::reminders` (each store loads what they need
+//! and writes their `ReminderWrite`s inside the task write's transaction):
 //! * a due date or time zone change recomputes `fire_at` of the task's relative reminders
 //!   (`before_due`) that are pending or canceled;
 //! * completing the task cancels its pending reminders; reopening re-arms the canceled ones
@@ -16,10 +17,9 @@
 pub mod sqlite;
 // The PostgreSQL side lives in `crate::postgres::reminders` (it needs that adapter's codec).
 
-use docket_core::{
-    NewReminder, Offset, Reminder, ReminderId, ReminderStatus, Status, Task, Timestamp, Trigger,
-    Zone,
-};
+use docket_core::{Offset, Reminder, Timestamp, Trigger};
+
+pub use docket_core::plan::reminders::{effective_zone, planned};
 
 /// The conflict of retrying a reminder that has not failed.
 pub(crate) fn not_failed(r: &Reminder) -> crate::StoreError {
@@ -27,33 +27,6 @@ pub(crate) fn not_failed(r: &Reminder) -> crate::StoreError {
         "only a failed reminder can be retried; this one is {}",
         r.status.as_str()
     ))
-}
-
-/// The zone a relative reminder counts days in: the task's, else its owner's, else UTC.
-pub fn effective_zone(task: &Task, user_zone: Option<Zone>) -> Option<Zone> {
-    task.timezone.clone().or(user_zone)
-}
-
-/// A new reminder of `task` (the owner's zone given): pending, or canceled while the task is
-/// completed (reopening re-arms it); `fire_at` from the trigger and the due date.
-pub fn planned(task: &Task, new: NewReminder, user_zone: Option<Zone>, now: Timestamp) -> Reminder {
-    let zone = effective_zone(task, user_zone);
-    Reminder {
-        id: ReminderId::new(),
-        task_id: task.id,
-        user_id: task.user_id,
-        fire_at: new.trigger.fire_at(task.due_date, zone.as_ref()),
-        trigger: new.trigger,
-        channels: new.channels,
-        status: match task.status {
-            Status::Pending => ReminderStatus::Pending,
-            Status::Completed => ReminderStatus::Canceled,
-        },
-        fired_at: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-    }
 }
 
 /// A stored trigger from its two columns (exactly one is set).

@@ -1,14 +1,17 @@
 //! Reminders on SQLite: functions run inside a `SqliteStore::write` closure (the task write
 //! rules, the claim) or on a reader connection.
 
+use docket_core::plan::reminders::{
+    ReminderWrite, plan_reminders_on_task_change, planned, reminders_must_follow,
+};
 use docket_core::{
-    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Status, Task, TaskId, Timestamp,
-    UserId, Zone,
+    Channels, NewReminder, Reminder, ReminderId, ReminderStatus, Task, TaskId, Timestamp, UserId,
+    Zone,
 };
 use docket_events::reminder_triggered;
 use rusqlite::{Connection, Row, Transaction, params};
 
-use super::{effective_zone, planned, trigger_columns, trigger_from_columns};
+use super::{trigger_columns, trigger_from_columns};
 use crate::StoreError;
 use crate::sqlite::append_outbox;
 use crate::sqlite::codec::{
@@ -163,55 +166,45 @@ pub fn delete(tx: &Transaction<'_>, task: TaskId, id: ReminderId) -> Result<(), 
     if n == 0 { Err(StoreError::NotFound("reminder")) } else { Ok(()) }
 }
 
-/// Applies the task write rules (module doc of `reminders`) for `before → after`.
+/// Loads what the reminder rules of the task write `before → after` need (the task's
+/// reminders and its owner's zone, only when fire times move) and writes their change set.
 pub fn on_task_updated(
     tx: &Transaction<'_>,
     before: &Task,
     after: &Task,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let id = after.id.0.as_bytes();
-    if before.due_date != after.due_date || before.timezone != after.timezone {
-        let zone = effective_zone(after, user_zone(tx, after.user_id)?);
-        let relative: Vec<(Vec<u8>, String)> = {
-            let mut st = tx
+    let (loaded, zone) = if reminders_must_follow(before, after) {
+        (for_task(tx, after.id)?, user_zone(tx, after.user_id)?)
+    } else {
+        (Vec::new(), None)
+    };
+    write(tx, &plan_reminders_on_task_change(before, after, &loaded, zone, now))
+}
+
+/// Writes a reminder change set, in order.
+pub fn write(tx: &Transaction<'_>, writes: &[ReminderWrite]) -> Result<(), StoreError> {
+    for w in writes {
+        match w {
+            ReminderWrite::FireAt { id, fire_at } => tx
+                .prepare_cached("UPDATE reminders SET fire_at = ?2 WHERE id = ?1")
+                .db()?
+                .execute(params![id.0.as_bytes(), fire_at.map(micros)]),
+            ReminderWrite::CancelPending { task } => tx
                 .prepare_cached(
-                    "SELECT id, before_due FROM reminders
-                     WHERE task_id = ?1 AND before_due IS NOT NULL
-                       AND status IN ('pending', 'canceled')",
+                    "UPDATE reminders SET status = 'canceled' WHERE task_id = ?1 AND status = 'pending'",
                 )
-                .db()?;
-            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
-            rows.collect::<Result<_, _>>().db()?
-        };
-        let mut update =
-            tx.prepare_cached("UPDATE reminders SET fire_at = ?2 WHERE id = ?1").db()?;
-        for (rid, offset) in relative {
-            let trigger = trigger_from_columns(None, Some(&offset))
-                .ok_or_else(|| corrupt("reminder trigger"))?;
-            let fire_at = trigger.fire_at(after.due_date, zone.as_ref());
-            update.execute(params![rid, fire_at.map(micros)]).db()?;
+                .db()?
+                .execute([task.0.as_bytes()]),
+            ReminderWrite::RearmCanceled { task, after } => tx
+                .prepare_cached(
+                    "UPDATE reminders SET status = 'pending'
+                     WHERE task_id = ?1 AND status = 'canceled' AND fire_at > ?2",
+                )
+                .db()?
+                .execute(params![task.0.as_bytes(), micros(*after)]),
         }
-    }
-    match (before.status, after.status) {
-        (Status::Pending, Status::Completed) => {
-            tx.prepare_cached(
-                "UPDATE reminders SET status = 'canceled' WHERE task_id = ?1 AND status = 'pending'",
-            )
-            .db()?
-            .execute([id])
-            .db()?;
-        }
-        (Status::Completed, Status::Pending) => {
-            tx.prepare_cached(
-                "UPDATE reminders SET status = 'pending'
-                 WHERE task_id = ?1 AND status = 'canceled' AND fire_at > ?2",
-            )
-            .db()?
-            .execute(params![id, micros(now)])
-            .db()?;
-        }
-        _ => {}
+        .db()?;
     }
     Ok(())
 }

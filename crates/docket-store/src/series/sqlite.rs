@@ -3,18 +3,19 @@
 //! thread serialises them, so "check, then insert" is race-free here; the unique index on
 //! `(series_id, instance_date)` still backs it.
 
-use docket_core::{
-    NewReminder, NewSeries, NewTask, Priority, Recurrence, Series, SeriesId, Tags, Task, TaskId,
-    Timestamp, Title, Trigger, UserId,
+use docket_core::plan::series::{
+    SeriesWrite, after_completion, catch_up as plan_catch_up, due_occurrence, ended,
+    first_instance, plan_next_instance, plan_series_detach, set_active as plan_set_active,
 };
-use docket_events::{TaskChange, task_events};
+use docket_core::{
+    NewSeries, NewTask, Occurrence, Priority, Series, SeriesId, Tags, Task, TaskChanged, TaskId,
+    Timestamp, Title, UserId,
+};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{
-    advance, attach, detached, first_instance, instance, recurrence_from_json, replace_rule,
-    spec_json,
-};
+use super::{recurrence_from_json, spec_json};
 use crate::StoreError;
+use crate::facts::{changed, created};
 use crate::reminders::sqlite as reminders;
 use crate::sqlite::append_outbox;
 use crate::sqlite::codec::{
@@ -173,7 +174,7 @@ pub fn create(
     insert_series(tx, &s)?;
     insert_task(tx, &task)?;
     set_link(tx, &task)?;
-    append_outbox(tx, &task_events(TaskChange::Created(&task), now, source), now)?;
+    append_outbox(tx, &created(&task, now, source), now)?;
     Ok(task)
 }
 
@@ -197,45 +198,38 @@ fn instance_exists(
         .is_some())
 }
 
-/// Inserts the instance of `series` at `occurrence` unless one exists, copying the relative
-/// reminders of task `reminders_from`; records the progress on the series row.
+/// Makes the instance of `series` at `occurrence` unless one exists (`plan_next_instance`),
+/// carrying over the relative reminders of task `reminders_from`; records the progress on
+/// the series row.
 fn spawn(
     tx: &Transaction<'_>,
-    series: &mut Series,
-    occurrence: &docket_core::Occurrence,
+    series: Series,
+    occurrence: &Occurrence,
     reminders_from: Option<TaskId>,
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let date = occurrence.local.to_string();
-    if instance_exists(tx, series.id, &date, false)? {
-        series.next_occurrence = series.following(occurrence.at.max(now)).map(|o| o.at);
-        save_progress(tx, series)?;
-        return Ok(None);
-    }
-    advance(series, occurrence.at, now);
-    save_progress(tx, series)?;
-    let task = instance(series, occurrence, now);
-    insert_task(tx, &task)?;
-    set_link(tx, &task)?;
-    if let Some(from) = reminders_from {
-        for r in reminders::for_task(tx, from)? {
-            if let Trigger::BeforeDue(_) = r.trigger {
-                reminders::insert(
-                    tx,
-                    &task,
-                    NewReminder { trigger: r.trigger, channels: r.channels },
-                    now,
-                )?;
-            }
+    let exists = instance_exists(tx, series.id, &occurrence.local.to_string(), false)?;
+    let carry = match reminders_from {
+        Some(from) if !exists => reminders::for_task(tx, from)?,
+        _ => Vec::new(),
+    };
+    let next = plan_next_instance(series, occurrence, exists, &carry, now);
+    save_progress(tx, &next.series)?;
+    if let Some(task) = &next.instance {
+        insert_task(tx, task)?;
+        set_link(tx, task)?;
+        for r in &next.reminders {
+            reminders::insert(tx, task, r.clone(), now)?;
         }
+        append_outbox(tx, &created(task, now, source), now)?;
     }
-    append_outbox(tx, &task_events(TaskChange::Created(&task), now, source), now)?;
-    Ok(Some(task))
+    Ok(next.instance)
 }
 
 /// The next instance after the user's instance `completed` (of series `series_id`, at
-/// `instance_date`) was completed (rules in `crate::series`); `None` when none is due.
+/// `instance_date`) was completed (`docket_core::plan::series::after_completion`); `None`
+/// when none is due.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_after_completion(
     tx: &Transaction<'_>,
@@ -248,21 +242,15 @@ pub fn spawn_after_completion(
     now: Timestamp,
     source: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let mut series = match get(tx, user, series_id) {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !series.active || instance_exists(tx, series_id, instance_date, true)? {
-        return Ok(None);
-    }
-    let Some(next) = series.next_after_completion(due, completed_at) else {
+    let Some(series) = linked(tx, user, series_id)? else { return Ok(None) };
+    let later = instance_exists(tx, series_id, instance_date, true)?;
+    let Some(next) = after_completion(&series, later, due, completed_at) else {
         return Ok(None);
     };
-    spawn(tx, &mut series, &next, Some(completed), now, source)
+    spawn(tx, series, &next, Some(completed), now, source)
 }
 
-/// Makes the instances of up to `limit` due fixed-mode series (rules in `crate::series`).
+/// Makes the instances of up to `limit` due fixed-mode series (`due_occurrence`).
 pub fn spawn_due(
     tx: &Transaction<'_>,
     now: Timestamp,
@@ -276,35 +264,29 @@ pub fn spawn_due(
     );
     let due = query_series(tx, &sql, params![micros(now), limit as i64])?;
     let mut made = Vec::new();
-    for mut series in due {
-        let at = series.next_occurrence.expect("selected with a next occurrence");
-        let latest = latest_instance(tx, series.id)?;
-        let Some(occurrence) = series.recurrence.clone().with_count(None).next_after(
-            series.start,
-            at.checked_sub(jiff::SignedDuration::from_micros(1)).unwrap_or(at),
-        ) else {
-            series.next_occurrence = None;
-            series.updated_at = now;
-            save_progress(tx, &series)?;
+    for series in due {
+        let Some(occurrence) = due_occurrence(&series) else {
+            save_progress(tx, &ended(series, now))?;
             continue;
         };
-        if let Some(task) = spawn(tx, &mut series, &occurrence, latest, now, source)? {
+        let latest = latest_instance(tx, series.id)?.map(|t| t.id);
+        if let Some(task) = spawn(tx, series, &occurrence, latest, now, source)? {
             made.push(task);
         }
     }
     Ok(made)
 }
 
-fn latest_instance(tx: &Transaction<'_>, series: SeriesId) -> Result<Option<TaskId>, StoreError> {
-    let id: Option<Vec<u8>> = tx
-        .prepare_cached(
-            "SELECT id FROM tasks WHERE series_id = ?1 ORDER BY instance_date DESC LIMIT 1",
-        )
-        .db()?
-        .query_row([series.0.as_bytes()], |r| r.get(0))
-        .optional()
+/// The latest instance of `series` (by occurrence), if any.
+fn latest_instance(tx: &Transaction<'_>, series: SeriesId) -> Result<Option<Task>, StoreError> {
+    let mut st = tx
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM {TASK_FROM} WHERE t.series_id = ?1 \
+             ORDER BY t.instance_date DESC LIMIT 1"
+        ))
         .db()?;
-    id.map(|b| uuid::Uuid::from_slice(&b).map(TaskId).map_err(|_| corrupt("id"))).transpose()
+    let mut rows = st.query([series.0.as_bytes()]).db()?;
+    rows.next().db()?.map(|row| Ok(task_from_row(row)?.1)).transpose()
 }
 
 /// The earliest `next_occurrence` of an active fixed-mode series.
@@ -352,25 +334,22 @@ pub fn set_active(
     now: Timestamp,
     source: &str,
 ) -> Result<Series, StoreError> {
-    let mut s = get(tx, user, id)?;
-    if s.active != active {
-        s.active = active;
-        s.updated_at = now;
-        tx.prepare_cached("UPDATE series SET active = ?2, updated_at = ?3 WHERE id = ?1")
-            .db()?
-            .execute(params![id.0.as_bytes(), i64::from(active), micros(now)])
-            .db()?;
-        if active && s.recurrence.mode() == docket_core::Mode::AfterCompletion {
-            catch_up(tx, user, id, now, source)?;
-            s = get(tx, user, id)?;
-        }
+    let s = get(tx, user, id)?;
+    let Some((s, catch_up_now)) = plan_set_active(&s, active, now) else { return Ok(s) };
+    tx.prepare_cached("UPDATE series SET active = ?2, updated_at = ?3 WHERE id = ?1")
+        .db()?
+        .execute(params![id.0.as_bytes(), i64::from(s.active), micros(s.updated_at)])
+        .db()?;
+    if !catch_up_now {
+        return Ok(s);
     }
-    Ok(s)
+    catch_up(tx, user, id, now, source)?;
+    get(tx, user, id)
 }
 
-/// On resume, or after an update linked a completed task: when the latest instance was
-/// completed (while the series was paused, or before the task joined it, so no next one was
-/// made), makes the next one now, as that completion would have.
+/// On resume, or after an update linked a completed task: makes the next instance when the
+/// latest one was completed (`docket_core::plan::series::catch_up`), as its completion would
+/// have.
 pub fn catch_up(
     tx: &Transaction<'_>,
     user: UserId,
@@ -378,26 +357,10 @@ pub fn catch_up(
     now: Timestamp,
     source: &str,
 ) -> Result<(), StoreError> {
-    type Latest = (Vec<u8>, i64, Option<i64>, Option<i64>, String);
-    let latest: Option<Latest> = tx
-        .prepare_cached(
-            "SELECT id, status, due_date, completed_at, instance_date FROM tasks
-             WHERE series_id = ?1 ORDER BY instance_date DESC LIMIT 1",
-        )
-        .db()?
-        .query_row([id.0.as_bytes()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()
-        .db()?;
-    let Some((task, status, due, completed_at, date)) = latest else { return Ok(()) };
-    if status != 1 {
-        return Ok(()); // the latest instance is still open: its completion will continue
-    }
-    let task = uuid::Uuid::from_slice(&task).map(TaskId).map_err(|_| corrupt("id"))?;
-    let due = due.map(instant).transpose()?;
-    let completed_at = completed_at.map(instant).transpose()?.unwrap_or(now);
-    spawn_after_completion(tx, user, id, &date, task, due, completed_at, now, source)?;
+    let latest = latest_instance(tx, id)?;
+    let Some(c) = latest.as_ref().and_then(|t| plan_catch_up(t, now)) else { return Ok(()) };
+    let date = c.instance_date.to_string();
+    spawn_after_completion(tx, user, id, &date, c.task, c.due, c.completed_at, now, source)?;
     Ok(())
 }
 
@@ -421,7 +384,8 @@ pub fn delete(
 }
 
 /// Detaches the user's instances of series `id` but `except`, each with its version bumped
-/// and its updated event. The one writer runs this, so no instance can be made meanwhile.
+/// and its updated event (`plan_series_detach`). The one writer runs this, so no instance
+/// can be made meanwhile.
 fn detach_instances(
     tx: &Transaction<'_>,
     user: UserId,
@@ -439,69 +403,52 @@ fn detach_instances(
         let mut rows = st.query(params![id.0.as_bytes(), user.0.as_bytes()]).db()?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().db()? {
-            out.push(task_from_row(row)?);
+            out.push(task_from_row(row)?.1);
         }
         out
     };
-    for (seq, before) in instances.iter().filter(|(_, t)| Some(t.id) != except) {
-        let after = detached(before, now);
+    for TaskChanged { before, after } in plan_series_detach(instances, except, now) {
         tx.prepare_cached(
             "UPDATE tasks SET series_id = NULL, instance_date = NULL, recurrence = NULL, \
-             version = ?2, updated_at = ?3 WHERE seq = ?1",
+             version = ?2, updated_at = ?3 WHERE id = ?1",
         )
         .db()?
-        .execute(params![seq, after.version, micros(after.updated_at)])
+        .execute(params![after.id.0.as_bytes(), after.version, micros(after.updated_at)])
         .db()?;
-        let change = TaskChange::Updated { before, after: &after };
-        append_outbox(tx, &task_events(change, now, source), now)?;
+        append_outbox(tx, &changed(&before, &after, now, source), now)?;
     }
     Ok(())
 }
 
-/// What an update's `recurrence` does to the task's series (rules in `crate::series`), run
-/// in `update_task`'s transaction on the task after the rest of the patch; the task's own
-/// row, link and event are the caller's (see [`save_link`]). Returns the series whose next
-/// instance [`catch_up`] must check for once the task's row is saved.
-pub fn relink(
+/// The user's series `id` for an update that relinks its task: `None` when it no longer
+/// exists (a link to a series deleted before deleting detached instances).
+pub fn linked(
     tx: &Transaction<'_>,
     user: UserId,
-    task: &mut Task,
-    recurrence: Option<Recurrence>,
+    id: SeriesId,
+) -> Result<Option<Series>, StoreError> {
+    match get(tx, user, id) {
+        Ok(s) => Ok(Some(s)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Persists what an update's `recurrence` does to the series rows of task `task` (decided
+/// by `docket_core::plan::task::plan_task_update`), before the task's own row is written
+/// (see [`save_link`]).
+pub fn write(
+    tx: &Transaction<'_>,
+    user: UserId,
+    task: TaskId,
+    write: &SeriesWrite,
     now: Timestamp,
     source: &str,
-) -> Result<Option<SeriesId>, StoreError> {
-    let current = match task.series.as_ref().map(|l| l.series_id) {
-        None => None,
-        Some(id) => match get(tx, user, id) {
-            Ok(s) => Some(s),
-            // A link to a series deleted before deleting detached instances: no series.
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        },
-    };
-    match (recurrence, current) {
-        (None, None) => {
-            task.series = None;
-            Ok(None)
-        }
-        (None, Some(series)) => {
-            tx.prepare_cached("DELETE FROM series WHERE id = ?1")
-                .db()?
-                .execute([series.id.0.as_bytes()])
-                .db()?;
-            detach_instances(tx, user, series.id, Some(task.id), now, source)?;
-            task.series = None;
-            Ok(None)
-        }
-        (Some(recurrence), None) => {
-            let series = attach(task, recurrence, now)?;
-            insert_series(tx, &series)?;
-            Ok(follows_completion(&series))
-        }
-        (Some(recurrence), Some(mut series)) => {
-            if !replace_rule(&mut series, task, recurrence, now) {
-                return Ok(None);
-            }
+) -> Result<(), StoreError> {
+    match write {
+        SeriesWrite::Keep => Ok(()),
+        SeriesWrite::Insert(series) => insert_series(tx, series),
+        SeriesWrite::ReplaceRule(series) => {
             tx.prepare_cached(
                 "UPDATE series SET recurrence = ?2, mode = ?3, start_local = ?4, \
                  next_occurrence = ?5, updated_at = ?6 WHERE id = ?1",
@@ -516,14 +463,16 @@ pub fn relink(
                 micros(series.updated_at),
             ])
             .db()?;
-            Ok(follows_completion(&series))
+            Ok(())
+        }
+        SeriesWrite::End(id) => {
+            tx.prepare_cached("DELETE FROM series WHERE id = ?1")
+                .db()?
+                .execute([id.0.as_bytes()])
+                .db()?;
+            detach_instances(tx, user, *id, Some(task), now, source)
         }
     }
-}
-
-fn follows_completion(series: &Series) -> Option<SeriesId> {
-    (series.active && series.recurrence.mode() == docket_core::Mode::AfterCompletion)
-        .then_some(series.id)
 }
 
 /// Writes the link columns of `task`'s row when an update changed its link.

@@ -28,10 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use docket_core::plan::check_version;
+use docket_core::plan::task::{plan_category_delete, plan_task_update, series_to_load};
 use docket_core::{
-    Category, CategoryId, CategoryPatch, CategoryRef, Color, NewCategory, NewReminder, NewTask,
-    NewUser, Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch,
-    TaskQuery, Timestamp, TokenId, User, UserId,
+    Category, CategoryId, CategoryPatch, CategoryRef, NewCategory, NewReminder, NewTask, NewUser,
+    Notification, NotificationId, Page, Reminder, ReminderId, Task, TaskId, TaskPatch, TaskQuery,
+    Timestamp, TokenId, User, UserId,
 };
 use docket_events::{CloudEvent, TaskChange, task_events};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
@@ -321,13 +323,7 @@ pub(crate) fn resolve_category(
             if let Some(row) = rows.next().db()? {
                 return category_from_row(row);
             }
-            let category = Category {
-                id: CategoryId::new(),
-                user_id: user,
-                name: name.clone(),
-                color: Color::default(),
-                created_at: now,
-            };
+            let category = NewCategory::named(name.clone()).into_category(user, now);
             insert_category(tx, &category)?;
             Ok(category)
         }
@@ -391,13 +387,6 @@ fn tasks_in_category(
         out.push(task_from_row(row)?.1);
     }
     Ok(out)
-}
-
-fn check_version(task: &Task, expected: Option<i64>) -> Result<(), StoreError> {
-    match expected {
-        Some(v) if v != task.version => Err(StoreError::VersionMismatch { current: task.version }),
-        _ => Ok(()),
-    }
 }
 
 fn insert_tags(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
@@ -929,31 +918,29 @@ impl Store for SqliteStore {
         }
         let source = Arc::clone(&self.source);
         self.write(move |tx| {
-            let (seq, mut task) = load_task(tx, user, id)?;
-            check_version(&task, expected_version)?;
+            let (seq, before) = load_task(tx, user, id)?;
+            check_version(&before, expected_version)?;
             let category = match &patch.category {
                 Some(Some(r)) => Some(resolve_category(tx, user, r, now)?),
                 _ => None,
             };
-            let before = task.clone();
-            let recurrence = patch.recurrence.take();
-            patch.apply(&mut task, category, now);
-            let catch_up = match recurrence {
-                Some(r) => crate::series::sqlite::relink(tx, user, &mut task, r, now, &source)?,
+            let series = match series_to_load(&before, &patch) {
+                Some(s) => crate::series::sqlite::linked(tx, user, s)?,
                 None => None,
             };
-            if crate::series::touch(&mut task, &before, now) {
-                update_task_row(tx, seq, &before, &task)?;
-                crate::series::sqlite::save_link(tx, &before, &task)?;
-                reminders::on_task_updated(tx, &before, &task, now)?;
-                if let Some(change) = TaskChange::update(&before, &task) {
-                    append_outbox(tx, &task_events(change, now, &source), now)?;
-                }
+            let plan = plan_task_update(before, patch, category, series, now)?;
+            crate::series::sqlite::write(tx, user, id, &plan.series, now, &source)?;
+            if plan.changed {
+                update_task_row(tx, seq, &plan.before, &plan.task)?;
+                crate::series::sqlite::save_link(tx, &plan.before, &plan.task)?;
+                reminders::on_task_updated(tx, &plan.before, &plan.task, now)?;
+                let events = crate::facts::changed(&plan.before, &plan.task, now, &source);
+                append_outbox(tx, &events, now)?;
             }
-            if let Some(series) = catch_up {
+            if let Some(series) = plan.catch_up() {
                 crate::series::sqlite::catch_up(tx, user, series, now, &source)?;
             }
-            Ok(task)
+            Ok(plan.task)
         })
         .await
     }
@@ -1012,13 +999,7 @@ impl Store for SqliteStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: new.name,
-            color: new.color,
-            created_at: truncate(now),
-        };
+        let category = new.into_category(user, truncate(now));
         self.write(move |tx| {
             insert_category(tx, &category)?;
             Ok(category)
@@ -1104,10 +1085,9 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound("category"));
             }
-            for before in &cleared {
-                let after = Task { category: None, ..before.clone() };
-                let change = TaskChange::Updated { before, after: &after };
-                append_outbox(tx, &task_events(change, now, &source), now)?;
+            for c in plan_category_delete(cleared) {
+                let events = crate::facts::changed(&c.before, &c.after, now, &source);
+                append_outbox(tx, &events, now)?;
             }
             Ok(())
         })
