@@ -77,12 +77,6 @@ fn due_line(data: &ReminderTriggeredV1) -> String {
     }
 }
 
-/// The in-app notification `event` asks for, `None` when it asks for none (or is not a
-/// reminder event).
-pub fn in_app(event: &CloudEvent) -> Result<Option<Notification>, HandlerError> {
-    Ok(asks(event)?.filter(|a| a.in_app).map(|a| notification(&a.data, event)))
-}
-
 fn notification(data: &ReminderTriggeredV1, event: &CloudEvent) -> Notification {
     Notification {
         id: NotificationId::new(),

@@ -151,8 +151,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Task, StoreError>;
     async fn get_task(&self, user: UserId, id: TaskId) -> Result<Task, StoreError>;
     /// Applies `patch` (see `TaskPatch::apply`) and returns the task after it; its
-    /// `recurrence` MUST be applied in the same transaction by the rules in `crate::series`
-    /// (make recurring, replace the series' rule, or end the series), the task's link change
+    /// `recurrence` MUST be applied in the same transaction by the rules in
+    /// `docket_core::plan::series` (make recurring, replace the series' rule, or end the series),
+    /// the task's link change
     /// being part of its one version bump and event.
     async fn update_task(
         &self,
@@ -340,8 +341,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends `n`, caused by event `source_event`, with its `notification.created` event, in
     /// its own transaction, unless that event already made one; true when it was new.
-    /// Consumers append inside their own transaction instead (`notifications::sqlite::append`,
-    /// `postgres::notifications::append`).
+    /// Consumers append inside their own commit instead (`consume::Effect::AddNotification`).
     async fn append_notification(
         &self,
         n: Notification,
@@ -371,8 +371,8 @@ pub trait Store: Send + Sync + 'static {
     // --- audit log
 
     /// Appends `entry` in its own transaction unless an entry for its event id exists (then
-    /// it changes nothing); true when it was new. Consumers append inside their own
-    /// transaction instead (`audit::sqlite::append`, `audit::postgres::append`).
+    /// it changes nothing); true when it was new. Consumers append inside their own commit
+    /// instead (`consume::Effect::AppendAudit`).
     async fn append_audit(&self, entry: AuditEntry) -> Result<bool, StoreError>;
 
     /// The audit entries of `user`'s task `task`, oldest first (by `seq`), those after
@@ -496,8 +496,8 @@ pub trait Store: Send + Sync + 'static {
         webhook: WebhookId,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
-    /// Enqueues deliveries in their own transaction (consumers enqueue inside theirs:
-    /// `webhooks::sqlite::enqueue`, `postgres::webhooks::enqueue`); a delivery whose
+    /// Enqueues deliveries in their own transaction (consumers enqueue inside their commit:
+    /// `consume::Effect::Deliver`); a delivery whose
     /// (event, channel, target) exists MUST NOT be added again. Returns how many were new.
     async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>) -> Result<u64, StoreError>;
     /// Claims up to `limit` pending deliveries due at `now`, earliest first: a claim MUST
