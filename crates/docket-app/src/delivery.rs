@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::secret_key::SecretKey;
-use crate::webhook;
+use crate::webhooks;
 
 /// Counter of delivery attempts, labelled by `channel` and `outcome`
 /// (`delivered`, `retry`, `failed`).
@@ -122,8 +122,8 @@ impl Sender {
     }
 
     async fn post(&self, d: &Delivery, secret: &str) -> Result<(), String> {
-        let url = webhook::target(&d.target).map_err(|e| e.to_string())?;
-        let addrs = webhook::public_addresses(&url, self.config.allow_private)
+        let url = webhooks::target(&d.target).map_err(|e| e.to_string())?;
+        let addrs = webhooks::public_addresses(&url, self.config.allow_private)
             .await
             .map_err(|e| e.to_string())?;
         let request = WebhookPost {
@@ -132,7 +132,7 @@ impl Sender {
             headers: vec![
                 (
                     "X-Docket-Signature".to_owned(),
-                    webhook::signature(secret.as_bytes(), d.payload.as_bytes()),
+                    webhooks::signature(secret.as_bytes(), d.payload.as_bytes()),
                 ),
                 ("X-Docket-Delivery".to_owned(), d.id.to_string()),
                 ("X-Docket-Event".to_owned(), d.event_type.clone()),
@@ -410,7 +410,7 @@ mod tests {
     }
 
     /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, computed with the `hmac`
-    /// crate rather than our own `webhook::signature`.
+    /// crate rather than our own `webhooks::signature`.
     fn expected_signature(secret: &str, body: &str) -> String {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
         mac.update(body.as_bytes());

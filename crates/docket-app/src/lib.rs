@@ -27,7 +27,7 @@ mod series;
 mod tasks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
-pub mod webhook;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -131,7 +131,7 @@ fn names_match_the_app() {
         docket_app::audit::CONSUMER,
         docket_app::notifier::CONSUMER,
         docket_app::recurring::CONSUMER,
-        docket_app::webhook::CONSUMER,
+        docket_app::webhooks::CONSUMER,
     ];
     assert_eq!(list("CONSUMER_GROUPS"), groups.map(String::from).to_vec());
     assert_eq!(name("LIVENESS_PATH"), "/healthz");

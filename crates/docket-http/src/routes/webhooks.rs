@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use docket_app::webhook::{CreatedWebhook, WebhookInput};
+use docket_app::webhooks::{CreatedWebhook, WebhookInput};
 use docket_core::{Delivery, Limit, Webhook};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
