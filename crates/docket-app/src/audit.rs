@@ -114,7 +114,7 @@ impl crate::App {
 mod tests {
     use std::sync::Arc;
 
-    use docket_bus::Delivery;
+    use docket_bus::Message;
     use docket_bus::runtime::{Processed, Processor as _, StoreProcessor};
     use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, Title};
     use docket_events::{CloudEvent, topics};
@@ -150,7 +150,7 @@ mod tests {
         let (_dir, store, user, task, event) = store_with_event().await;
         let seq = event.seq().expect("sequence");
         let processor = StoreProcessor::new(store.clone(), handler());
-        let delivery = Delivery { event: event.clone(), seq, attempt: 1 };
+        let delivery = Message { event: event.clone(), seq, attempt: 1 };
         let first = processor.process(CONSUMER, topics::TASK_EVENTS, &delivery, true).await;
         assert_eq!(first, Ok(Processed::Handled));
         let again = processor.process(CONSUMER, topics::TASK_EVENTS, &delivery, true).await;
@@ -174,7 +174,7 @@ mod tests {
         event.data = Some(serde_json::json!({ "task": "not a task" }));
         let seq = event.seq().expect("sequence");
         let processor = StoreProcessor::new(store.clone(), handler());
-        let delivery = Delivery { event, seq, attempt: 1 };
+        let delivery = Message { event, seq, attempt: 1 };
         let result = processor.process(CONSUMER, topics::TASK_EVENTS, &delivery, true).await;
         assert!(matches!(result, Err(HandlerError::Permanent(_))), "got {result:?}");
         let page = store.task_history(user, task, None, 10).await.expect("task_history");
@@ -213,7 +213,7 @@ mod tests {
         let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
         let (seq, event) = events.into_iter().next().expect("a created event");
         let processor = StoreProcessor::new(Arc::new(store.clone()), handler());
-        let delivery = Delivery { event, seq, attempt: 1 };
+        let delivery = Message { event, seq, attempt: 1 };
         for consumer in [CONSUMER, CONSUMER, "audit-replay"] {
             processor
                 .process(consumer, topics::TASK_EVENTS, &delivery, false)

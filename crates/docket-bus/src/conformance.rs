@@ -26,7 +26,7 @@ use docket_core::Timestamp;
 use docket_events::CloudEvent;
 use serde_json::json;
 
-use crate::{Delivery, EventBus, Nacked, SubscribeOptions, Subscription, dlq};
+use crate::{EventBus, Message, Nacked, SubscribeOptions, Subscription, dlq};
 
 /// How long a check waits for something that must happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -113,7 +113,7 @@ pub fn event(key: &str, n: u32) -> CloudEvent {
     }
 }
 
-fn n_of(d: &Delivery) -> u64 {
+fn n_of(d: &Message) -> u64 {
     d.event.data.as_ref().and_then(|v| v["n"].as_u64()).unwrap_or(u64::MAX)
 }
 
@@ -138,7 +138,7 @@ async fn subscribe(
     expect_ok(bus.subscribe(group, topic, o).await, "subscribe")
 }
 
-async fn next(sub: &mut Box<dyn Subscription>, what: &str) -> Delivery {
+async fn next(sub: &mut Box<dyn Subscription>, what: &str) -> Message {
     match tokio::time::timeout(PATIENCE, sub.next()).await {
         Ok(r) => expect_ok(r, what),
         Err(_) => panic!("{what}: nothing delivered within {PATIENCE:?}"),
@@ -155,7 +155,7 @@ async fn publish(bus: &dyn EventBus, topic: &str, events: Vec<CloudEvent>) {
     expect_ok(bus.publish(topic, events).await, "publish");
 }
 
-async fn ack(sub: &mut Box<dyn Subscription>, d: &Delivery) {
+async fn ack(sub: &mut Box<dyn Subscription>, d: &Message) {
     expect_ok(sub.ack(d).await, "ack");
 }
 

@@ -42,7 +42,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::{BusError, Delivery, EventBus, Nacked, SubscribeOptions, Subscription, dlq};
+use crate::{BusError, EventBus, Message, Nacked, SubscribeOptions, Subscription, dlq};
 
 const BACKEND: &str = "embedded";
 
@@ -292,7 +292,7 @@ impl EmbeddedBus {
         &self,
         group: &str,
         topic: &str,
-        d: &Delivery,
+        d: &Message,
         error: &str,
     ) -> Result<(), BusError> {
         let letter = dead_letter_event(&d.event, group, d.attempt, error);
@@ -427,11 +427,11 @@ struct EmbeddedSubscription {
     /// Failed attempts recorded before this subscription, by position.
     attempts: HashMap<i64, u32>,
     in_flight: Option<i64>,
-    retry: Option<(Instant, Delivery)>,
+    retry: Option<(Instant, Message)>,
 }
 
 impl EmbeddedSubscription {
-    fn settle(&mut self, d: &Delivery) -> Result<(), BusError> {
+    fn settle(&mut self, d: &Message) -> Result<(), BusError> {
         if self.in_flight != Some(d.seq) {
             return Err(BusError::Misuse(format!(
                 "delivery {} of group '{}' is not the one in flight (settle each delivery once, in order)",
@@ -482,7 +482,7 @@ impl EmbeddedSubscription {
 
 #[async_trait]
 impl Subscription for EmbeddedSubscription {
-    async fn next(&mut self) -> Result<Delivery, BusError> {
+    async fn next(&mut self) -> Result<Message, BusError> {
         if let Some(seq) = self.in_flight {
             return Err(BusError::Misuse(format!(
                 "delivery {seq} of group '{}' is unsettled (ack, nack or dead-letter it first)",
@@ -501,7 +501,7 @@ impl Subscription for EmbeddedSubscription {
             if let Some((seq, event)) = self.pending.pop_front() {
                 let attempt = self.attempts.remove(&seq).unwrap_or(0).saturating_add(1);
                 self.in_flight = Some(seq);
-                return Ok(Delivery { event, seq, attempt });
+                return Ok(Message { event, seq, attempt });
             }
             self.flush().await?;
             // Marked seen before the read: an append committed after it wakes the wait below.
@@ -523,7 +523,7 @@ impl Subscription for EmbeddedSubscription {
         }
     }
 
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+    async fn ack(&mut self, delivery: &Message) -> Result<(), BusError> {
         self.settle(delivery)?;
         self.acked = self.acked.max(delivery.seq);
         if self.pending.is_empty() {
@@ -534,7 +534,7 @@ impl Subscription for EmbeddedSubscription {
 
     async fn nack(
         &mut self,
-        delivery: &Delivery,
+        delivery: &Message,
         retry_after: Duration,
         error: &str,
     ) -> Result<Nacked, BusError> {
@@ -548,13 +548,13 @@ impl Subscription for EmbeddedSubscription {
             .record_attempt(&self.group, &self.topic, delivery.seq, delivery.attempt, error)
             .await;
         // Held for retry even when recording failed: the count is then lost on restart only.
-        let again = Delivery { attempt: delivery.attempt.saturating_add(1), ..delivery.clone() };
+        let again = Message { attempt: delivery.attempt.saturating_add(1), ..delivery.clone() };
         self.retry = Some((Instant::now() + retry_after, again));
         recorded?;
         Ok(Nacked::Retrying)
     }
 
-    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), BusError> {
+    async fn dead_letter(&mut self, delivery: &Message, error: &str) -> Result<(), BusError> {
         if self.in_flight != Some(delivery.seq) {
             return Err(BusError::Misuse(format!(
                 "delivery {} of group '{}' is not the one in flight",

@@ -35,9 +35,11 @@ impl Default for SubscribeOptions {
     }
 }
 
-/// One event handed to a subscriber.
+/// One event handed to a subscriber, with where it stands in the log and how often it was
+/// delivered (a bus `Message`, not to be confused with `docket_core::Delivery`, a webhook or
+/// email sent by the delivery worker).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
+pub struct Message {
     /// The event, `sequence` set to its log position.
     pub event: CloudEvent,
     /// Its position in the topic's log (Kafka offset, stream id, outbox `seq`).
@@ -136,22 +138,22 @@ pub trait EventBus: Send + Sync + 'static {
 #[async_trait]
 pub trait Subscription: Send {
     /// Waits for the next delivery. Cancel-safe: dropping the future loses nothing.
-    async fn next(&mut self) -> Result<Delivery, BusError>;
+    async fn next(&mut self) -> Result<Message, BusError>;
 
     /// The delivery was handled: the group moves past it.
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+    async fn ack(&mut self, delivery: &Message) -> Result<(), BusError>;
 
     /// The delivery failed with `error`: retry after `retry_after`, or dead-letter it once it
     /// has had `max_attempts` deliveries.
     async fn nack(
         &mut self,
-        delivery: &Delivery,
+        delivery: &Message,
         retry_after: Duration,
         error: &str,
     ) -> Result<Nacked, BusError>;
 
     /// The delivery can never succeed: publish it to `{topic}.dlq` with `error` now.
-    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), BusError>;
+    async fn dead_letter(&mut self, delivery: &Message, error: &str) -> Result<(), BusError>;
 
     /// How far the group is behind the log's head, in log positions, when the adapter knows.
     async fn lag(&mut self) -> Result<Option<u64>, BusError> {

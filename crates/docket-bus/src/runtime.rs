@@ -27,7 +27,7 @@ use docket_store::consume::{self, ConsumerStore, Effect, Position};
 use docket_store::{StateKey, StoreError};
 use tokio::sync::watch;
 
-use crate::{BusError, Delivery, EventBus, Nacked, SubscribeOptions, Subscription};
+use crate::{BusError, EventBus, Message, Nacked, SubscribeOptions, Subscription};
 
 /// How long a `processed:` key lives.
 pub use docket_store::consume::PROCESSED_TTL;
@@ -64,7 +64,7 @@ pub trait Processor: Send + Sync + 'static {
         &self,
         consumer: &str,
         topic: &str,
-        delivery: &Delivery,
+        delivery: &Message,
         position: bool,
     ) -> Result<Processed, HandlerError>;
 }
@@ -102,7 +102,7 @@ impl Processor for StoreProcessor {
         &self,
         consumer: &str,
         topic: &str,
-        delivery: &Delivery,
+        delivery: &Message,
         position: bool,
     ) -> Result<Processed, HandlerError> {
         let event = &delivery.event;
@@ -289,7 +289,7 @@ pub async fn run_consumer(
 /// Dead-letters `d`, trying again while the bus fails (the group cannot move on without it).
 async fn dead_letter(
     sub: &mut dyn Subscription,
-    d: &Delivery,
+    d: &Message,
     error: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), BusError> {

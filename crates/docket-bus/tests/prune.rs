@@ -18,20 +18,20 @@ use std::time::Duration;
 
 use docket_bus::conformance::event;
 use docket_bus::embedded::EmbeddedBus;
-use docket_bus::{Delivery, EventBus, SubscribeOptions, Subscription};
+use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_core::Timestamp;
 use docket_store::Store;
 
 const TOPIC: &str = "prune-check";
 
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+async fn next(sub: &mut Box<dyn Subscription>) -> Message {
     tokio::time::timeout(Duration::from_secs(10), sub.next())
         .await
         .expect("a delivery within 10 s")
         .expect("the bus delivers")
 }
 
-fn n_of(d: &Delivery) -> u64 {
+fn n_of(d: &Message) -> u64 {
     d.event.data.as_ref().and_then(|v| v["n"].as_u64()).expect("a test event")
 }
 

@@ -18,7 +18,7 @@ use docket_bus::runtime::{
     Backoff, ConsumerConfig, Handler, HandlerError, Processed, Processor, StoreProcessor,
     run_consumer,
 };
-use docket_bus::{Delivery, EventBus, SubscribeOptions, dlq};
+use docket_bus::{EventBus, Message, SubscribeOptions, dlq};
 use docket_events::CloudEvent;
 use docket_store::consume::{ConsumerStore, Effect};
 use docket_store::sqlite::SqliteStore;
@@ -73,7 +73,7 @@ impl Processor for Reporting {
         &self,
         consumer: &str,
         topic: &str,
-        delivery: &Delivery,
+        delivery: &Message,
         position: bool,
     ) -> Result<Processed, HandlerError> {
         let r = self.inner.process(consumer, topic, delivery, position).await;
@@ -263,7 +263,7 @@ async fn poison_event_is_dead_lettered_and_the_next_is_handled() {
         letters.ack(&d).await.expect("ack");
         dead.push(d);
     }
-    let ext = |d: &Delivery, k: &str| d.event.extensions.get(k).cloned();
+    let ext = |d: &Message, k: &str| d.event.extensions.get(k).cloned();
     assert_eq!(ext(&dead[0], dlq::ORIGINAL_ID), Some(events[0].id.clone().into()));
     assert_eq!(ext(&dead[0], dlq::ERROR), Some("event 1 is poison".into()));
     assert_eq!(ext(&dead[0], dlq::ATTEMPTS), Some(1.into()));
@@ -280,11 +280,11 @@ async fn duplicate_delivery_changes_nothing() {
     let probe = Arc::new(Probe { calls: Mutex::default(), done });
     let processor =
         Reporting::new(rig.store.clone(), handler(HashMap::new(), Arc::clone(&probe)), &probe);
-    let d = Delivery { event: event("u1", 7), seq: 1, attempt: 1 };
+    let d = Message { event: event("u1", 7), seq: 1, attempt: 1 };
     let first = processor.process("audit", "t-dup", &d, false).await.expect("first delivery");
     assert_eq!(first, Processed::Handled);
     // The same event id again, as a redelivery after a crash would bring it.
-    let again = Delivery { attempt: 2, ..d.clone() };
+    let again = Message { attempt: 2, ..d.clone() };
     let second = processor.process("audit", "t-dup", &again, false).await.expect("duplicate");
     assert_eq!(second, Processed::Duplicate);
     assert_eq!(effects(&rig.store, 7).await, 1, "the second delivery changed nothing");
@@ -444,7 +444,7 @@ mod postgres {
         letters.ack(&d).await.expect("ack");
 
         // A duplicate delivery of event 3 changes nothing.
-        let dup = Delivery { event: events[2].clone(), seq: 3, attempt: 1 };
+        let dup = Message { event: events[2].clone(), seq: 3, attempt: 1 };
         let r = processor.process("audit", topic, &dup, false).await.expect("duplicate");
         assert_eq!(r, Processed::Duplicate);
         assert_eq!(effects(&store, 3).await, 1, "the duplicate changed nothing");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use docket_bus::conformance::event;
 use docket_bus::embedded::EmbeddedBus;
-use docket_bus::{Delivery, EventBus, SubscribeOptions, Subscription};
+use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
 use docket_store::sqlite::SqliteStore;
@@ -50,7 +50,7 @@ async fn rig(topics: &[&str]) -> Rig {
     Rig { sidecar, bus, url, _server: server, _dir: dir }
 }
 
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+async fn next(sub: &mut Box<dyn Subscription>) -> Message {
     tokio::time::timeout(PATIENCE, sub.next()).await.expect("a delivery in time").expect("next")
 }
 

@@ -877,7 +877,7 @@ fn routes_are_only_added_with_their_documentation() {
 mod dapr {
     use std::sync::Mutex;
 
-    use docket_bus::Delivery;
+    use docket_bus::Message;
     use docket_bus::runtime::{HandlerError, Processed, Processor};
     use docket_events::CloudEvent;
 
@@ -912,7 +912,7 @@ mod dapr {
             &self,
             consumer: &str,
             topic: &str,
-            delivery: &Delivery,
+            delivery: &Message,
             position: bool,
         ) -> Result<Processed, HandlerError> {
             assert!(!position, "no position is committed in Dapr mode");

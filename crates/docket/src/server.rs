@@ -92,7 +92,7 @@ fn consumer_runs(c: &Consumers) -> [(Arc<dyn Processor>, docket_bus::runtime::Co
     [
         (Arc::clone(&c.audit), docket_app::audit::config()),
         (Arc::clone(&c.notifier), docket_app::notifier::config()),
-        (Arc::clone(&c.recurrence), docket_app::recurring::config()),
+        (Arc::clone(&c.recurrence), docket_app::next_instance::config()),
         (Arc::clone(&c.webhooks), docket_app::webhooks::config()),
     ]
 }
@@ -490,7 +490,7 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         embedded,
         audit: processor(docket_app::audit::handler()),
         notifier: processor(docket_app::notifier::handler()),
-        recurrence: processor(docket_app::recurring::handler()),
+        recurrence: processor(docket_app::next_instance::handler()),
         webhooks: processor(docket_app::webhooks::handler()),
         hub,
         wake,

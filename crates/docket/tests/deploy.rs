@@ -130,7 +130,7 @@ fn names_match_the_app() {
     let groups = [
         docket_app::audit::CONSUMER,
         docket_app::notifier::CONSUMER,
-        docket_app::recurring::CONSUMER,
+        docket_app::next_instance::CONSUMER,
         docket_app::webhooks::CONSUMER,
     ];
     assert_eq!(list("CONSUMER_GROUPS"), groups.map(String::from).to_vec());

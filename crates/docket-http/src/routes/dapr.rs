@@ -37,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use docket_bus::Delivery;
+use docket_bus::Message;
 use docket_bus::runtime::{HandlerError, Processor};
 use docket_events::CloudEvent;
 use docket_events::trace::{self, TraceContext};
@@ -229,7 +229,7 @@ async fn handle(
     consumers: &[(String, Arc<dyn Processor>)],
 ) -> &'static str {
     let seq = event.sequence.as_deref().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    let delivery = Delivery { event, seq, attempt: 1 };
+    let delivery = Message { event, seq, attempt: 1 };
     let (mut retry, mut drop) = (false, false);
     for (name, processor) in consumers {
         // Like the embedded runtime: a child span of the event's trace.

@@ -1,4 +1,4 @@
-//! The recurrence consumer (§2.3, §5): group `recurrence` on `task-events`. When an instance of
+//! The next-instance consumer (§2.3, §5), group `recurrence` on `task-events`. When an instance of
 //! an `after_completion` series is completed, it makes the next instance (the rules are in
 //! `docket_core::series` and `docket_core::plan::series`): [`handle`] returns it as an effect the
 //! store commits with the consumer's `processed:` key, so the instance, its `task.created`
