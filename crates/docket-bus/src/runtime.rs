@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
-use docket_events::trace::{self, TraceContext};
+use docket_events::trace::TraceContext;
 use docket_store::consume::{self, ConsumerStore, Effect, Position};
 use docket_store::{StateKey, StoreError};
 use tokio::sync::watch;
@@ -241,7 +241,7 @@ pub async fn run_consumer(
             .as_deref()
             .and_then(TraceContext::parse)
             .map_or_else(TraceContext::root, |t| t.child());
-        let outcome = trace::scope(
+        let outcome = docket_trace::scope(
             trace,
             processor.process(&name, &config.topic, &d, config.position_in_transaction),
         )

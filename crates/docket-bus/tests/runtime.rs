@@ -188,14 +188,14 @@ async fn stop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_run_in_the_trace_of_their_event() {
-    use docket_events::trace::{self, TraceContext};
+    use docket_events::trace::TraceContext;
     let rig = rig().await;
     let (done, mut rx) = mpsc::unbounded_channel();
     let probe = Probe { calls: Mutex::default(), done };
     let seen: Arc<Mutex<HashMap<u64, Option<TraceContext>>>> = Arc::default();
     let record = Arc::clone(&seen);
     let handler: Arc<Handler> = Arc::new(move |event| {
-        record.lock().expect("lock").insert(n_of(event), trace::current());
+        record.lock().expect("lock").insert(n_of(event), docket_trace::current());
         Ok(Vec::new())
     });
     let processor: Arc<dyn Processor> =

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
 use crate::payload::TaskV1;
 use crate::task::OutboxEvent;
+use crate::trace::TraceContext;
 use crate::{topics, types};
 
 /// A reminder on the wire.
@@ -71,6 +72,7 @@ pub fn reminder_triggered(
     task: &Task,
     now: Timestamp,
     source: &str,
+    trace: Option<TraceContext>,
 ) -> OutboxEvent {
     debug_assert_eq!(reminder.status, ReminderStatus::Fired);
     let data = ReminderTriggeredV1 { reminder: reminder.into(), task: task.into() };
@@ -84,7 +86,7 @@ pub fn reminder_triggered(
         datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
         partitionkey: Some(task.user_id.to_string()),
         sequence: None,
-        traceparent: crate::trace::current().map(|t| t.to_string()),
+        traceparent: trace.map(|t| t.to_string()),
         extensions: Default::default(),
         data: Some(serde_json::to_value(data).expect("payload types always serialize")),
     };
@@ -121,7 +123,12 @@ impl From<&Notification> for NotificationV1 {
 
 /// The `com.todo.notification.created` event of `n`, on `task-updates`: real-time clients
 /// (the web UI raises a browser notification) are its audience.
-pub fn notification_created(n: &Notification, now: Timestamp, source: &str) -> OutboxEvent {
+pub fn notification_created(
+    n: &Notification,
+    now: Timestamp,
+    source: &str,
+    trace: Option<TraceContext>,
+) -> OutboxEvent {
     let event = CloudEvent {
         specversion: SPEC_VERSION.to_owned(),
         id: crate::task::event_id(now).to_string(),
@@ -132,7 +139,7 @@ pub fn notification_created(n: &Notification, now: Timestamp, source: &str) -> O
         datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
         partitionkey: Some(n.user_id.to_string()),
         sequence: None,
-        traceparent: crate::trace::current().map(|t| t.to_string()),
+        traceparent: trace.map(|t| t.to_string()),
         extensions: Default::default(),
         data: Some(serde_json::json!({ "notification": NotificationV1::from(n) })),
     };

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
 use crate::payload::{TaskDeletedV1, TaskEventDataV1, TaskV1, changes};
+use crate::trace::TraceContext;
 use crate::{topics, types};
 
 /// What a task write did, with the images the events are made of.
@@ -71,7 +72,12 @@ pub fn source(role: &str) -> String {
 
 /// The events of one task change, made at `now` by `source`: one event on `task-events`
 /// (which is also the log of `task-updates`, see `topics`).
-pub fn task_events(change: TaskChange<'_>, now: Timestamp, source: &str) -> Vec<OutboxEvent> {
+pub fn task_events(
+    change: TaskChange<'_>,
+    now: Timestamp,
+    source: &str,
+    trace: Option<TraceContext>,
+) -> Vec<OutboxEvent> {
     let task = change.task();
     let data = match change {
         TaskChange::Created(t) => {
@@ -101,7 +107,7 @@ pub fn task_events(change: TaskChange<'_>, now: Timestamp, source: &str) -> Vec<
         datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
         partitionkey: Some(task.user_id.to_string()),
         sequence: None,
-        traceparent: crate::trace::current().map(|t| t.to_string()),
+        traceparent: trace.map(|t| t.to_string()),
         extensions: Default::default(),
         data: Some(data),
     };

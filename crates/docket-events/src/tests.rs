@@ -43,7 +43,7 @@ fn task() -> docket_core::Task {
 /// Runs `task_events` at a fixed instant and compares the JSON of its events (ids masked,
 /// after checking they are UUIDv7) with `expect`.
 fn check(change: TaskChange<'_>, expect: Value) {
-    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api");
+    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api", None);
     let got: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -147,10 +147,11 @@ fn completed_and_reopened() {
     );
     let reopened = TaskChange::update(&done, &before).expect("reopened");
     assert_eq!(reopened.event_type(), types::TASK_REOPENED);
-    let data: TaskEventDataV1 = task_events(reopened, ts("2026-11-18T11:00:00Z"), "/docket/api")[0]
-        .event
-        .data_as()
-        .expect("task event data");
+    let data: TaskEventDataV1 =
+        task_events(reopened, ts("2026-11-18T11:00:00Z"), "/docket/api", None)[0]
+            .event
+            .data_as()
+            .expect("task event data");
     let changes = data.changes.expect("reopened carries changes");
     assert_eq!(changes["status"].new, json!("pending"));
 }
@@ -171,7 +172,7 @@ fn a_detached_series_link_is_a_change_to_null() {
     });
     let after = docket_core::Task { series: None, version: 2, ..before.clone() };
     let change = TaskChange::update(&before, &after).expect("the link changed");
-    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api");
+    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api", None);
     let data: TaskEventDataV1 = events[0].event.data_as().expect("task event data");
     let changes = data.changes.expect("an update carries changes");
     assert_eq!(changes.keys().collect::<Vec<_>>(), ["instance_date", "series_id"]);
@@ -336,26 +337,14 @@ fn trace_context_parses_only_valid_w3c_values() {
     assert!(TraceContext::parse(&a.to_string()).is_some());
 }
 
-#[tokio::test]
-async fn task_events_carry_the_current_trace() {
-    use crate::trace::{self, TraceContext};
+#[test]
+fn events_carry_the_trace_they_are_given() {
+    use crate::trace::TraceContext;
     let t = task();
-    let outside = task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api");
+    let at = ts("2026-11-18T10:00:00Z");
+    let outside = task_events(TaskChange::Created(&t), at, "/docket/api", None);
     assert_eq!(outside[0].event.traceparent, None);
     let ctx = TraceContext::root();
-    let inside = trace::scope(ctx, async {
-        task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api")
-    })
-    .await;
+    let inside = task_events(TaskChange::Created(&t), at, "/docket/api", Some(ctx));
     assert_eq!(inside[0].event.traceparent, Some(ctx.to_string()));
-    // And on another thread, through sync_scope (how the SQLite writer runs closures).
-    let captured = trace::scope(ctx, async { trace::current() }).await;
-    let on_thread = std::thread::spawn(move || {
-        trace::sync_scope(captured, || {
-            task_events(TaskChange::Created(&t), ts("2026-11-18T10:00:00Z"), "/docket/api")
-        })
-    })
-    .join()
-    .expect("thread");
-    assert_eq!(on_thread[0].event.traceparent, Some(ctx.to_string()));
 }

@@ -1,18 +1,11 @@
 //! W3C trace context (`traceparent`) carried from a request through the events it causes and
 //! through the consumers that react to them (§5).
 //!
-//! The HTTP edge runs each request inside [`scope`] with a [`TraceContext`] continuing the
-//! caller's `traceparent` (or starting a trace); [`crate::task_events`] stamps the
-//! [`current`] context on every event it builds; the consumer runtime runs each handler in a
-//! child of the delivered event's context, so what a consumer writes stays in the same trace.
-//! The context is a tokio task-local; work handed to another thread (the SQLite writer)
-//! captures it with [`current`] and re-enters it with [`sync_scope`].
+//! This module is the value and its wire form only: every event constructor takes the context
+//! as an argument and stamps it as `traceparent`. Which context is current (a task-local the
+//! HTTP edge and the consumer runtime set, the stores read) is `docket-trace`'s.
 
 use std::fmt;
-
-tokio::task_local! {
-    static CURRENT: TraceContext;
-}
 
 /// One span's place in a trace: `00-{trace_id}-{span_id}-{flags}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +76,5 @@ fn nonzero_u64() -> u64 {
         if v != 0 {
             return v;
         }
-    }
-}
-
-/// The context of the running task (or of the enclosing [`sync_scope`]), if any.
-pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(|c| *c).ok()
-}
-
-/// Runs `fut` with `ctx` as the current context.
-pub async fn scope<F: Future>(ctx: TraceContext, fut: F) -> F::Output {
-    CURRENT.scope(ctx, fut).await
-}
-
-/// Runs `f` with `ctx` (when there is one) as the current context, on any thread.
-pub fn sync_scope<R>(ctx: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
-    match ctx {
-        Some(ctx) => CURRENT.sync_scope(ctx, f),
-        None => f(),
     }
 }

@@ -5,7 +5,7 @@
 //! Logged per request: method, matched route (never the raw path, which holds ids), status,
 //! latency, request id. Never bodies, headers with credentials, or query strings.
 
-use docket_events::trace::{self, TraceContext};
+use docket_events::trace::TraceContext;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -65,7 +65,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         request_id = %request_id,
         trace_id = %trace.trace_id(),
     );
-    let mut resp = trace::scope(trace, next.run(req).instrument(span.clone())).await;
+    let mut resp = docket_trace::scope(trace, next.run(req).instrument(span.clone())).await;
 
     let mut status = resp.status();
     if status == StatusCode::METHOD_NOT_ALLOWED && route == crate::routes::dapr::BINDING_ROUTE {

@@ -916,7 +916,7 @@ mod dapr {
             position: bool,
         ) -> Result<Processed, HandlerError> {
             assert!(!position, "no position is committed in Dapr mode");
-            let trace = docket_events::trace::current().map(|t| t.to_string());
+            let trace = docket_trace::current().map(|t| t.to_string());
             self.seen.lock().unwrap().push((
                 consumer.to_owned(),
                 topic.to_owned(),

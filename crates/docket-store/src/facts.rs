@@ -14,10 +14,12 @@ pub(crate) fn changed(
     now: Timestamp,
     source: &str,
 ) -> Vec<OutboxEvent> {
-    TaskChange::update(before, after).map(|c| task_events(c, now, source)).unwrap_or_default()
+    TaskChange::update(before, after)
+        .map(|c| task_events(c, now, source, docket_trace::current()))
+        .unwrap_or_default()
 }
 
 /// The events of making `task` (a created task or a series instance).
 pub(crate) fn created(task: &Task, now: Timestamp, source: &str) -> Vec<OutboxEvent> {
-    task_events(TaskChange::Created(task), now, source)
+    task_events(TaskChange::Created(task), now, source, docket_trace::current())
 }

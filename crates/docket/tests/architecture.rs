@@ -36,7 +36,6 @@ const EDGE_LIBS: &[&str] =
 /// (crate, forbidden library it still reaches, why it is still allowed). Remove a line when
 /// the edge is gone; the test fails until you do.
 const KNOWN: &[(&str, &str, &str)] = &[
-    ("docket-events", "tokio", "trace context is a tokio task-local"),
     ("docket-app", "sqlx", "through docket-store and docket-bus (adapters not split yet)"),
     ("docket-app", "sqlx-core", "through sqlx"),
     ("docket-app", "sqlx-postgres", "through sqlx"),

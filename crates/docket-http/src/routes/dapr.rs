@@ -40,7 +40,7 @@ use axum::response::IntoResponse;
 use docket_bus::Message;
 use docket_bus::runtime::{HandlerError, Processor};
 use docket_events::CloudEvent;
-use docket_events::trace::{self, TraceContext};
+use docket_events::trace::TraceContext;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -239,7 +239,7 @@ async fn handle(
             .as_deref()
             .and_then(TraceContext::parse)
             .map_or_else(TraceContext::root, |t| t.child());
-        match trace::scope(ctx, processor.process(name, topic, &delivery, false)).await {
+        match docket_trace::scope(ctx, processor.process(name, topic, &delivery, false)).await {
             Ok(_) => {}
             Err(HandlerError::Transient(error)) => {
                 tracing::info!(consumer = %name, event.id = %delivery.event.id, %error,

@@ -62,7 +62,11 @@ pub fn append(
         .db()?
         == 1;
     if added {
-        append_outbox(tx, &[notification_created(n, n.created_at, source)], n.created_at)?;
+        append_outbox(
+            tx,
+            &[notification_created(n, n.created_at, source, docket_trace::current())],
+            n.created_at,
+        )?;
     }
     Ok(added)
 }

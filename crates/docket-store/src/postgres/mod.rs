@@ -961,8 +961,12 @@ impl Store for PostgresStore {
                 task.category = Some(category);
             }
         }
-        append_outbox(&mut tx, &task_events(TaskChange::Created(&task), now, &self.source), now)
-            .await?;
+        append_outbox(
+            &mut tx,
+            &task_events(TaskChange::Created(&task), now, &self.source, docket_trace::current()),
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(task)
     }
@@ -1058,8 +1062,12 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         let now = truncate_micros(now);
-        append_outbox(&mut tx, &task_events(TaskChange::Deleted(&task), now, &self.source), now)
-            .await?;
+        append_outbox(
+            &mut tx,
+            &task_events(TaskChange::Deleted(&task), now, &self.source, docket_trace::current()),
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(task)
     }

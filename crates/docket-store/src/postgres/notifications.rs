@@ -54,8 +54,12 @@ pub async fn append(
     .map_err(unavailable)?;
     let added = done.rows_affected() == 1;
     if added {
-        append_outbox(&mut *conn, &[notification_created(n, n.created_at, source)], n.created_at)
-            .await?;
+        append_outbox(
+            &mut *conn,
+            &[notification_created(n, n.created_at, source, docket_trace::current())],
+            n.created_at,
+        )
+        .await?;
     }
     Ok(added)
 }

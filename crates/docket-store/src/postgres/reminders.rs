@@ -258,7 +258,12 @@ pub async fn claim_due(
             .map_err(unavailable)?;
         let task =
             task.as_ref().map(codec::task).transpose()?.ok_or(StoreError::NotFound("task"))?;
-        append_outbox(&mut *conn, &[reminder_triggered(r, &task, now, source)], now).await?;
+        append_outbox(
+            &mut *conn,
+            &[reminder_triggered(r, &task, now, source, docket_trace::current())],
+            now,
+        )
+        .await?;
     }
     Ok(fired)
 }

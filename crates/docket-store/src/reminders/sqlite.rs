@@ -250,7 +250,11 @@ pub fn claim_due(
         r.fired_at = Some(now);
         r.attempts += 1;
         let task = task_by_id(tx, r.task_id)?;
-        append_outbox(tx, &[reminder_triggered(&r, &task, now, source)], now)?;
+        append_outbox(
+            tx,
+            &[reminder_triggered(&r, &task, now, source, docket_trace::current())],
+            now,
+        )?;
         fired.push(r);
     }
     Ok(fired)

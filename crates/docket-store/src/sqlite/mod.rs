@@ -138,10 +138,8 @@ impl SqliteStore {
     {
         // The closure runs on the writer thread: it re-enters the caller's trace context, so
         // the events it appends carry the caller's `traceparent`.
-        let trace = docket_events::trace::current();
-        writer::reply(
-            self.writer.submit(move |tx| docket_events::trace::sync_scope(trace, || f(tx))),
-        )
+        let trace = docket_trace::current();
+        writer::reply(self.writer.submit(move |tx| docket_trace::sync_scope(trace, || f(tx))))
     }
 
     /// Runs `f` on a free `query_only` reader connection; it sees every write acknowledged
@@ -882,7 +880,11 @@ impl Store for SqliteStore {
             };
             let task = new.into_task(TaskId::new(), user, category, now);
             insert_task(tx, &task)?;
-            append_outbox(tx, &task_events(TaskChange::Created(&task), now, &source), now)?;
+            append_outbox(
+                tx,
+                &task_events(TaskChange::Created(&task), now, &source, docket_trace::current()),
+                now,
+            )?;
             Ok(task)
         })
         .await
@@ -960,7 +962,11 @@ impl Store for SqliteStore {
             // task_tags rows go with it (ON DELETE CASCADE).
             tx.prepare_cached("DELETE FROM tasks WHERE seq = ?1").db()?.execute([seq]).db()?;
             mark_fts(tx, seq, true)?;
-            append_outbox(tx, &task_events(TaskChange::Deleted(&task), now, &source), now)?;
+            append_outbox(
+                tx,
+                &task_events(TaskChange::Deleted(&task), now, &source, docket_trace::current()),
+                now,
+            )?;
             Ok(task)
         })
         .await
