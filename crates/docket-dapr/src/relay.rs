@@ -301,7 +301,8 @@ pub async fn run_relay(
                     Err(e) => {
                         failures = failures.saturating_add(1);
                         tracing::warn!(%topic, error = %e, "cannot relay the outbox to Dapr; retrying");
-                        Duration::from_millis(100u64 << failures.min(10)).min(config.max_backoff)
+                        docket_core::Backoff { base: Duration::from_millis(200), max: config.max_backoff }
+                            .ceiling(failures)
                     }
                 };
                 tokio::select! {
