@@ -202,8 +202,11 @@ fn open_blocking(path: PathBuf) -> Result<SqliteStore, StoreError> {
         r.busy_timeout(BUSY_TIMEOUT).db()?;
         // mmap: pages of the database file are read from the shared OS page cache in place,
         // not copied into each reader's own cache by a read() call (WAL pages still are).
+        // synchronous is per connection: set, not left to the library's default, so no
+        // connection of the file (one closing last may checkpoint) runs with less.
         r.execute_batch(
             "PRAGMA query_only = ON;
+             PRAGMA synchronous = FULL;
              PRAGMA temp_store = MEMORY;
              PRAGMA cache_size = -8000;
              PRAGMA mmap_size = 268435456;",
