@@ -211,6 +211,30 @@ pub struct NextInstance {
     pub source: String,
 }
 
+impl NextInstance {
+    /// The instance after `completion` of the user's series `series`, made at `at`: what a
+    /// series catching up on a completion (resume, a completed task joining it) asks for, as
+    /// the consumer asks for it after a completion event.
+    pub fn after(
+        user: UserId,
+        series: SeriesId,
+        completion: docket_core::plan::series::Completion,
+        at: Timestamp,
+        source: &str,
+    ) -> NextInstance {
+        NextInstance {
+            user,
+            series,
+            instance_date: completion.instance_date.to_string(),
+            completed: completion.task,
+            due: completion.due,
+            completed_at: completion.completed_at,
+            at,
+            source: source.to_owned(),
+        }
+    }
+}
+
 /// The consumer port (implemented by [`crate::sqlite::SqliteStore`] and
 /// [`crate::postgres::PostgresStore`]).
 ///

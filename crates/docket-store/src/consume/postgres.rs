@@ -87,18 +87,7 @@ async fn apply(
             }
             Effect::RecordReminderFailure(f) => failures.note(f),
             Effect::SpawnNextInstance(n) => {
-                postgres::series::spawn_after_completion(
-                    conn,
-                    n.user,
-                    n.series,
-                    &n.instance_date,
-                    n.completed,
-                    n.due,
-                    n.completed_at,
-                    n.at,
-                    &n.source,
-                )
-                .await?;
+                postgres::series::spawn_after_completion(conn, &n).await?;
             }
             Effect::Publish { topic, event } => {
                 // The outbox position must come after this transaction holds its id.

@@ -75,17 +75,7 @@ fn apply(tx: &Transaction<'_>, effects: Vec<Effect>, now: Timestamp) -> Result<(
             }
             Effect::RecordReminderFailure(f) => failures.note(f),
             Effect::SpawnNextInstance(n) => {
-                series::sqlite::spawn_after_completion(
-                    tx,
-                    n.user,
-                    n.series,
-                    &n.instance_date,
-                    n.completed,
-                    n.due,
-                    n.completed_at,
-                    n.at,
-                    &n.source,
-                )?;
+                series::sqlite::spawn_after_completion(tx, &n)?;
             }
             Effect::Publish { topic, event } => bus::sqlite::append_event(tx, &topic, &event, now)?,
         }

@@ -27,6 +27,7 @@ use super::{
     INSERT_TASK, append_outbox, bind_task, resolve_category, task_error, task_select, unavailable,
 };
 use crate::StoreError;
+use crate::consume::NextInstance;
 use crate::facts::{changed, created};
 use crate::postgres::reminders;
 use crate::series::{recurrence_from_json, spec_json};
@@ -278,26 +279,18 @@ pub async fn linked(
     }
 }
 
-/// The next instance after the user's instance `completed` was completed (see
+/// The next instance after `n.completed` was completed (see
 /// `crate::series::sqlite::spawn_after_completion`).
-#[allow(clippy::too_many_arguments)]
 pub async fn spawn_after_completion(
     conn: &mut PgConnection,
-    user: UserId,
-    series_id: SeriesId,
-    instance_date: &str,
-    completed: TaskId,
-    due: Option<Timestamp>,
-    completed_at: Timestamp,
-    now: Timestamp,
-    source: &str,
+    n: &NextInstance,
 ) -> Result<Option<Task>, StoreError> {
-    let Some(series) = linked(conn, user, series_id).await? else { return Ok(None) };
-    let later = instance_exists(conn, series_id, instance_date, true).await?;
-    let Some(next) = after_completion(&series, later, due, completed_at) else {
+    let Some(series) = linked(conn, n.user, n.series).await? else { return Ok(None) };
+    let later = instance_exists(conn, n.series, &n.instance_date, true).await?;
+    let Some(next) = after_completion(&series, later, n.due, n.completed_at) else {
         return Ok(None);
     };
-    spawn(conn, series, &next, Some(completed), now, source).await
+    spawn(conn, series, &next, Some(n.completed), n.at, &n.source).await
 }
 
 /// Makes the instances of up to `limit` due fixed-mode series, skipping rows another
@@ -420,9 +413,7 @@ pub async fn catch_up(
 ) -> Result<(), StoreError> {
     let latest = latest_instance(conn, id).await?;
     let Some(c) = latest.as_ref().and_then(|t| plan_catch_up(t, now)) else { return Ok(()) };
-    let date = c.instance_date.to_string();
-    spawn_after_completion(conn, user, id, &date, c.task, c.due, c.completed_at, now, source)
-        .await?;
+    spawn_after_completion(conn, &NextInstance::after(user, id, c, now, source)).await?;
     Ok(())
 }
 

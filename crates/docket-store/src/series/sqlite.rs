@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
 use super::{recurrence_from_json, spec_json};
 use crate::StoreError;
+use crate::consume::NextInstance;
 use crate::facts::{changed, created};
 use crate::reminders::sqlite as reminders;
 use crate::sqlite::append_outbox;
@@ -227,27 +228,18 @@ fn spawn(
     Ok(next.instance)
 }
 
-/// The next instance after the user's instance `completed` (of series `series_id`, at
-/// `instance_date`) was completed (`docket_core::plan::series::after_completion`); `None`
-/// when none is due.
-#[allow(clippy::too_many_arguments)]
+/// The next instance after `n.completed` was completed
+/// (`docket_core::plan::series::after_completion`); `None` when none is due.
 pub fn spawn_after_completion(
     tx: &Transaction<'_>,
-    user: UserId,
-    series_id: SeriesId,
-    instance_date: &str,
-    completed: TaskId,
-    due: Option<Timestamp>,
-    completed_at: Timestamp,
-    now: Timestamp,
-    source: &str,
+    n: &NextInstance,
 ) -> Result<Option<Task>, StoreError> {
-    let Some(series) = linked(tx, user, series_id)? else { return Ok(None) };
-    let later = instance_exists(tx, series_id, instance_date, true)?;
-    let Some(next) = after_completion(&series, later, due, completed_at) else {
+    let Some(series) = linked(tx, n.user, n.series)? else { return Ok(None) };
+    let later = instance_exists(tx, n.series, &n.instance_date, true)?;
+    let Some(next) = after_completion(&series, later, n.due, n.completed_at) else {
         return Ok(None);
     };
-    spawn(tx, series, &next, Some(completed), now, source)
+    spawn(tx, series, &next, Some(n.completed), n.at, &n.source)
 }
 
 /// Makes the instances of up to `limit` due fixed-mode series (`due_occurrence`).
@@ -359,8 +351,7 @@ pub fn catch_up(
 ) -> Result<(), StoreError> {
     let latest = latest_instance(tx, id)?;
     let Some(c) = latest.as_ref().and_then(|t| plan_catch_up(t, now)) else { return Ok(()) };
-    let date = c.instance_date.to_string();
-    spawn_after_completion(tx, user, id, &date, c.task, c.due, c.completed_at, now, source)?;
+    spawn_after_completion(tx, &NextInstance::after(user, id, c, now, source))?;
     Ok(())
 }
 
