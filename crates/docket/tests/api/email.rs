@@ -81,6 +81,20 @@ fn read_new(dir: &Path) -> Vec<String> {
     paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
 }
 
+/// Adds an email reminder to `task` due `in_ms` from now; its id.
+async fn email_reminder(s: &TestServer, token: &str, task: &str, in_ms: i64) -> String {
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(in_ms)).to_string();
+    let r = s
+        .post(
+            &format!("/api/tasks/{task}/reminders"),
+            token,
+            json!({"trigger": {"at": at}, "channels": ["email"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
 /// The value of header `name` in a raw message (unfolded), if present.
 fn header(message: &str, name: &str) -> Option<String> {
     let head = message.split("\n\n").next().unwrap_or_default().replace("\r\n", "\n");
@@ -119,16 +133,7 @@ async fn a_reminder_email_arrives_at_the_owners_address() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let task = r.body["id"].as_str().expect("id").to_owned();
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300)).to_string();
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at}, "channels": ["email"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let reminder = email_reminder(&s, &token, &task, 300).await;
 
     let messages = smtp.messages(1).await;
     let m = &messages[0];
@@ -156,16 +161,7 @@ async fn a_reminder_email_arrives_at_the_owners_address() {
     // and the worker counts a round's deliveries only once all its sends have finished. So
     // once the marker's email is here and two deliveries are counted, every email the first
     // reminder was going to cause is in the maildir.
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(100)).to_string();
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at}, "channels": ["email"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let marker = r.body["id"].as_str().expect("id").to_owned();
+    let marker = email_reminder(&s, &token, &task, 100).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let arrived = read_new(&smtp.maildir.join("new")).iter().any(|m| m.contains(&marker));
