@@ -50,7 +50,7 @@ pub struct DeliveryConfig {
     /// The wait after a failed attempt: `backoff.base` after the first, doubling after each
     /// further one to `backoff.max`, less up to half of it as jitter.
     pub backoff: Backoff,
-    /// Draws the jitter of each wait ([`random_jitter`]; a constant in tests that check exact
+    /// Draws the jitter of each wait (`docket_bus::runtime::random_jitter`; a constant in tests that check exact
     /// times).
     pub jitter: fn() -> f64,
     /// Time limit of one webhook request or SMTP exchange.
@@ -69,18 +69,12 @@ impl Default for DeliveryConfig {
             lease: Duration::from_secs(120),
             max_attempts: 8,
             backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(3600) },
-            jitter: random_jitter,
+            jitter: docket_bus::runtime::random_jitter,
             timeout: Duration::from_secs(15),
             allow_private: false,
             poll: Duration::from_millis(500),
         }
     }
-}
-
-/// A jitter fraction in `[0, 1)` from the thread's random generator: what each retry's wait
-/// draws unless a test injects a constant.
-pub fn random_jitter() -> f64 {
-    rand::random()
 }
 
 /// Sends deliveries through the outbound transports; built once per worker.
