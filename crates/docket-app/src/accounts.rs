@@ -8,7 +8,7 @@
 use docket_core::{
     DisplayName, Email, NewUser, Password, Timestamp, TokenId, User, UserId, ValidationErrors, Zone,
 };
-use docket_store::TokenInfo;
+use docket_ports::TokenInfo;
 
 use crate::App;
 use crate::auth::{hash_password, hash_token, new_pat, verify_password};
@@ -67,7 +67,7 @@ impl App {
             external_subject: None,
         };
         match self.store.create_user(new, self.clock.now()).await {
-            Err(docket_store::StoreError::Conflict(_)) => Err(AppError::Conflict(
+            Err(docket_ports::StoreError::Conflict(_)) => Err(AppError::Conflict(
                 "an account with this email already exists; log in instead".to_owned(),
             )),
             other => Ok(other?),

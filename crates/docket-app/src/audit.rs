@@ -14,9 +14,9 @@ use std::sync::Arc;
 use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{Timestamp, UserId};
 use docket_events::{CloudEvent, TaskDeletedV1, TaskEventDataV1, topics, types};
-use docket_store::AuditEntry;
-use docket_store::audit::ENTITY_TASK;
-use docket_store::consume::Effect;
+use docket_ports::AuditEntry;
+use docket_ports::audit::ENTITY_TASK;
+use docket_ports::consume::Effect;
 
 /// The audit consumer's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "audit";
@@ -85,7 +85,7 @@ impl crate::App {
         id: docket_core::TaskId,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<docket_store::AuditPage, crate::AppError> {
+    ) -> Result<docket_ports::AuditPage, crate::AppError> {
         let page = self.store.task_history(user.id, id, after, limit).await?;
         if page.items.is_empty() {
             // Nothing (more) to show: still a 404 unless the task is the caller's, living
@@ -105,7 +105,7 @@ impl crate::App {
         user: &docket_core::User,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<docket_store::AuditPage, crate::AppError> {
+    ) -> Result<docket_ports::AuditPage, crate::AppError> {
         Ok(self.store.activity(user.id, after, limit).await?)
     }
 }
@@ -118,8 +118,8 @@ mod tests {
     use docket_bus::runtime::{Processed, Processor as _, StoreProcessor};
     use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, Title};
     use docket_events::{CloudEvent, topics};
-    use docket_store::Store as _;
-    use docket_store::sqlite::SqliteStore;
+    use docket_ports::Store as _;
+    use docket_sqlite::SqliteStore;
 
     use super::*;
 
@@ -192,7 +192,7 @@ mod tests {
     /// writes one entry.
     #[tokio::test]
     async fn postgres_duplicate_delivery_writes_one_entry() {
-        use docket_store::postgres::PostgresStore;
+        use docket_postgres::PostgresStore;
         let Ok(url) = std::env::var("DOCKET_TEST_POSTGRES_URL") else {
             eprintln!("skipped: DOCKET_TEST_POSTGRES_URL is not set");
             return;
@@ -209,7 +209,7 @@ mod tests {
         let user = store.create_user(new, now).await.expect("create_user");
         let task = NewTask::new(Title::parse("Audit me").expect("title"));
         let task = store.create_task(user.id, task, now).await.expect("create_task");
-        tokio::time::sleep(docket_store::postgres::SETTLE_WAIT).await;
+        tokio::time::sleep(docket_postgres::SETTLE_WAIT).await;
         let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
         let (seq, event) = events.into_iter().next().expect("a created event");
         let processor = StoreProcessor::new(Arc::new(store.clone()), handler());

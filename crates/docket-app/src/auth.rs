@@ -322,7 +322,7 @@ impl App {
         match self.store.user_for_subject(new.clone(), now).await {
             // The email belongs to another account: never link accounts by email (that would
             // hand the account to whoever controls the identity provider), go without it.
-            Err(docket_store::StoreError::Conflict(_)) if new.email.is_some() => {
+            Err(docket_ports::StoreError::Conflict(_)) if new.email.is_some() => {
                 let new = NewUser { email: None, ..new };
                 Ok(self.store.user_for_subject(new, now).await?)
             }

@@ -7,9 +7,9 @@ use docket_core::{Category, CategoryId, CategoryPatch, NewCategory, User};
 use crate::App;
 use crate::error::AppError;
 
-fn name_taken(e: docket_store::StoreError) -> AppError {
+fn name_taken(e: docket_ports::StoreError) -> AppError {
     match e {
-        docket_store::StoreError::Conflict(_) => AppError::Conflict(
+        docket_ports::StoreError::Conflict(_) => AppError::Conflict(
             "a category with this name already exists; pick another name".to_owned(),
         ),
         e => e.into(),

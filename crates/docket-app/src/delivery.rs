@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::{Backoff, Delivery, DeliveryChannel, DeliveryOutcome, Timestamp};
+use docket_ports::Store;
+use docket_ports::webhooks::ClaimedDelivery;
 use docket_ports::{MailTransport, OutboundMail, PostError, WebhookPost, WebhookTransport};
-use docket_store::Store;
-use docket_store::webhooks::ClaimedDelivery;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -167,7 +167,7 @@ pub async fn deliver_due(
     store: &dyn Store,
     sender: &Sender,
     now: Timestamp,
-) -> Result<usize, docket_store::StoreError> {
+) -> Result<usize, docket_ports::StoreError> {
     let config = &sender.config;
     let claimed = store.claim_deliveries(now, config.lease, config.batch).await?;
     let results = futures::future::join_all(claimed.iter().map(|c| sender.send(c))).await;
@@ -267,7 +267,7 @@ mod tests {
         DeliveryChannel, DeliveryId, DeliveryStatus, DisplayName, Email, NewDelivery, NewUser,
         NewWebhook, User, Webhook,
     };
-    use docket_store::sqlite::SqliteStore;
+    use docket_sqlite::SqliteStore;
     use hmac::{Hmac, Mac as _};
 
     use super::*;

@@ -6,7 +6,7 @@
 //! for the logs only.
 
 use docket_core::{FieldError, ValidationErrors};
-use docket_store::StoreError;
+use docket_ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

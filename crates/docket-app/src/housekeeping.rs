@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::Timestamp;
-use docket_store::{StateStore, Store};
+use docket_ports::{StateStore, Store};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -108,8 +108,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use docket_store::StateStore as _;
-    use docket_store::sqlite::SqliteStore;
+    use docket_ports::StateStore as _;
+    use docket_sqlite::SqliteStore;
     use tokio::sync::watch;
 
     use super::*;
@@ -123,7 +123,7 @@ mod tests {
         store
             .read(|c| {
                 c.query_row("SELECT count(*) FROM state", [], |r| r.get(0))
-                    .map_err(|e| docket_store::StoreError::unavailable("sqlite", e))
+                    .map_err(|e| docket_ports::StoreError::unavailable("sqlite", e))
             })
             .await
             .expect("count")
@@ -145,8 +145,8 @@ mod tests {
         let clock = Arc::new(FixedClock::new(ts("2026-06-01T01:00:00Z")));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_housekeeping(
-            Arc::clone(&store) as Arc<dyn docket_store::Store>,
-            Arc::clone(&store) as Arc<dyn docket_store::StateStore>,
+            Arc::clone(&store) as Arc<dyn docket_ports::Store>,
+            Arc::clone(&store) as Arc<dyn docket_ports::StateStore>,
             clock,
             Duration::from_secs(3600),
             OUTBOX_RETENTION,
@@ -210,7 +210,7 @@ mod tests {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_housekeeping(
             Arc::clone(&store) as Arc<dyn Store>,
-            Arc::clone(&store) as Arc<dyn docket_store::StateStore>,
+            Arc::clone(&store) as Arc<dyn docket_ports::StateStore>,
             clock,
             Duration::from_secs(3600),
             OUTBOX_RETENTION,
@@ -279,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn pruning_goes_on_batch_after_batch_until_a_short_one() {
-        let store = crate::testing::FaultyStore::sqlite().await;
+        let store = crate::testing::sqlite().await;
         let u = user(&store).await;
         for _ in 0..5 {
             create(&store, &u, "2026-06-01T00:00:00Z").await;

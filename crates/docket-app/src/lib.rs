@@ -30,7 +30,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-use docket_store::Store;
+use docket_ports::Store;
 
 pub use accounts::{CreatedToken, NewToken, Session, Signup};
 pub use auth::{AuthConfig, PAT_PREFIX};

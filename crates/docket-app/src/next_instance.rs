@@ -15,7 +15,7 @@ use std::sync::Arc;
 use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{SeriesId, TaskId, Timestamp, UserId};
 use docket_events::{CloudEvent, TaskEventDataV1, topics, types};
-use docket_store::consume::{Effect, NextInstance};
+use docket_ports::consume::{Effect, NextInstance};
 
 /// The consumer's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "recurrence";

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::{Notification, NotificationId, ReminderId, TaskId, UserId};
 use docket_events::{CloudEvent, ReminderTriggeredV1, topics, types};
-use docket_store::consume::{DeliveryTemplate, Effect, Recipients, ReminderFailure};
+use docket_ports::consume::{DeliveryTemplate, Effect, Recipients, ReminderFailure};
 
 /// The notifier's group name (also its metric label and `processed:` key prefix).
 pub const CONSUMER: &str = "notifier";

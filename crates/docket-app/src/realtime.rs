@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use docket_events::{CloudEvent, topics};
-use docket_store::{Store, StoreError};
+use docket_ports::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 /// The log real-time clients read.

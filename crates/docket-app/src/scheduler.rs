@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_store::Store;
+use docket_ports::Store;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
@@ -50,7 +50,7 @@ pub async fn sweep(
     store: &dyn Store,
     now: docket_core::Timestamp,
     batch: usize,
-) -> Result<(usize, usize), docket_store::StoreError> {
+) -> Result<(usize, usize), docket_ports::StoreError> {
     let batch = batch.max(1);
     let mut spawned = 0;
     loop {
@@ -77,7 +77,7 @@ async fn fire_batch(
     store: &dyn Store,
     now: docket_core::Timestamp,
     batch: usize,
-) -> Result<usize, docket_store::StoreError> {
+) -> Result<usize, docket_ports::StoreError> {
     let fired = store.fire_due_reminders(now, batch).await?;
     metrics::counter!(FIRED_METRIC).increment(fired.len() as u64);
     let lateness = metrics::histogram!(LATENESS_METRIC);

@@ -13,7 +13,7 @@ use docket_core::{
     RecurrenceSpec, Status, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title, User,
     ValidationErrors, Zone, parse_instant,
 };
-use docket_store::TagCount;
+use docket_ports::TagCount;
 
 use crate::App;
 use crate::error::AppError;

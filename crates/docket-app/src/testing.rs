@@ -1,5 +1,5 @@
 //! Test support for this crate and the HTTP edge (feature `test-support`): [`FaultyStore`],
-//! a real store (by default a `SqliteStore` in a temporary directory of its own) behind
+//! a real store (the tests use a `SqliteStore` in a temporary directory of its own) behind
 //! switches that make calls fail as `Unavailable` or make `ping` panic, for the "database
 //! down" cases. Every rule the tests check is the real adapter's: this module re-implements
 //! none, and is no adapter (never use it to serve).
@@ -19,9 +19,8 @@ use docket_core::{
     TaskQuery, Timestamp, TokenId, User, UserId, Webhook, WebhookId, WebhookPatch,
 };
 use docket_events::CloudEvent;
-use docket_store::sqlite::SqliteStore;
-use docket_store::webhooks::ClaimedDelivery;
-use docket_store::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo, UserRecord};
+use docket_ports::webhooks::ClaimedDelivery;
+use docket_ports::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo, UserRecord};
 
 /// A store whose calls fail on demand, in front of a real one (`S`).
 ///
@@ -29,14 +28,14 @@ use docket_store::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo
 /// `fail(call, true)` makes only the named method fail; `set_panicking(true)` makes `ping`
 /// panic, to test that a panic never reaches a client as such. With no switch on it is the
 /// inner store exactly: same rows, same errors, same backend name.
-pub struct FaultyStore<S = SqliteStore> {
+pub struct FaultyStore<S> {
     inner: S,
     down: AtomicBool,
     panicking: AtomicBool,
     failing: Mutex<HashSet<&'static str>>,
-    /// The temporary directory of the inner store's file, removed after `inner` closes it
-    /// (fields drop in declaration order).
-    _dir: Option<tempfile::TempDir>,
+    /// What must outlive `inner` (e.g. the temporary directory of its file), dropped after
+    /// it (fields drop in declaration order).
+    _guard: Option<Box<dyn Send + Sync>>,
 }
 
 /// Why a call failed: a test switched it off. Never shown to a client (only logged).
@@ -46,17 +45,16 @@ struct SwitchedOff {
     call: &'static str,
 }
 
-impl FaultyStore<SqliteStore> {
-    /// A fresh SQLite store in a temporary directory that lives as long as the returned
-    /// value; migrations applied, nothing else in it.
-    pub async fn sqlite() -> FaultyStore<SqliteStore> {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("docket.db");
-        let store = SqliteStore::open(path.to_str().expect("a utf-8 temporary path"))
-            .await
-            .expect("a fresh SQLite store opens");
-        FaultyStore { _dir: Some(dir), ..FaultyStore::new(store) }
-    }
+/// A fresh SQLite store in a temporary directory that lives as long as the returned value;
+/// migrations applied, nothing else in it. For this crate's own tests.
+#[cfg(test)]
+pub(crate) async fn sqlite() -> FaultyStore<docket_sqlite::SqliteStore> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("docket.db");
+    let store = docket_sqlite::SqliteStore::open(path.to_str().expect("a utf-8 temporary path"))
+        .await
+        .expect("a fresh SQLite store opens");
+    FaultyStore::new(store).holding(dir)
 }
 
 impl<S> FaultyStore<S> {
@@ -67,8 +65,15 @@ impl<S> FaultyStore<S> {
             down: AtomicBool::new(false),
             panicking: AtomicBool::new(false),
             failing: Mutex::new(HashSet::new()),
-            _dir: None,
+            _guard: None,
         }
+    }
+
+    /// Keeps `guard` alive until after the inner store is dropped (e.g. the temporary
+    /// directory its file lives in).
+    pub fn holding(mut self, guard: impl Send + Sync + 'static) -> FaultyStore<S> {
+        self._guard = Some(Box::new(guard));
+        self
     }
 
     /// The real store behind the switches (for what only it offers, e.g. raw reads).
@@ -239,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn switches_fail_what_they_name_and_nothing_else() {
-        let store = FaultyStore::sqlite().await;
+        let store = crate::testing::sqlite().await;
         assert_eq!(store.backend(), "sqlite");
         store.ping().await.expect("up");
 
@@ -261,7 +266,7 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "told to panic")]
     async fn a_panicking_store_panics_on_ping() {
-        let store = FaultyStore::sqlite().await;
+        let store = crate::testing::sqlite().await;
         store.set_panicking(true);
         let _ = store.ping().await;
     }

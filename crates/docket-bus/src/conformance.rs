@@ -444,7 +444,7 @@ pub async fn check_bus_attempts_survive_restart(f: &impl BusFixture) {
 /// path both start at this append).
 struct SqliteOpenWrite {
     decide: std::sync::mpsc::Sender<bool>,
-    done: tokio::task::JoinHandle<Result<(), docket_store::StoreError>>,
+    done: tokio::task::JoinHandle<Result<(), docket_ports::StoreError>>,
 }
 
 #[async_trait]
@@ -465,7 +465,7 @@ impl OpenAppend for SqliteOpenWrite {
 /// Appends `events` to `topic`'s outbox in a write of `store` and returns with it still open
 /// (a [`BusFixture::begin_append`] for fixtures over SQLite).
 pub async fn begin_sqlite_append(
-    store: &docket_store::sqlite::SqliteStore,
+    store: &docket_sqlite::SqliteStore,
     topic: &str,
     events: Vec<CloudEvent>,
 ) -> Box<dyn OpenAppend> {
@@ -474,13 +474,13 @@ pub async fn begin_sqlite_append(
     let topic = topic.to_owned();
     let write = store.write(move |tx| {
         for e in &events {
-            docket_store::bus::sqlite::append_event(tx, &topic, e, Timestamp::now())?;
+            docket_sqlite::bus::append_event(tx, &topic, e, Timestamp::now())?;
         }
         let _ = appended.send(());
         // Holds the writer thread, inside the open transaction, until decided.
         match wait.recv() {
             Ok(true) => Ok(()),
-            _ => Err(docket_store::StoreError::Conflict("rolled back on purpose".to_owned())),
+            _ => Err(docket_ports::StoreError::Conflict("rolled back on purpose".to_owned())),
         }
     });
     let done = tokio::spawn(write);
@@ -505,14 +505,14 @@ impl OpenAppend for PostgresOpenTx {
 /// Appends `events` to `topic`'s outbox in a transaction of `store` and returns with it still
 /// open (a [`BusFixture::begin_append`] for fixtures over PostgreSQL).
 pub async fn begin_postgres_append(
-    store: &docket_store::postgres::PostgresStore,
+    store: &docket_postgres::PostgresStore,
     topic: &str,
     events: Vec<CloudEvent>,
 ) -> Box<dyn OpenAppend> {
     let mut tx = store.pool().begin().await.expect("begin");
-    docket_store::bus::postgres::hold_xid(&mut tx).await.expect("hold an xid");
+    docket_postgres::bus::hold_xid(&mut tx).await.expect("hold an xid");
     for e in &events {
-        docket_store::bus::postgres::append_event(&mut tx, topic, e, Timestamp::now())
+        docket_postgres::bus::append_event(&mut tx, topic, e, Timestamp::now())
             .await
             .expect("append");
     }

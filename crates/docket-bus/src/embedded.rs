@@ -1,7 +1,7 @@
 //! The embedded event bus: the outbox table is the log, on SQLite or PostgreSQL.
 //!
 //! Each consumer group keeps its committed position in `consumer_offsets` and the failed
-//! attempts of the event it is retrying in `consumer_attempts` (both in `docket_store::bus`).
+//! attempts of the event it is retrying in `consumer_attempts` (both in `docket_ports::bus`).
 //! A subscription reads the log in order, a batch at a time (`SubscribeOptions::batch`), and
 //! hands out one event at a time; the log is a single partition, so keeping every group in log
 //! order keeps per-key order too, and a nacked event holds its group until it is retried or
@@ -34,10 +34,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
-use docket_store::Store;
-use docket_store::bus::{postgres as pgbus, sqlite as litebus};
-use docket_store::postgres::PostgresStore;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store;
+use docket_postgres::PostgresStore;
+use docket_postgres::bus as pgbus;
+use docket_sqlite::SqliteStore;
+use docket_sqlite::bus as litebus;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;

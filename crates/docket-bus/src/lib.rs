@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docket_events::CloudEvent;
-use docket_store::StoreError;
+use docket_ports::StoreError;
 
 /// How a subscription behaves; adapters take what they can express.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 //! Idempotency: a [`Processor`] skips an event whose `processed:{consumer}:{event_id}` key
 //! exists. [`StoreProcessor`], the one implementation, asks the consumer's [`Handler`] for the
 //! event's effects (declarative, no database in sight) and has the store commit them with the
-//! key (TTL 7 days) in one transaction (`docket_store::consume`), whichever database it is.
+//! key (TTL 7 days) in one transaction (`docket_ports::consume`), whichever database it is.
 //! With the embedded bus on the same database ([`ConsumerConfig::position_in_transaction`])
 //! the group's position commits in that transaction too, so a crash after it redelivers
 //! nothing.
@@ -23,14 +23,14 @@ use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
 use docket_events::trace::TraceContext;
-use docket_store::consume::{self, ConsumerStore, Effect, Position};
-use docket_store::{StateKey, StoreError};
+use docket_ports::consume::{self, ConsumerStore, Effect, Position};
+use docket_ports::{StateKey, StoreError};
 use tokio::sync::watch;
 
 use crate::{BusError, EventBus, Message, Nacked, SubscribeOptions, Subscription};
 
 /// How long a `processed:` key lives.
-pub use docket_store::consume::PROCESSED_TTL;
+pub use docket_ports::consume::PROCESSED_TTL;
 
 /// The lag gauge is refreshed every this many deliveries.
 pub const LAG_EVERY: u64 = 64;
@@ -52,7 +52,7 @@ pub enum HandlerError {
 
 /// What processing a delivery did: `Handled` (the effects committed with the `processed:`
 /// key) or `Duplicate` (the key existed: the event was handled before; nothing was done).
-pub use docket_store::consume::Consumed as Processed;
+pub use docket_ports::consume::Consumed as Processed;
 
 /// Runs a handler for one delivery, idempotently (see the module docs).
 #[async_trait]

@@ -19,7 +19,7 @@ const NO_POLL: Duration = Duration::from_secs(3600);
 
 mod sqlite {
     use super::*;
-    use docket_store::sqlite::SqliteStore;
+    use docket_sqlite::SqliteStore;
 
     pub struct SqliteFixture {
         store: Arc<SqliteStore>,
@@ -56,7 +56,7 @@ mod sqlite {
 
 mod postgres {
     use super::*;
-    use docket_store::postgres::PostgresStore;
+    use docket_postgres::PostgresStore;
 
     pub struct PostgresFixture {
         store: PostgresStore,

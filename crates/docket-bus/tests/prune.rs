@@ -20,7 +20,7 @@ use docket_bus::conformance::event;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_core::Timestamp;
-use docket_store::Store;
+use docket_ports::Store;
 
 const TOPIC: &str = "prune-check";
 
@@ -129,7 +129,7 @@ async fn delivers_after_a_prune(store: &dyn Store, bus: Arc<dyn EventBus>) {
 async fn sqlite_bus_delivers_after_a_prune() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("docket.db");
-    let store = docket_store::sqlite::SqliteStore::open(path.to_str().expect("utf-8"))
+    let store = docket_sqlite::SqliteStore::open(path.to_str().expect("utf-8"))
         .await
         .expect("open a fresh sqlite store");
     let store = Arc::new(store);
@@ -147,7 +147,7 @@ async fn postgres_bus_delivers_after_a_prune() {
         println!("skipped: DOCKET_TEST_POSTGRES_URL not set");
         return;
     };
-    let store = docket_store::postgres::PostgresStore::connect_isolated(&url)
+    let store = docket_postgres::PostgresStore::connect_isolated(&url)
         .await
         .expect("DOCKET_TEST_POSTGRES_URL is set but the store cannot connect");
     let bus = EmbeddedBus::postgres(store.clone()).await.expect("start the bus");

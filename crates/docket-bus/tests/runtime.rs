@@ -20,8 +20,8 @@ use docket_bus::runtime::{
 };
 use docket_bus::{EventBus, Message, SubscribeOptions, dlq};
 use docket_events::CloudEvent;
-use docket_store::consume::{ConsumerStore, Effect};
-use docket_store::sqlite::SqliteStore;
+use docket_ports::consume::{ConsumerStore, Effect};
+use docket_sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -114,7 +114,7 @@ async fn effects(store: &SqliteStore, n: u64) -> u32 {
                     (EFFECTS, format!("effect-{n}")),
                     |row| row.get(0),
                 )
-                .map_err(|e| docket_store::StoreError::Conflict(e.to_string()))?;
+                .map_err(|e| docket_ports::StoreError::Conflict(e.to_string()))?;
             Ok(count)
         })
         .await
@@ -349,7 +349,7 @@ fn backoff_doubles_and_is_capped() {
 /// The same behaviours through the processor over [`PostgresStore`], when `DOCKET_TEST_POSTGRES_URL` is set.
 mod postgres {
     use super::*;
-    use docket_store::postgres::PostgresStore;
+    use docket_postgres::PostgresStore;
 
     async fn fresh() -> Option<PostgresStore> {
         let Some(url) = std::env::var("DOCKET_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())

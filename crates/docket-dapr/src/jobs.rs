@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use crate::{DaprClient, DaprError, Job};
 use docket_core::{ReminderId, SeriesId, Timestamp};
-use docket_store::{Store, StoreError};
+use docket_ports::{Store, StoreError};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
@@ -338,8 +338,8 @@ mod tests {
         Recurrence, ReminderStatus, Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
     };
     use docket_events::topics;
-    use docket_store::Store;
-    use docket_store::sqlite::SqliteStore;
+    use docket_ports::Store;
+    use docket_sqlite::SqliteStore;
     use tokio::sync::{Notify, watch};
 
     use super::*;

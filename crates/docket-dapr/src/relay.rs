@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_events::CloudEvent;
-use docket_store::{StateStore, Store};
+use docket_ports::{StateStore, Store};
 use tokio::sync::watch;
 
 use crate::client::{DaprClient, DaprError};
@@ -79,7 +79,7 @@ impl RelayConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
-    Store(#[from] docket_store::StoreError),
+    Store(#[from] docket_ports::StoreError),
     #[error(transparent)]
     Dapr(#[from] DaprError),
     #[error("Dapr did not take event {event_id}: {error}")]

@@ -1,4 +1,4 @@
-//! [`DaprStateStore`]: the `docket_store::StateStore` contract over the Dapr state API.
+//! [`DaprStateStore`]: the `docket_ports::StateStore` contract over the Dapr state API.
 //!
 //! Each key holds a JSON envelope `{"docket_state": 1, "value": base64, "etag": …,
 //! "expires_at_us": …}`. Why an envelope:
@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use docket_core::Timestamp;
-use docket_store::state::{expiry, missing_with_etag, new_etag, stale_etag};
-use docket_store::{StateEntry, StateError, StateKey, StateStore, StoreError};
+use docket_ports::state::{expiry, missing_with_etag, new_etag, stale_etag};
+use docket_ports::{StateEntry, StateError, StateKey, StateStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Concurrency, DaprClient, DaprError, SaveState};

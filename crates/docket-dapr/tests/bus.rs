@@ -11,7 +11,7 @@ use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
-use docket_store::sqlite::SqliteStore;
+use docket_sqlite::SqliteStore;
 
 const PUBSUB: &str = "docket-pubsub";
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -34,9 +34,9 @@ use docket_dapr::bus::DaprBus;
 use docket_dapr::relay::{RelayConfig, run_relay};
 use docket_dapr::testing::{RetryPolicy, TestSidecar};
 use docket_events::CloudEvent;
-use docket_store::Store;
-use docket_store::postgres::PostgresStore;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store;
+use docket_postgres::PostgresStore;
+use docket_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 

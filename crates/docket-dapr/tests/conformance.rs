@@ -1,4 +1,4 @@
-//! The state store conformance suite (`docket_store::state_conformance!`) against
+//! The state store conformance suite (`docket_ports::state_conformance!`) against
 //! `DaprStateStore` over the test sidecar, one fresh sidecar per check; plus what only the
 //! Dapr adapter has: Dapr's own (physical) expiry through `ttlInSeconds`, and purging only
 //! what this store wrote.
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use docket_dapr::DaprStateStore;
 use docket_dapr::testing::{ManualClock, SidecarClock, TestSidecar};
-use docket_store::StateStore;
-use docket_store::conformance::StateFixture;
+use docket_ports::StateStore;
+use docket_ports::conformance::StateFixture;
 use jiff::Timestamp;
 
 const STORE: &str = "statestore";
@@ -43,7 +43,7 @@ async fn fresh() -> Option<DaprFixture> {
 }
 
 mod dapr {
-    docket_store::state_conformance!(super::fresh().await);
+    docket_ports::state_conformance!(super::fresh().await);
 }
 
 fn at(secs: u64) -> Timestamp {
@@ -113,7 +113,7 @@ async fn a_value_docket_did_not_write_is_an_error_not_a_panic() {
     sidecar.client().save_state(STORE, &[item]).await.expect("save");
     let store = DaprStateStore::new(sidecar.client(), STORE);
     match store.get("test:foreign", at(0)).await {
-        Err(docket_store::StateError::Store(e)) => {
+        Err(docket_ports::StateError::Store(e)) => {
             assert!(e.to_string().contains("did not write"), "{e}")
         }
         other => panic!("expected a store error, got {other:?}"),

@@ -11,8 +11,8 @@ use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, TaskPatch, Title
 use docket_dapr::relay::{GROUP, RelayError, relay_once};
 use docket_dapr::testing::{Published, TestSidecar};
 use docket_events::topics;
-use docket_store::Store;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store;
+use docket_sqlite::SqliteStore;
 
 const PUBSUB: &str = "docket-pubsub";
 
@@ -227,7 +227,7 @@ async fn replicas_share_the_work_through_a_lease() {
     config.topics = vec![topics::TASK_EVENTS.to_owned()];
     config.poll = Duration::from_millis(20);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let state: Arc<dyn docket_store::StateStore> = store.clone();
+    let state: Arc<dyn docket_ports::StateStore> = store.clone();
     let relays: Vec<_> = (0..2)
         .map(|_| {
             tokio::spawn(run_relay(

@@ -12,7 +12,7 @@ use docket_core::{
     DisplayName, Email, FieldError, NewCategory, Password, Priority, RecurrenceSpec, Status, Tags,
     Task, Timestamp, Title, User, ValidationErrors, Zone,
 };
-use docket_store::{TagCount, TokenInfo};
+use docket_ports::{TagCount, TokenInfo};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use docket_app::testing::FaultyStore;
 use docket_app::{App, AuthConfig};
+use docket_sqlite::SqliteStore;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -52,11 +53,21 @@ impl Reply {
 
 struct Harness {
     router: Router,
-    store: Arc<FaultyStore>,
+    store: Arc<FaultyStore<SqliteStore>>,
+}
+
+/// A fresh SQLite store in a temporary directory (removed with it) behind the failure switches.
+async fn faulty_sqlite() -> FaultyStore<SqliteStore> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("docket.db");
+    let store = SqliteStore::open(path.to_str().expect("a utf-8 temporary path"))
+        .await
+        .expect("a fresh SQLite store opens");
+    FaultyStore::new(store).holding(dir)
 }
 
 async fn harness_with(config: HttpConfig) -> Harness {
-    let store = Arc::new(FaultyStore::sqlite().await);
+    let store = Arc::new(faulty_sqlite().await);
     let app = App::new(store.clone(), AuthConfig::new("router-test-secret-router-test-secret"));
     Harness { router: router(Arc::new(app), config), store }
 }
@@ -1136,7 +1147,7 @@ mod dapr {
     #[tokio::test]
     async fn triggers_sweep_what_is_due_once_and_need_the_sidecars_token() {
         let clock = Arc::new(docket_app::FixedClock::new(ts("2030-01-01T08:00:00Z")));
-        let store = Arc::new(FaultyStore::sqlite().await);
+        let store = Arc::new(faulty_sqlite().await);
         let app = App::new(store.clone(), AuthConfig::new("router-test-secret-router-test-secret"))
             .with_clock(clock.clone());
         let config = HttpConfig {

@@ -6,7 +6,7 @@ use anyhow::{Context as _, anyhow};
 use std::sync::Arc;
 
 use docket_app::{App, AuthConfig};
-use docket_store::Store;
+use docket_ports::Store;
 
 use crate::cli::{DatabaseArgs, TokenCreateArgs, UserAddArgs};
 use crate::server::{open_store, redact};

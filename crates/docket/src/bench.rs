@@ -34,8 +34,8 @@ use tokio::io::AsyncBufReadExt as _;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{EventBus as _, SubscribeOptions};
 use docket_core::{Description, DisplayName, Email, NewTask, NewUser, Tags, Title};
-use docket_store::Store as _;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store as _;
+use docket_sqlite::SqliteStore;
 
 use crate::cli::BenchArgs;
 

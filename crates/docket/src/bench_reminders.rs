@@ -16,8 +16,8 @@ use docket_app::scheduler::{SchedulerConfig, run_scheduler};
 use docket_core::{
     Channels, DisplayName, Email, NewReminder, NewTask, NewUser, Timestamp, Title, Trigger,
 };
-use docket_store::Store as _;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store as _;
+use docket_sqlite::SqliteStore;
 use hdrhistogram::Histogram;
 use jiff::SignedDuration;
 use tokio::sync::{Notify, watch};
@@ -81,7 +81,7 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
                             trigger: Trigger::At(start + offset),
                             channels: Channels::default(),
                         };
-                        docket_store::reminders::sqlite::insert(tx, &task, new, now)?;
+                        docket_sqlite::reminders::insert(tx, &task, new, now)?;
                     }
                     Ok(())
                 })
@@ -105,7 +105,7 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
 
     let (stop, stopped) = watch::channel(false);
     let scheduler = tokio::spawn(run_scheduler(
-        Arc::clone(&store) as Arc<dyn docket_store::Store>,
+        Arc::clone(&store) as Arc<dyn docket_ports::Store>,
         Arc::new(SystemClock),
         Arc::new(Notify::new()),
         SchedulerConfig::default(),
@@ -127,7 +127,7 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
 
     let (late, first_due, last_fired) = store
         .read(|conn| {
-            use docket_store::StoreError;
+            use docket_ports::StoreError;
             let db = |e: rusqlite::Error| StoreError::unavailable("sqlite", e);
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");

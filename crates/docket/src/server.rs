@@ -29,8 +29,8 @@ use docket_bus::runtime::{Processor, StoreProcessor, run_consumer};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::{DaprClient, DaprStateStore, Secrets};
 use docket_http::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
-use docket_store::consume::ConsumerStore;
-use docket_store::{StateStore, Store};
+use docket_ports::consume::ConsumerStore;
+use docket_ports::{StateStore, Store};
 use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 
@@ -467,13 +467,11 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
     let Database { store, consume, state, embedded } = if let Some(path) =
         url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
     {
-        let store =
-            Arc::new(docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?);
+        let store = Arc::new(docket_sqlite::SqliteStore::open(path).await.with_context(context)?);
         let embedded = EmbeddedBus::sqlite(Arc::clone(&store));
         Database::new(store, embedded)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store =
-            docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
+        let store = docket_postgres::PostgresStore::connect(url).await.with_context(context)?;
         let embedded = EmbeddedBus::postgres(store.clone()).await.with_context(context)?;
         Database::new(Arc::new(store), embedded)
     } else {
@@ -504,11 +502,10 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let context = || format!("cannot open database {}", redact(url));
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let store = docket_store::sqlite::SqliteStore::open(path).await.with_context(context)?;
+        let store = docket_sqlite::SqliteStore::open(path).await.with_context(context)?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store =
-            docket_store::postgres::PostgresStore::connect(url).await.with_context(context)?;
+        let store = docket_postgres::PostgresStore::connect(url).await.with_context(context)?;
         Ok(Arc::new(store))
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))

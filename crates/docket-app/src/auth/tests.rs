@@ -15,7 +15,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;
-use crate::testing::FaultyStore;
 use crate::{App, AuthConfig, FixedClock, Signup};
 use docket_core::Zone;
 
@@ -31,7 +30,7 @@ fn t0() -> Timestamp {
 
 async fn app_with(config: AuthConfig) -> (App, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::new(t0()));
-    let app = App::new(Arc::new(FaultyStore::sqlite().await), config).with_clock(clock.clone());
+    let app = App::new(Arc::new(crate::testing::sqlite().await), config).with_clock(clock.clone());
     (app, clock)
 }
 

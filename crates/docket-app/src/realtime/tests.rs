@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::{DisplayName, Email, NewTask, NewUser, Timestamp, Title, User};
-use docket_store::Store;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store;
+use docket_sqlite::SqliteStore;
 use tokio::sync::watch;
 
 use super::*;

@@ -10,8 +10,8 @@ use docket_core::{
     Trigger, User,
 };
 use docket_events::topics;
-use docket_store::Store;
-use docket_store::sqlite::SqliteStore;
+use docket_ports::Store;
+use docket_sqlite::SqliteStore;
 use tokio::sync::{Notify, watch};
 
 use super::*;

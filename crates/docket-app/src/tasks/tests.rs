@@ -6,7 +6,6 @@ use std::sync::Arc;
 use docket_core::{Email, Password, Status, Tags, Timestamp, Title, User, Zone};
 
 use super::*;
-use crate::testing::FaultyStore;
 use crate::{App, AuthConfig, FixedClock, Signup};
 
 fn now() -> Timestamp {
@@ -14,7 +13,7 @@ fn now() -> Timestamp {
 }
 
 async fn app() -> App {
-    let store = Arc::new(FaultyStore::sqlite().await);
+    let store = Arc::new(crate::testing::sqlite().await);
     App::new(store, AuthConfig::new("secret-secret-secret-secret-secret"))
         .with_clock(Arc::new(FixedClock::new(now())))
 }

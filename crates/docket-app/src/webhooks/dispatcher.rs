@@ -8,7 +8,7 @@ use std::sync::Arc;
 use docket_bus::runtime::{ConsumerConfig, Handler, HandlerError};
 use docket_core::UserId;
 use docket_events::{CloudEvent, topics, types};
-use docket_store::consume::{DeliveryTemplate, Effect, Recipients};
+use docket_ports::consume::{DeliveryTemplate, Effect, Recipients};
 
 use super::EVENTS;
 

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::IntoResponse;
 use docket_core::{FieldError, Limit, ValidationErrors};
-use docket_store::{AuditEntry, AuditPage};
+use docket_ports::{AuditEntry, AuditPage};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
