@@ -27,18 +27,14 @@
 //! holds nothing, and a new group starts from what is still kept. This module does not relay
 //! the outbox to an external broker.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
-use docket_ports::Store;
-use docket_postgres::PostgresStore;
-use docket_postgres::bus as pgbus;
-use docket_sqlite::SqliteStore;
-use docket_sqlite::bus as litebus;
+use docket_ports::bus::{Claim, EventLog};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -53,103 +49,28 @@ pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 /// How often a standby subscriber tries to claim its group.
 const CLAIM_RETRY: Duration = Duration::from_millis(200);
 
-/// The `(database file, group, topic)` claims of SQLite subscriptions in this process.
-static LOCAL_CLAIMS: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
-
-/// A subscription's exclusive hold on its group; released on drop.
-enum Claim {
-    Local(String),
-    /// The session holding the advisory lock; closing it releases the lock.
-    Postgres(#[allow(dead_code)] sqlx::postgres::PgConnection),
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if let Claim::Local(key) = self
-            && let Ok(mut claims) = LOCAL_CLAIMS.lock()
-        {
-            claims.remove(key);
-        }
-    }
-}
-
 /// The longest error text a dead letter keeps.
 const MAX_ERROR_LEN: usize = 2000;
-
-#[derive(Clone)]
-enum Db {
-    Sqlite(Arc<SqliteStore>),
-    Postgres(PostgresStore),
-}
-
-impl Db {
-    fn store(&self) -> &dyn Store {
-        match self {
-            Db::Sqlite(s) => s.as_ref(),
-            Db::Postgres(s) => s,
-        }
-    }
-}
-
-/// Stops the `LISTEN` task when the last handle on the bus goes.
-struct ListenerGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for ListenerGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// The embedded [`EventBus`] over a store's outbox. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedBus {
-    db: Db,
+    log: Arc<dyn EventLog>,
     wake: watch::Receiver<u64>,
     poll: Duration,
-    _listener: Option<Arc<ListenerGuard>>,
 }
 
 impl std::fmt::Debug for EmbeddedBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBus").field("backend", &self.db.store().backend()).finish()
+        f.debug_struct("EmbeddedBus").field("backend", &self.log.store().backend()).finish()
     }
 }
 
 impl EmbeddedBus {
-    /// The bus over a SQLite store's outbox, woken by its writer.
-    pub fn sqlite(store: Arc<SqliteStore>) -> EmbeddedBus {
-        let wake = store.outbox_appended();
-        EmbeddedBus { db: Db::Sqlite(store), wake, poll: FALLBACK_POLL, _listener: None }
-    }
-
-    /// The bus over a PostgreSQL store's outbox; opens one `LISTEN docket_outbox` connection.
-    pub async fn postgres(store: PostgresStore) -> Result<EmbeddedBus, BusError> {
-        let mut listener =
-            sqlx::postgres::PgListener::connect_with(store.pool()).await.map_err(unavailable)?;
-        listener.listen(pgbus::OUTBOX_CHANNEL).await.map_err(unavailable)?;
-        let (tx, wake) = watch::channel(0u64);
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(_) => {
-                        tx.send_modify(|n| *n = n.wrapping_add(1));
-                    }
-                    Err(e) => {
-                        // The listener reconnects on its next `recv`; what was notified in
-                        // between is found by the fallback poll.
-                        tracing::warn!(error = %e, bus.backend = BACKEND, "outbox listener failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        tx.send_modify(|n| *n = n.wrapping_add(1));
-                    }
-                }
-            }
-        });
-        Ok(EmbeddedBus {
-            db: Db::Postgres(store),
-            wake,
-            poll: FALLBACK_POLL,
-            _listener: Some(Arc::new(ListenerGuard(task))),
-        })
+    /// The bus over `log` (a `SqliteStore`, or a `PostgresStore`'s `event_log()`).
+    pub fn new(log: Arc<dyn EventLog>) -> EmbeddedBus {
+        let wake = log.wakeups();
+        EmbeddedBus { log, wake, poll: FALLBACK_POLL }
     }
 
     /// A signal that changes after outbox appends commit (on PostgreSQL, from any process),
@@ -165,7 +86,6 @@ impl EmbeddedBus {
         self
     }
 
-    /// Claims `(group, topic)` for one subscriber, or `None` when another holds it.
     /// Appends `event` to `topic`'s log unless an event with unique key `key` was appended
     /// before (by this call; the key shares the outbox's event id column, so keep it apart
     /// from event ids, e.g. prefixed with the topic). Returns whether it appended. For logs
@@ -177,60 +97,20 @@ impl EmbeddedBus {
         key: String,
     ) -> Result<bool, BusError> {
         check_name("topic", topic)?;
-        let topic = topic.to_owned();
-        let now = Timestamp::now();
-        match &self.db {
-            Db::Sqlite(s) => {
-                let appended =
-                    s.write(move |tx| litebus::append_once(tx, &topic, &event, &key, now)).await?;
-                Ok(appended)
-            }
-            Db::Postgres(s) => {
-                let mut tx = s.pool().begin().await.map_err(unavailable)?;
-                pgbus::hold_xid(&mut tx).await?;
-                let appended = pgbus::append_once(&mut tx, &topic, &event, &key, now).await?;
-                tx.commit().await.map_err(unavailable)?;
-                Ok(appended)
-            }
-        }
+        Ok(self.log.append_once(topic, event, key, Timestamp::now()).await?)
     }
 
-    async fn try_claim(&self, group: &str, topic: &str) -> Result<Option<Claim>, BusError> {
-        match &self.db {
-            Db::Sqlite(s) => {
-                let key = format!("{}\0{group}\0{topic}", s.path().display());
-                let mut claims = LOCAL_CLAIMS
-                    .lock()
-                    .map_err(|_| BusError::Misuse("the claims lock is poisoned".to_owned()))?;
-                // Lazily: a `Claim` made and dropped here would release the holder's key (and
-                // lock `LOCAL_CLAIMS` again, which this guard holds).
-                Ok(claims.insert(key.clone()).then(|| Claim::Local(key)))
-            }
-            Db::Postgres(s) => {
-                let mut conn = s.pool().acquire().await.map_err(unavailable)?.detach();
-                let got: bool = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_lock(hashtext('docket_bus:' || current_schema()), \
-                     hashtext($1 || '/' || $2))",
-                )
-                .bind(group)
-                .bind(topic)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(unavailable)?;
-                Ok(got.then_some(Claim::Postgres(conn)))
-            }
-        }
+    /// Claims `(group, topic)` for one subscriber, or `None` when another holds it.
+    async fn try_claim(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Option<Box<dyn Claim>>, BusError> {
+        Ok(self.log.claim(group, topic).await?)
     }
 
     async fn load_position(&self, group: &str, topic: &str) -> Result<i64, BusError> {
-        let (g, t) = (group.to_owned(), topic.to_owned());
-        Ok(match &self.db {
-            Db::Sqlite(s) => s.read(move |c| litebus::position(c, &g, &t)).await?,
-            Db::Postgres(s) => {
-                let mut conn = s.pool().acquire().await.map_err(unavailable)?;
-                pgbus::position(&mut conn, &g, &t).await?
-            }
-        })
+        Ok(self.log.position(group, topic).await?)
     }
 
     async fn attempts_after(
@@ -239,30 +119,11 @@ impl EmbeddedBus {
         topic: &str,
         after: i64,
     ) -> Result<Vec<(i64, u32)>, BusError> {
-        let (g, t) = (group.to_owned(), topic.to_owned());
-        Ok(match &self.db {
-            Db::Sqlite(s) => s.read(move |c| litebus::attempts_after(c, &g, &t, after)).await?,
-            Db::Postgres(s) => {
-                let mut conn = s.pool().acquire().await.map_err(unavailable)?;
-                pgbus::attempts_after(&mut conn, &g, &t, after).await?
-            }
-        })
+        Ok(self.log.attempts_after(group, topic, after).await?)
     }
 
     async fn save_position(&self, group: &str, topic: &str, position: i64) -> Result<(), BusError> {
-        let (g, t) = (group.to_owned(), topic.to_owned());
-        let now = Timestamp::now();
-        match &self.db {
-            Db::Sqlite(s) => {
-                s.write(move |tx| litebus::save_position(tx, &g, &t, position, now)).await?
-            }
-            Db::Postgres(s) => {
-                let mut tx = s.pool().begin().await.map_err(unavailable)?;
-                pgbus::save_position(&mut tx, &g, &t, position, now).await?;
-                tx.commit().await.map_err(unavailable)?;
-            }
-        }
-        Ok(())
+        Ok(self.log.save_position(group, topic, position, Timestamp::now()).await?)
     }
 
     async fn record_attempt(
@@ -273,19 +134,7 @@ impl EmbeddedBus {
         attempts: u32,
         error: &str,
     ) -> Result<(), BusError> {
-        let (g, t, e) = (group.to_owned(), topic.to_owned(), error.to_owned());
-        let now = Timestamp::now();
-        match &self.db {
-            Db::Sqlite(s) => {
-                s.write(move |tx| litebus::record_attempt(tx, &g, &t, seq, attempts, &e, now))
-                    .await?;
-            }
-            Db::Postgres(s) => {
-                let mut conn = s.pool().acquire().await.map_err(unavailable)?;
-                pgbus::record_attempt(&mut conn, &g, &t, seq, attempts, &e, now).await?;
-            }
-        }
-        Ok(())
+        Ok(self.log.record_attempt(group, topic, seq, attempts, error, Timestamp::now()).await?)
     }
 
     /// Publishes the dead letter of `d` and moves `group` past it, in one transaction.
@@ -297,29 +146,9 @@ impl EmbeddedBus {
         error: &str,
     ) -> Result<(), BusError> {
         let letter = dead_letter_event(&d.event, group, d.attempt, error);
-        let (g, t, dlq_topic, seq) = (group.to_owned(), topic.to_owned(), dlq_topic(topic), d.seq);
-        let now = Timestamp::now();
-        match &self.db {
-            Db::Sqlite(s) => {
-                s.write(move |tx| {
-                    litebus::append_event(tx, &dlq_topic, &letter, now)?;
-                    litebus::save_position(tx, &g, &t, seq, now)
-                })
-                .await?;
-            }
-            Db::Postgres(s) => {
-                let mut tx = s.pool().begin().await.map_err(unavailable)?;
-                pgbus::save_position(&mut tx, &g, &t, seq, now).await?;
-                pgbus::append_event(&mut tx, &dlq_topic, &letter, now).await?;
-                tx.commit().await.map_err(unavailable)?;
-            }
-        }
-        Ok(())
+        let dlq = dlq_topic(topic);
+        Ok(self.log.dead_letter(group, topic, d.seq, &dlq, letter, Timestamp::now()).await?)
     }
-}
-
-fn unavailable(e: sqlx::Error) -> BusError {
-    BusError::Unavailable { backend: BACKEND, message: e.to_string() }
 }
 
 /// `{topic}.dlq`; the dead letters of `task-updates` go with those of its log.
@@ -360,24 +189,7 @@ impl EventBus for EmbeddedBus {
         if events.is_empty() {
             return Ok(());
         }
-        let topic = topic.to_owned();
-        let now = Timestamp::now();
-        match &self.db {
-            Db::Sqlite(s) => {
-                s.write(move |tx| {
-                    events.iter().try_for_each(|e| litebus::append_event(tx, &topic, e, now))
-                })
-                .await?;
-            }
-            Db::Postgres(s) => {
-                let mut tx = s.pool().begin().await.map_err(unavailable)?;
-                pgbus::hold_xid(&mut tx).await?;
-                for e in &events {
-                    pgbus::append_event(&mut tx, &topic, e, now).await?;
-                }
-                tx.commit().await.map_err(unavailable)?;
-            }
-        }
+        self.log.append(topic, events, Timestamp::now()).await?;
         Ok(())
     }
 
@@ -420,7 +232,7 @@ struct EmbeddedSubscription {
     topic: String,
     options: SubscribeOptions,
     /// `None` until this subscriber holds its group (positions are loaded then).
-    claim: Option<Claim>,
+    claim: Option<Box<dyn Claim>>,
     committed: i64,
     acked: i64,
     cursor: i64,
@@ -509,7 +321,7 @@ impl Subscription for EmbeddedSubscription {
             self.wake.borrow_and_update();
             let events = self
                 .bus
-                .db
+                .log
                 .store()
                 .read_outbox(self.cursor, &self.topic, self.options.batch)
                 .await?;
@@ -570,7 +382,7 @@ impl Subscription for EmbeddedSubscription {
     }
 
     async fn lag(&mut self) -> Result<Option<u64>, BusError> {
-        let head = self.bus.db.store().outbox_head(&self.topic).await?;
+        let head = self.bus.log.store().outbox_head(&self.topic).await?;
         Ok(Some(u64::try_from(head - self.acked).unwrap_or(0)))
     }
 

@@ -34,11 +34,11 @@ mod sqlite {
         }
 
         async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
-            docket_bus::conformance::begin_sqlite_append(&self.store, topic, events).await
+            docket_testkit::begin_sqlite_append(&self.store, topic, events).await
         }
 
         async fn restart(&self) -> Arc<dyn EventBus> {
-            Arc::new(EmbeddedBus::sqlite(Arc::clone(&self.store)).with_fallback_poll(NO_POLL))
+            Arc::new(EmbeddedBus::new(self.store.clone()).with_fallback_poll(NO_POLL))
         }
     }
 
@@ -47,7 +47,7 @@ mod sqlite {
         let path = dir.path().join("docket.db");
         let path = path.to_str().expect("temporary paths are UTF-8");
         let store = Arc::new(SqliteStore::open(path).await.expect("open a fresh sqlite store"));
-        let bus = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)).with_fallback_poll(NO_POLL));
+        let bus = Arc::new(EmbeddedBus::new(store.clone()).with_fallback_poll(NO_POLL));
         Some(SqliteFixture { store, bus, _dir: dir })
     }
 
@@ -70,11 +70,12 @@ mod postgres {
         }
 
         async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
-            docket_bus::conformance::begin_postgres_append(&self.store, topic, events).await
+            docket_testkit::begin_postgres_append(&self.store, topic, events).await
         }
 
         async fn restart(&self) -> Arc<dyn EventBus> {
-            let bus = EmbeddedBus::postgres(self.store.clone()).await.expect("restart the bus");
+            let bus =
+                EmbeddedBus::new(Arc::new(self.store.event_log().await.expect("restart the bus")));
             Arc::new(bus.with_fallback_poll(NO_POLL))
         }
 
@@ -101,7 +102,7 @@ mod postgres {
             Ok(store) => store,
             Err(e) => panic!("DOCKET_TEST_POSTGRES_URL is set but the store cannot connect: {e}"),
         };
-        let bus = EmbeddedBus::postgres(store.clone()).await.expect("start the bus");
+        let bus = EmbeddedBus::new(Arc::new(store.event_log().await.expect("start the bus")));
         Some(PostgresFixture { store, bus: Arc::new(bus.with_fallback_poll(NO_POLL)) })
     }
 

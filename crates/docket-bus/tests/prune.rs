@@ -133,7 +133,7 @@ async fn sqlite_bus_delivers_after_a_prune() {
         .await
         .expect("open a fresh sqlite store");
     let store = Arc::new(store);
-    let bus = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)));
+    let bus = Arc::new(EmbeddedBus::new(store.clone()));
     delivers_after_a_prune(store.as_ref(), bus).await;
 }
 
@@ -150,7 +150,7 @@ async fn postgres_bus_delivers_after_a_prune() {
     let store = docket_postgres::PostgresStore::connect_isolated(&url)
         .await
         .expect("DOCKET_TEST_POSTGRES_URL is set but the store cannot connect");
-    let bus = EmbeddedBus::postgres(store.clone()).await.expect("start the bus");
+    let bus = EmbeddedBus::new(Arc::new(store.event_log().await.expect("start the bus")));
     delivers_after_a_prune(&store, Arc::new(bus)).await;
     store.drop_schema().await.expect("drop the test schema");
 }

@@ -142,7 +142,7 @@ struct Rig {
 async fn open_at(dir: tempfile::TempDir) -> Rig {
     let path = dir.path().join("docket.db");
     let store = Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
-    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::sqlite(Arc::clone(&store)));
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::new(store.clone()));
     Rig { store, bus, dir }
 }
 
@@ -405,7 +405,7 @@ mod postgres {
     async fn retries_dead_letters_and_deduplicates() {
         let Some(store) = fresh().await else { return };
         let bus: Arc<dyn EventBus> =
-            Arc::new(EmbeddedBus::postgres(store.clone()).await.expect("bus"));
+            Arc::new(EmbeddedBus::new(Arc::new(store.event_log().await.expect("bus"))));
         let topic = "t-pg";
         let mut letters = bus
             .subscribe("inspector", "t-pg.dlq", SubscribeOptions::default())

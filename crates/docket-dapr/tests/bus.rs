@@ -29,7 +29,7 @@ async fn rig(topics: &[&str]) -> Rig {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("docket.db");
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
-    let log = EmbeddedBus::sqlite(Arc::new(store));
+    let log = EmbeddedBus::new(Arc::new(store));
     let sidecar = TestSidecar::builder()
         .retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
         .ordered_delivery()

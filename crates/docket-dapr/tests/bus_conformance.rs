@@ -112,9 +112,9 @@ enum Db {
 impl Db {
     async fn log(&self) -> EmbeddedBus {
         match self {
-            Db::Sqlite(store, _) => EmbeddedBus::sqlite(Arc::clone(store)),
+            Db::Sqlite(store, _) => EmbeddedBus::new(store.clone()),
             Db::Postgres(store) => {
-                EmbeddedBus::postgres(store.clone()).await.expect("start the inbox's bus")
+                EmbeddedBus::new(Arc::new(store.event_log().await.expect("start the inbox's bus")))
             }
         }
     }
@@ -196,11 +196,9 @@ impl BusFixture for DaprFixture {
     async fn begin_append(&self, topic: &str, events: Vec<CloudEvent>) -> Box<dyn OpenAppend> {
         self.relay(topic);
         match &self.db {
-            Db::Sqlite(store, _) => {
-                docket_bus::conformance::begin_sqlite_append(store, topic, events).await
-            }
+            Db::Sqlite(store, _) => docket_testkit::begin_sqlite_append(store, topic, events).await,
             Db::Postgres(store) => {
-                docket_bus::conformance::begin_postgres_append(store, topic, events).await
+                docket_testkit::begin_postgres_append(store, topic, events).await
             }
         }
     }
@@ -246,7 +244,7 @@ async fn fresh_postgres() -> Option<DaprFixture> {
         return None;
     };
     let store = PostgresStore::connect_isolated(&url).await.expect("connect to PostgreSQL");
-    let listener = EmbeddedBus::postgres(store.clone()).await.expect("listen for appends");
+    let listener = EmbeddedBus::new(Arc::new(store.event_log().await.expect("listen for appends")));
     Some(fixture(Db::Postgres(store), listener.wakeups(), Some(listener)).await)
 }
 

@@ -11,6 +11,105 @@
 //! group that reads it has passed it, where a group whose position (or attempt) was last saved
 //! before the cut-off no longer counts; [`PRUNE_READERS`], [`prune_bound`] and [`prune_cut`]
 //! are that rule, shared by both dialects.
+//!
+//! [`EventLog`] is the port the embedded bus runs on: the outbox of one database read as a
+//! log, the two bus tables, and a wake-up signal after appends commit. Each store adapter
+//! implements it; the bus holds the policy.
+
+use async_trait::async_trait;
+use docket_core::Timestamp;
+use docket_events::CloudEvent;
+use tokio::sync::watch;
+
+use crate::{Store, StoreError};
+
+/// A subscriber's exclusive hold on its `(group, topic)`, released when dropped.
+pub trait Claim: Send + Sync {}
+
+/// The outbox of one database as the embedded bus's log, with the bus tables beside it.
+///
+/// Rules every adapter keeps (checked by the bus conformance suite through the embedded bus):
+/// * Appends are durable when they return and become visible to [`Store::read_outbox`] in
+///   position order; after they commit, [`EventLog::wakeups`] changes (from any process on
+///   PostgreSQL; a missed change is caught by the bus's fallback poll).
+/// * [`EventLog::append_once`] appends unless an event with the same unique `key` was appended
+///   before, and says whether it did.
+/// * [`EventLog::claim`] grants one holder per `(group, topic)` at a time (in the process on
+///   SQLite; across processes on PostgreSQL), until the returned [`Claim`] is dropped.
+/// * A saved position never moves back; [`EventLog::dead_letter`] appends the letter and moves
+///   the group past `seq` in one transaction.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The store whose outbox is the log (reads, heads).
+    fn store(&self) -> &dyn Store;
+
+    /// A counter that changes after appends commit.
+    fn wakeups(&self) -> watch::Receiver<u64>;
+
+    /// Appends `events` to `topic` in one transaction.
+    async fn append(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Appends `event` to `topic` unless `key` was appended before; whether it appended.
+    async fn append_once(
+        &self,
+        topic: &str,
+        event: CloudEvent,
+        key: String,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims `(group, topic)` for one subscriber, or `None` while another holds it.
+    async fn claim(&self, group: &str, topic: &str) -> Result<Option<Box<dyn Claim>>, StoreError>;
+
+    /// The group's committed position in `topic` (0 when none).
+    async fn position(&self, group: &str, topic: &str) -> Result<i64, StoreError>;
+
+    /// The recorded failed attempts `(seq, attempts)` of events above `after`.
+    async fn attempts_after(
+        &self,
+        group: &str,
+        topic: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, u32)>, StoreError>;
+
+    /// Commits the group's position (kept when lower than the saved one).
+    async fn save_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Records that the event at `seq` failed `attempts` times, the last with `error`.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_attempt(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        attempts: u32,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Appends `letter` to `dlq_topic` and moves the group past `seq`, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        dlq_topic: &str,
+        letter: CloudEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+}
 
 /// How far pruning may go in `topic`'s rows given `readers`, each `(topic X, position)`: a
 /// group's committed position in `X`, or one below the lowest attempt recorded in `X`. A

@@ -1,15 +1,23 @@
-//! The embedded bus's tables on PostgreSQL; every function takes a `&mut PgConnection`, a
-//! pooled connection or an open transaction (`&mut *tx`).
+//! The embedded bus's tables on PostgreSQL, and the bus's [`EventLog`] port over this
+//! store's outbox ([`PgEventLog`]); every function takes a `&mut PgConnection`, a pooled
+//! connection or an open transaction (`&mut *tx`).
 //!
 //! A transaction that appends with [`append_event`] must already hold a transaction id (see
 //! `postgres/outbox.rs`): call [`hold_xid`] first when the append is its first write.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
+use docket_ports::bus::{Claim, EventLog};
+use docket_ports::{Store, StoreError};
 use sqlx::Row;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgListener};
+use tokio::sync::watch;
 
-use docket_ports::StoreError;
+use crate::PostgresStore;
 
 /// The `LISTEN`/`NOTIFY` channel every outbox append notifies (payload: the topic),
 /// delivered when its transaction commits and dropped when it rolls back.
@@ -207,4 +215,160 @@ pub async fn attempts_after(
             Ok((seq, u32::try_from(n).unwrap_or(0)))
         })
         .collect()
+}
+
+/// The session holding a claim's advisory lock; closing it releases the lock.
+struct SessionClaim(#[allow(dead_code)] PgConnection);
+
+impl Claim for SessionClaim {}
+
+/// Stops the `LISTEN` task when the last handle on the log goes.
+struct ListenerGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The embedded bus's [`EventLog`] over a [`PostgresStore`]'s outbox, woken by one
+/// `LISTEN docket_outbox` connection (every outbox append notifies at commit, from any
+/// process). Cheap to clone; the listener stops with the last clone.
+#[derive(Clone)]
+pub struct PgEventLog {
+    store: PostgresStore,
+    wake: watch::Receiver<u64>,
+    _listener: Arc<ListenerGuard>,
+}
+
+impl PostgresStore {
+    /// This store's outbox as the embedded bus's log; opens its `LISTEN` connection.
+    pub async fn event_log(&self) -> Result<PgEventLog, StoreError> {
+        let mut listener = PgListener::connect_with(self.pool()).await.map_err(db)?;
+        listener.listen(OUTBOX_CHANNEL).await.map_err(db)?;
+        let (tx, wake) = watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => tx.send_modify(|n| *n = n.wrapping_add(1)),
+                    Err(e) => {
+                        // The listener reconnects on its next `recv`; what was notified in
+                        // between is found by the bus's fallback poll.
+                        tracing::warn!(error = %e, "outbox listener failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                }
+            }
+        });
+        Ok(PgEventLog { store: self.clone(), wake, _listener: Arc::new(ListenerGuard(task)) })
+    }
+}
+
+#[async_trait]
+impl EventLog for PgEventLog {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.wake.clone()
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await.map_err(db)?;
+        hold_xid(&mut tx).await?;
+        for e in &events {
+            append_event(&mut tx, topic, e, now).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn append_once(
+        &self,
+        topic: &str,
+        event: CloudEvent,
+        key: String,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.store.pool().begin().await.map_err(db)?;
+        hold_xid(&mut tx).await?;
+        let appended = append_once(&mut tx, topic, &event, &key, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(appended)
+    }
+
+    async fn claim(&self, group: &str, topic: &str) -> Result<Option<Box<dyn Claim>>, StoreError> {
+        let mut conn = self.store.pool().acquire().await.map_err(db)?.detach();
+        let got: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtext('docket_bus:' || current_schema()), \
+             hashtext($1 || '/' || $2))",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db)?;
+        Ok(got.then(|| Box::new(SessionClaim(conn)) as Box<dyn Claim>))
+    }
+
+    async fn position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
+        let mut conn = self.store.pool().acquire().await.map_err(db)?;
+        position(&mut conn, group, topic).await
+    }
+
+    async fn attempts_after(
+        &self,
+        group: &str,
+        topic: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, u32)>, StoreError> {
+        let mut conn = self.store.pool().acquire().await.map_err(db)?;
+        attempts_after(&mut conn, group, topic, after).await
+    }
+
+    async fn save_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await.map_err(db)?;
+        save_position(&mut tx, group, topic, position, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn record_attempt(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        attempts: u32,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.store.pool().acquire().await.map_err(db)?;
+        record_attempt(&mut conn, group, topic, seq, attempts, error, now).await
+    }
+
+    async fn dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        dlq_topic: &str,
+        letter: CloudEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await.map_err(db)?;
+        save_position(&mut tx, group, topic, seq, now).await?;
+        append_event(&mut tx, dlq_topic, &letter, now).await?;
+        tx.commit().await.map_err(db)
+    }
 }

@@ -1,12 +1,20 @@
-//! The embedded bus's tables on SQLite; the writing functions run inside a
-//! [`SqliteStore::write`] closure, the reading ones on any connection.
+//! The embedded bus's tables on SQLite, and the bus's [`EventLog`] port over this store's
+//! outbox: the writing functions run inside a [`SqliteStore::write`] closure, the reading ones
+//! on any connection.
 
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+
+use async_trait::async_trait;
 use docket_core::Timestamp;
 use docket_events::CloudEvent;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
+use docket_ports::bus::{Claim, EventLog};
+use docket_ports::{Store, StoreError};
+use tokio::sync::watch;
+
 use crate::SqliteStore;
-use docket_ports::StoreError;
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::unavailable("sqlite", e)
@@ -156,4 +164,119 @@ pub fn attempts_after(
     let rows =
         st.query_map(params![group, topic, after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db)
+}
+
+/// The `(database file, group, topic)` claims of subscriptions in this process: one
+/// subscriber per group, the file being this process's alone to consume.
+static CLAIMS: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// A claim on one key of [`CLAIMS`], released on drop.
+struct LocalClaim(String);
+
+impl Claim for LocalClaim {}
+
+impl Drop for LocalClaim {
+    fn drop(&mut self) {
+        if let Ok(mut claims) = CLAIMS.lock() {
+            claims.remove(&self.0);
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    fn store(&self) -> &dyn Store {
+        self
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.outbox_appended()
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let topic = topic.to_owned();
+        self.write(move |tx| events.iter().try_for_each(|e| append_event(tx, &topic, e, now))).await
+    }
+
+    async fn append_once(
+        &self,
+        topic: &str,
+        event: CloudEvent,
+        key: String,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let topic = topic.to_owned();
+        self.write(move |tx| append_once(tx, &topic, &event, &key, now)).await
+    }
+
+    async fn claim(&self, group: &str, topic: &str) -> Result<Option<Box<dyn Claim>>, StoreError> {
+        let key = format!("{}\0{group}\0{topic}", self.path().display());
+        let mut claims = CLAIMS
+            .lock()
+            .map_err(|_| StoreError::unavailable("sqlite", "the claims lock is poisoned"))?;
+        // The claim is made only once the key is ours: one made and dropped here would
+        // release the holder's key (and lock `CLAIMS` again, which this guard holds).
+        Ok(claims.insert(key.clone()).then(|| Box::new(LocalClaim(key)) as Box<dyn Claim>))
+    }
+
+    async fn position(&self, group: &str, topic: &str) -> Result<i64, StoreError> {
+        let (g, t) = (group.to_owned(), topic.to_owned());
+        self.read(move |c| position(c, &g, &t)).await
+    }
+
+    async fn attempts_after(
+        &self,
+        group: &str,
+        topic: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, u32)>, StoreError> {
+        let (g, t) = (group.to_owned(), topic.to_owned());
+        self.read(move |c| attempts_after(c, &g, &t, after)).await
+    }
+
+    async fn save_position(
+        &self,
+        group: &str,
+        topic: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (g, t) = (group.to_owned(), topic.to_owned());
+        self.write(move |tx| save_position(tx, &g, &t, position, now)).await
+    }
+
+    async fn record_attempt(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        attempts: u32,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (g, t, e) = (group.to_owned(), topic.to_owned(), error.to_owned());
+        self.write(move |tx| record_attempt(tx, &g, &t, seq, attempts, &e, now)).await
+    }
+
+    async fn dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        seq: i64,
+        dlq_topic: &str,
+        letter: CloudEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (g, t, dlq) = (group.to_owned(), topic.to_owned(), dlq_topic.to_owned());
+        self.write(move |tx| {
+            append_event(tx, &dlq, &letter, now)?;
+            save_position(tx, &g, &t, seq, now)
+        })
+        .await
+    }
 }

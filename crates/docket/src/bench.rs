@@ -463,7 +463,7 @@ async fn bus_phase(events: usize) -> anyhow::Result<(PhaseResult, PhaseResult)> 
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("the task write appended no event"))?;
-    let bus = EmbeddedBus::sqlite(store.clone());
+    let bus = EmbeddedBus::new(store.clone());
 
     let new_hist =
         || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");

@@ -468,11 +468,11 @@ async fn open_serving(url: &str) -> anyhow::Result<(Arc<dyn Store>, Consumers)> 
         url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
     {
         let store = Arc::new(docket_sqlite::SqliteStore::open(path).await.with_context(context)?);
-        let embedded = EmbeddedBus::sqlite(Arc::clone(&store));
+        let embedded = EmbeddedBus::new(store.clone());
         Database::new(store, embedded)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = docket_postgres::PostgresStore::connect(url).await.with_context(context)?;
-        let embedded = EmbeddedBus::postgres(store.clone()).await.with_context(context)?;
+        let embedded = EmbeddedBus::new(Arc::new(store.event_log().await.with_context(context)?));
         Database::new(Arc::new(store), embedded)
     } else {
         anyhow::bail!("database url '{}' is neither sqlite://PATH nor postgres://…", redact(url))

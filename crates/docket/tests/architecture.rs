@@ -4,14 +4,13 @@
 //! * `crate_graph_keeps_its_layers` reads `cargo metadata` (the resolved graph, normal
 //!   dependencies only: dev- and build-dependencies do not ship) and fails when a crate
 //!   reaches, directly or through others, a library its layer must not see: the pure crates
-//!   (`docket-core`, `docket-events`) no runtime, database, HTTP or mail library; the use-case
-//!   crate (`docket-app`) no database driver, HTTP framework or client, mail or broker
-//!   library; the HTTP crate no database driver. Edges that still break a rule while the
-//!   layering is being finished are listed in `KNOWN` with the reason; the list is a
-//!   ratchet: an edge not in it fails, and so does a listed edge that no longer exists (so
-//!   the list only shrinks).
+//!   (`docket-core`, `docket-events`) no runtime, database, HTTP or mail library; the ports
+//!   (`docket-ports`), the bus and its consumer runtime (`docket-bus`) and the use-case crate
+//!   (`docket-app`) no database driver, HTTP framework or client, mail or broker library; the
+//!   HTTP crate no database driver; and no crate that ships reaches the test fixtures
+//!   (`docket-testkit`). There are no exceptions.
 //! * `architecture_md_names_exist` reads every backticked span of `ARCHITECTURE.md` that is a
-//!   path (`crates/docket-store/src/store.rs`, `postgres/mod.rs`, `deploy/`) or a Rust path
+//!   path (`crates/docket-ports/src/store.rs`, `docket-postgres/src/lib.rs`, `deploy/`) or a Rust path
 //!   (`topics::log_topics`, `Store::prune_outbox`) and fails when the tree has no such file or
 //!   folder, or no Rust code (comments aside) names the item, so the codemap cannot silently go stale.
 //!
@@ -32,21 +31,6 @@ const RUNTIME_IO: &[&str] = &["tokio", "sqlx", "rusqlite", "axum", "reqwest", "h
 const DRIVERS: &[&str] = &["sqlx", "rusqlite", "sqlx-postgres", "sqlx-core", "libsqlite3-sys"];
 const EDGE_LIBS: &[&str] =
     &["axum", "hyper", "reqwest", "lettre", "rdkafka", "redis", "async-nats", "lapin", "rumqttc"];
-
-/// (crate, forbidden library it still reaches, why it is still allowed). Remove a line when
-/// the edge is gone; the test fails until you do.
-const KNOWN: &[(&str, &str, &str)] = &[
-    ("docket-app", "sqlx", "through docket-store and docket-bus (adapters not split yet)"),
-    ("docket-app", "sqlx-core", "through sqlx"),
-    ("docket-app", "sqlx-postgres", "through sqlx"),
-    ("docket-app", "rusqlite", "through docket-store and docket-bus"),
-    ("docket-app", "libsqlite3-sys", "through rusqlite"),
-    ("docket-http", "sqlx", "through docket-store and docket-app"),
-    ("docket-http", "sqlx-core", "through sqlx"),
-    ("docket-http", "sqlx-postgres", "through sqlx"),
-    ("docket-http", "rusqlite", "through docket-store and docket-app"),
-    ("docket-http", "libsqlite3-sys", "through rusqlite"),
-];
 
 /// The host's target triple: the graph is resolved for the platform the binary is built on.
 fn host() -> String {
@@ -120,9 +104,19 @@ fn crate_graph_keeps_its_layers() {
     let rules: &[(&str, &[&[&str]])] = &[
         ("docket-core", &[RUNTIME_IO, DRIVERS]),
         ("docket-events", &[RUNTIME_IO, DRIVERS]),
+        ("docket-ports", &[DRIVERS, EDGE_LIBS]),
+        ("docket-bus", &[DRIVERS, EDGE_LIBS]),
         ("docket-app", &[DRIVERS, EDGE_LIBS]),
         ("docket-http", &[DRIVERS]),
     ];
+    // Dev-only fixtures: no crate that ships may depend on them.
+    for (krate, dev_only) in [("docket-app", "docket-testkit"), ("docket-http", "docket-testkit")] {
+        let id = members.iter().find(|id| names[*id] == krate).expect("workspace member");
+        assert!(
+            !reach(id, &deps, &names).contains(dev_only),
+            "{krate} reaches {dev_only}, which holds test fixtures only"
+        );
+    }
     let mut found = BTreeSet::new();
     for (krate, forbidden) in rules {
         let id = members
@@ -136,15 +130,7 @@ fn crate_graph_keeps_its_layers() {
             }
         }
     }
-    let known: BTreeSet<(String, String)> =
-        KNOWN.iter().map(|(c, l, _)| (c.to_string(), l.to_string())).collect();
-    let new: Vec<_> = found.difference(&known).collect();
-    let gone: Vec<_> = known.difference(&found).collect();
-    assert!(new.is_empty(), "crates reach libraries their layer must not see: {new:?}");
-    assert!(
-        gone.is_empty(),
-        "these layering exceptions no longer exist; remove them from KNOWN: {gone:?}"
-    );
+    assert!(found.is_empty(), "crates reach libraries their layer must not see: {found:?}");
 }
 
 /// Every file and folder git would see (tracked or not, ignored ones excluded), relative to the root.
