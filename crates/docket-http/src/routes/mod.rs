@@ -8,7 +8,6 @@
 pub mod audit;
 pub mod auth;
 pub mod categories;
-pub mod dapr;
 pub mod notifications;
 pub mod ops;
 pub mod recurrence;
@@ -65,7 +64,6 @@ use crate::problem;
         (name = "reminders", description = "reminders of tasks: when, where, snooze"),
         (name = "stream", description = "real time: the caller's task events as they commit"),
         (name = "ops", description = "health, readiness, metrics, this document"),
-        (name = "dapr", description = "Dapr app callbacks: programmatic subscriptions and deliveries"),
     ),
 )]
 struct ApiDoc;
@@ -147,10 +145,6 @@ fn ops_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
-        .routes(routes!(dapr::subscribe))
-        .routes(routes!(dapr::deliver))
-        .routes(routes!(dapr::job))
-        .routes(routes!(dapr::binding_probe, dapr::binding))
 }
 
 const USER_PATH_PREFIX: &str = "/api/{user_id}";
