@@ -768,6 +768,7 @@ async fn openapi_documents_exactly_the_served_routes() {
 
     let mut documented = Vec::new();
     let mut op_ids = std::collections::HashSet::new();
+    let mut secured = std::collections::HashSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let route = format!("{method} {path}");
@@ -787,6 +788,7 @@ async fn openapi_documents_exactly_the_served_routes() {
             }
             if op["security"].is_array() {
                 assert!(responses.contains_key("401"), "{route}: no 401 documented");
+                secured.insert(route.clone());
             }
             if path.starts_with("/api/") {
                 assert!(responses.contains_key("503"), "{route}: no 503 documented");
@@ -819,7 +821,7 @@ async fn openapi_documents_exactly_the_served_routes() {
     assert_eq!(documented, expected, "the document lists exactly the served routes");
 
     // Every documented route is served: unauthenticated, it answers something other than the
-    // router's "no route" 404 or a 405.
+    // router's "no route" 404 or a 405; 401 exactly when it documents the bearer scheme.
     let uid = uuid::Uuid::now_v7().to_string();
     let concrete = |path: &str| path.replace("{user_id}", &uid).replace("{id}", &uid);
     for route in &expected {
@@ -831,6 +833,8 @@ async fn openapi_documents_exactly_the_served_routes() {
             r.body["type"], "urn:docket:problem:no-route",
             "{route} is documented but not served"
         );
+        let refused = r.status == StatusCode::UNAUTHORIZED;
+        assert_eq!(refused, secured.contains(route), "{route}: {} {}", r.status, r.text);
     }
     // And on a documented path, no undocumented method is served.
     let paths: std::collections::BTreeSet<&str> =

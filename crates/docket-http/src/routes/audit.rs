@@ -2,16 +2,16 @@
 //! first, keyset paged (`limit`, `cursor` → `{items, next_cursor}`).
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::response::IntoResponse;
 use docket_core::{FieldError, Limit, ValidationErrors};
 use docket_ports::{AuditEntry, AuditPage};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
-use crate::extract::{Caller, TaskIdParam};
-use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable, Unprocessable};
+use crate::extract::{Caller, Id};
+use crate::problem::{ApiError, Unprocessable};
+use docket_core::TaskId;
 
 /// The documented query parameters (parsed by hand, like the task list's).
 #[derive(IntoParams)]
@@ -109,23 +109,18 @@ fn parse_paging(raw: Option<&str>) -> Result<(Option<i64>, usize), ValidationErr
 
 /// The audit log of one of the caller's tasks (also after it was deleted), oldest first.
 #[utoipa::path(get, path = "/tasks/{id}/history", operation_id = "task_history", tag = "audit",
-    params(("id" = String, Path, description = "task id"), AuditParams),
+    params(Id<TaskId>, AuditParams),
     responses(
         (status = 200, description = "one page of the task's audit entries", body = AuditPageDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn task_history(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let (after, limit) = parse_paging(raw.as_deref())?;
-    let page = st.app.task_history(&user, id, after, limit).await?;
+    let page = app.task_history(&user, id, after, limit).await?;
     Ok(Json(AuditPageDto::from(page)))
 }
 
@@ -134,17 +129,13 @@ pub async fn task_history(
     params(AuditParams),
     responses(
         (status = 200, description = "one page of the caller's audit entries", body = AuditPageDto),
-        (status = 401, response = Unauthorized),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn activity(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let (after, limit) = parse_paging(raw.as_deref())?;
-    let page = st.app.activity(&user, after, limit).await?;
+    let page = app.activity(&user, after, limit).await?;
     Ok(Json(AuditPageDto::from(page)))
 }

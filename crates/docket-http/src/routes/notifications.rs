@@ -2,15 +2,16 @@
 //! `POST /api/notifications/{id}/read`, `POST /api/notifications/read-all`.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::response::IntoResponse;
 use docket_core::{FieldError, Limit, Notification, ValidationErrors};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
-use crate::extract::{Caller, NotificationIdParam};
-use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable, Unprocessable};
+use crate::extract::{Caller, Id};
+use crate::problem::{ApiError, Unprocessable};
+use crate::routes::{Reply, one};
+use docket_core::NotificationId;
 
 /// The documented query parameters (parsed by hand, like the task list's).
 #[derive(IntoParams)]
@@ -92,52 +93,34 @@ fn parse_params(raw: Option<&str>) -> Result<(bool, usize), ValidationErrors> {
     params(NotificationParams),
     responses(
         (status = 200, description = "the notifications", body = Vec<NotificationDto>),
-        (status = 401, response = Unauthorized),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn list_notifications(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let (unread, limit) = parse_params(raw.as_deref())?;
-    let items = st.app.list_notifications(&user, unread, limit).await?;
+    let items = app.list_notifications(&user, unread, limit).await?;
     Ok(Json(items.iter().map(NotificationDto::from).collect::<Vec<_>>()))
 }
 
 /// Marks one of the caller's notifications read.
 #[utoipa::path(post, path = "/notifications/{id}/read", operation_id = "read_notification", tag = "notifications",
-    params(("id" = String, Path, description = "notification id")),
-    responses(
-        (status = 200, description = "the notification, read", body = NotificationDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<NotificationId>),
+    responses((status = 200, description = "the notification, read", body = NotificationDto)))]
 pub async fn read_notification(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    NotificationIdParam(id): NotificationIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    let n = st.app.mark_notification_read(&user, id).await?;
-    Ok(Json(NotificationDto::from(&n)))
+    Caller(app, user): Caller,
+    Id(id): Id<NotificationId>,
+) -> Reply<NotificationDto> {
+    one(&app.mark_notification_read(&user, id).await?)
 }
 
 /// Marks all the caller's notifications read.
 #[utoipa::path(post, path = "/notifications/read-all", operation_id = "read_all_notifications", tag = "notifications",
-    responses(
-        (status = 200, description = "how many were unread", body = MarkedDto),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "how many were unread", body = MarkedDto)))]
 pub async fn read_all_notifications(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let marked = st.app.mark_all_notifications_read(&user).await?;
+    let marked = app.mark_all_notifications_read(&user).await?;
     Ok(Json(MarkedDto { marked }))
 }
