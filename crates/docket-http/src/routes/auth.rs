@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use docket_app::AppError;
+use docket_core::TokenId;
 
 use crate::AppState;
 use crate::dto::{
@@ -12,8 +13,7 @@ use crate::dto::{
 };
 use crate::extract::{Caller, ClientIp, Id, JsonBody};
 use crate::problem::{ApiError, AuthProblems, Conflict, TooManyRequests, Unavailable};
-use crate::routes::{Reply, list, one};
-use docket_core::TokenId;
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// Creates an account and signs it in.
 #[utoipa::path(post, path = "/auth/signup", operation_id = "signup", tag = "auth",
@@ -83,10 +83,6 @@ pub async fn list_tokens(Caller(app, user): Caller) -> Reply<Vec<TokenDto>> {
 #[utoipa::path(delete, path = "/auth/tokens/{id}", operation_id = "delete_token", tag = "auth",
     params(Id<TokenId>),
     responses((status = 204, description = "revoked")))]
-pub async fn delete_token(
-    Caller(app, user): Caller,
-    Id(id): Id<TokenId>,
-) -> Result<impl IntoResponse, ApiError> {
-    app.delete_token(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn delete_token(Caller(app, user): Caller, Id(id): Id<TokenId>) -> Deleted {
+    deleted(app.delete_token(&user, id).await)
 }

@@ -1,15 +1,11 @@
 //! `/api/categories`: the caller's categories, CRUD.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use docket_core::{CategoryPatch, NewCategory};
+use docket_core::{CategoryId, CategoryPatch, NewCategory};
 
 use crate::dto::{CategoryBody, CategoryDto, CategoryPatchBody};
 use crate::extract::{Caller, Id, JsonBody};
-use crate::problem::{ApiError, Conflict};
-use crate::routes::{Reply, list, one};
-use docket_core::CategoryId;
+use crate::problem::Conflict;
+use crate::routes::{Created, Deleted, Reply, created, deleted, list, one};
 
 /// The caller's categories by name.
 #[utoipa::path(get, path = "/categories", operation_id = "list_categories", tag = "categories",
@@ -28,10 +24,9 @@ pub async fn list_categories(Caller(app, user): Caller) -> Reply<Vec<CategoryDto
 pub async fn create_category(
     Caller(app, user): Caller,
     JsonBody(body): JsonBody<CategoryBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Created<CategoryDto> {
     let new = NewCategory::try_from(body)?;
-    let c = app.create_category(&user, new).await?;
-    Ok((StatusCode::CREATED, Json(CategoryDto::from(&c))))
+    created(&app.create_category(&user, new).await?)
 }
 
 /// One category.
@@ -63,10 +58,6 @@ pub async fn update_category(
 #[utoipa::path(delete, path = "/categories/{id}", operation_id = "delete_category", tag = "categories",
     params(Id<CategoryId>),
     responses((status = 204, description = "deleted")))]
-pub async fn delete_category(
-    Caller(app, user): Caller,
-    Id(id): Id<CategoryId>,
-) -> Result<StatusCode, ApiError> {
-    app.delete_category(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn delete_category(Caller(app, user): Caller, Id(id): Id<CategoryId>) -> Deleted {
+    deleted(app.delete_category(&user, id).await)
 }

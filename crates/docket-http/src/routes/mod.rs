@@ -18,6 +18,8 @@ pub mod tasks;
 pub mod webhooks;
 
 use axum::Json;
+use axum::http::StatusCode;
+use docket_app::AppError;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi as Spec, Ref, RefOr, Required};
@@ -221,6 +223,23 @@ pub fn one<T, D: for<'a> From<&'a T>>(item: &T) -> Reply<D> {
 /// Answers `items` in their wire form, in order.
 pub fn list<T, D: for<'a> From<&'a T>>(items: &[T]) -> Reply<Vec<D>> {
     Ok(Json(items.iter().map(D::from).collect()))
+}
+
+/// What a creating handler answers: 201 with `T` as JSON, or a problem.
+pub type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
+
+/// Answers the created `item` in its wire form.
+pub fn created<T, D: for<'a> From<&'a T>>(item: &T) -> Created<D> {
+    Ok((StatusCode::CREATED, Json(D::from(item))))
+}
+
+/// What a deleting handler answers: 204, or a problem.
+pub type Deleted = Result<StatusCode, ApiError>;
+
+/// Answers a deletion: done (204, with no body whatever the use case returns) or why not.
+pub fn deleted<T>(done: Result<T, AppError>) -> Deleted {
+    done?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 const USER_PATH_PREFIX: &str = "/api/{user_id}";

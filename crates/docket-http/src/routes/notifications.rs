@@ -2,27 +2,15 @@
 //! `POST /api/notifications/{id}/read`, `POST /api/notifications/read-all`.
 
 use axum::Json;
-use axum::extract::RawQuery;
 use axum::response::IntoResponse;
-use docket_core::{FieldError, Limit, Notification, ValidationErrors};
+use docket_core::{Notification, NotificationId};
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::extract::{Caller, Id};
 use crate::problem::{ApiError, Unprocessable};
-use crate::routes::{Reply, one};
-use docket_core::NotificationId;
-
-/// The documented query parameters (parsed by hand, like the task list's).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct NotificationParams {
-    /// `true` for unread ones only.
-    unread: Option<bool>,
-    /// At most this many, 1–200 (default 50).
-    limit: Option<u32>,
-}
+use crate::query::{NotificationFilter, Parsed};
+use crate::routes::{Reply, list, one};
 
 /// A notification.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,48 +48,18 @@ pub struct MarkedDto {
     pub marked: u64,
 }
 
-fn parse_params(raw: Option<&str>) -> Result<(bool, usize), ValidationErrors> {
-    let mut errors = ValidationErrors::new();
-    let (mut unread, mut limit) = (false, Limit::default());
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let value = value.trim();
-        if value.is_empty() {
-            continue;
-        }
-        match key.as_ref() {
-            "unread" => match value {
-                "true" => unread = true,
-                "false" => unread = false,
-                _ => {
-                    errors.push(FieldError::custom("unread", "invalid", "unread is true or false"))
-                }
-            },
-            "limit" => {
-                if let Some(l) = errors.check("limit", Limit::parse(value)) {
-                    limit = l;
-                }
-            }
-            _ => {}
-        }
-    }
-    errors.into_result()?;
-    Ok((unread, usize::try_from(limit.get()).unwrap_or(usize::MAX)))
-}
-
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/notifications", operation_id = "list_notifications", tag = "notifications",
-    params(NotificationParams),
+    params(Parsed<NotificationFilter>),
     responses(
         (status = 200, description = "the notifications", body = Vec<NotificationDto>),
         (status = 422, response = Unprocessable),
     ))]
 pub async fn list_notifications(
     Caller(app, user): Caller,
-    RawQuery(raw): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
-    let (unread, limit) = parse_params(raw.as_deref())?;
-    let items = app.list_notifications(&user, unread, limit).await?;
-    Ok(Json(items.iter().map(NotificationDto::from).collect::<Vec<_>>()))
+    Parsed(filter): Parsed<NotificationFilter>,
+) -> Reply<Vec<NotificationDto>> {
+    list(&app.list_notifications(&user, filter.unread, filter.limit).await?)
 }
 
 /// Marks one of the caller's notifications read.

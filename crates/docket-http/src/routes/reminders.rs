@@ -5,20 +5,16 @@
 //! A trigger is `{"at": instant}` (an offset-less date-time is local time in the caller's
 //! zone) or `{"before_due": "PT15M"}` (ISO 8601, zero or more; days count in the task's zone).
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use docket_core::{
-    Channel, Channels, FieldError, NewReminder, Offset, Reminder, Trigger, User, ValidationErrors,
-    Zone, parse_instant,
+    Channel, Channels, FieldError, NewReminder, Offset, Reminder, ReminderId, TaskId, Trigger,
+    User, ValidationErrors, Zone, parse_instant,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, Id, JsonBody, TaskReminderIdParam};
-use crate::problem::{ApiError, Conflict};
-use crate::routes::{Reply, list, one};
-use docket_core::{ReminderId, TaskId};
+use crate::problem::Conflict;
+use crate::routes::{Created, Deleted, Reply, created, deleted, list, one};
 
 /// When a reminder fires: exactly one of `at` and `before_due`.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -154,10 +150,9 @@ pub async fn create_reminder(
     Caller(app, user): Caller,
     Id(task): Id<TaskId>,
     JsonBody(body): JsonBody<ReminderBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Created<ReminderDto> {
     let new = parse_body(body, &user, app.email_enabled())?;
-    let r = app.create_reminder(&user, task, new).await?;
-    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+    created(&app.create_reminder(&user, task, new).await?)
 }
 
 /// Deletes a reminder of one of the caller's tasks.
@@ -168,9 +163,8 @@ pub async fn delete_reminder(
     Caller(app, user): Caller,
     Id(task): Id<TaskId>,
     TaskReminderIdParam(id): TaskReminderIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    app.delete_reminder(&user, task, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Deleted {
+    deleted(app.delete_reminder(&user, task, id).await)
 }
 
 /// Snoozes a reminder: a new pending reminder of the same task and channels, `for` from now.
@@ -182,7 +176,7 @@ pub async fn snooze_reminder(
     Caller(app, user): Caller,
     Id(id): Id<ReminderId>,
     JsonBody(body): JsonBody<SnoozeBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Created<ReminderDto> {
     let by = match body.for_ {
         Some(text) => Offset::parse(&text)
             .map_err(|e| ValidationErrors::single(FieldError::new("for", &e)))?,
@@ -195,8 +189,7 @@ pub async fn snooze_reminder(
             .into());
         }
     };
-    let r = app.snooze_reminder(&user, id, by).await?;
-    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+    created(&app.snooze_reminder(&user, id, by).await?)
 }
 
 /// Retries a failed reminder (`failed → pending`): it fires again now, on all its channels.

@@ -2,17 +2,13 @@
 //! `POST /api/series/{id}/pause`, `POST /api/series/{id}/resume`, `DELETE /api/series/{id}`.
 //! A series is created by creating a task with a `recurrence`.
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use docket_core::Series;
+use docket_core::{Series, SeriesId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::dto::RecurrenceDto;
 use crate::extract::{Caller, Id};
-use crate::problem::ApiError;
-use crate::routes::{Reply, list, one};
-use docket_core::SeriesId;
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// A recurring series: the template of its instances and where it stands.
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,10 +91,6 @@ pub async fn resume_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> R
 #[utoipa::path(delete, path = "/series/{id}", operation_id = "delete_series", tag = "series",
     params(Id<SeriesId>),
     responses((status = 204, description = "deleted")))]
-pub async fn delete_series(
-    Caller(app, user): Caller,
-    Id(id): Id<SeriesId>,
-) -> Result<impl IntoResponse, ApiError> {
-    app.delete_series(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn delete_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> Deleted {
+    deleted(app.delete_series(&user, id).await)
 }

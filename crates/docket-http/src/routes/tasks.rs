@@ -9,13 +9,13 @@ use axum::extract::RawQuery;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use docket_app::{TaskChanges, TaskInput};
-use docket_core::Task;
+use docket_core::{Task, TaskId};
 
 use crate::dto::{CompletionDto, TagDto, TaskBody, TaskDto, TaskPage, TaskPatchBody};
 use crate::extract::{Caller, Id, IfMatch, JsonBody};
 use crate::problem::{ApiError, Unprocessable};
 use crate::query::{TaskListParams, parse_task_query};
-use docket_core::TaskId;
+use crate::routes::{Deleted, deleted};
 
 fn etag(task: &Task) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", task.version))
@@ -147,9 +147,8 @@ pub async fn delete_task(
     Caller(app, user): Caller,
     Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
-) -> Result<StatusCode, ApiError> {
-    app.delete_task(&user, id, if_match).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Deleted {
+    deleted(app.delete_task(&user, id, if_match).await)
 }
 
 /// Completes a task (completing a completed task changes nothing).

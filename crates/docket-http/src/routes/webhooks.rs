@@ -11,14 +11,13 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use docket_app::webhooks::{CreatedWebhook, WebhookInput};
-use docket_core::{Delivery, Limit, Webhook};
+use docket_core::{Delivery, Limit, Webhook, WebhookId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Caller, DeliveryIdParam, Id, JsonBody};
 use crate::problem::{ApiError, Conflict, Unprocessable};
-use crate::routes::{Reply, list, one};
-use docket_core::WebhookId;
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// A webhook to create, or the fields of one to change.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -152,12 +151,8 @@ pub async fn update_webhook(
 #[utoipa::path(delete, path = "/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     params(Id<WebhookId>),
     responses((status = 204, description = "deleted")))]
-pub async fn delete_webhook(
-    Caller(app, user): Caller,
-    Id(id): Id<WebhookId>,
-) -> Result<impl IntoResponse, ApiError> {
-    app.delete_webhook(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn delete_webhook(Caller(app, user): Caller, Id(id): Id<WebhookId>) -> Deleted {
+    deleted(app.delete_webhook(&user, id).await)
 }
 
 /// `?limit=` of a delivery list.
