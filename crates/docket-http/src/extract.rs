@@ -41,10 +41,7 @@ pub struct Caller(pub Arc<App>, pub User);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(token) = bearer_token(parts)? else {
             return Err(AppError::unauthorized(
                 "missing credentials; send 'Authorization: Bearer <token>' (log in or create a token)",
@@ -83,15 +80,8 @@ pub struct StreamCaller(pub Arc<App>, pub User);
 impl FromRequestParts<AppState> for StreamCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let from_query = parts.uri.query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "access_token")
-                .map(|(_, v)| v.into_owned())
-        });
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from_query = crate::query::param(parts.uri.query(), "access_token");
         let token = match (bearer_token(parts)?, from_query.as_deref()) {
             (Some(token), _) | (None, Some(token)) => token.to_owned(),
             (None, None) => {

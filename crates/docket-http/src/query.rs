@@ -26,6 +26,12 @@ fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first value of parameter `name` in a raw query string, as sent.
+pub fn param(raw: Option<&str>, name: &str) -> Option<String> {
+    let pairs = form_urlencoded::parse(raw?.as_bytes());
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
 /// A `limit` value as a length (1–200); a bad one is recorded in `errors`.
 fn limit(errors: &mut ValidationErrors, value: &str) -> Option<usize> {
     let limit = errors.check("limit", Limit::parse(value))?;

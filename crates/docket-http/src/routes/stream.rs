@@ -43,11 +43,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The position to resume after: `Last-Event-ID`, else `?last_event_id=`; absent → live only.
 fn resume_after(headers: &HeaderMap, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let from_query = raw.and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "last_event_id")
-            .map(|(_, v)| v.into_owned())
-    });
+    let from_query = crate::query::param(raw, "last_event_id");
     let value = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
