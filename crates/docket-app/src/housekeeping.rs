@@ -121,7 +121,7 @@ mod tests {
 
     async fn rows(store: &SqliteStore) -> i64 {
         store
-            .read(|c| {
+            .raw_read(|c| {
                 c.query_row("SELECT count(*) FROM state", [], |r| r.get(0))
                     .map_err(|e| docket_ports::StoreError::unavailable("sqlite", e))
             })

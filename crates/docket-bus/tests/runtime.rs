@@ -107,7 +107,7 @@ fn handler(scripts: HashMap<u64, Script>, probe: Arc<Probe>) -> Arc<Handler> {
 /// How many times event `n`'s side effect was applied (committed).
 async fn effects(store: &SqliteStore, n: u64) -> u32 {
     store
-        .read(move |c| {
+        .raw_read(move |c| {
             let count: u32 = c
                 .query_row(
                     "SELECT count(*) FROM outbox WHERE topic = ?1 AND partition_key = ?2",
@@ -395,7 +395,7 @@ mod postgres {
         )
         .bind(EFFECTS)
         .bind(format!("effect-{n}"))
-        .fetch_one(store.pool())
+        .fetch_one(store.raw_pool())
         .await
         .expect("read effects");
         u32::try_from(count).expect("a small count")

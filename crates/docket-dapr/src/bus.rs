@@ -5,17 +5,14 @@
 //! the bus keeps the received events in a log of its own, in the app's database, and serves
 //! the groups from it:
 //!
-//! * [`DaprBus::router`] serves the app side of Dapr: `GET /dapr/subscribe` (one subscription
-//!   per declared topic, with `{topic}.dlq` as its `deadLetterTopic`) and
-//!   `POST /dapr/events/{topic}`. A delivery is appended to the inbox log of its topic (the
-//!   outbox table under the topic [`inbox_topic`]`(topic)`, the attributes Dapr adds removed)
-//!   and answered `SUCCESS` once that append committed: the event is durable before Dapr
-//!   forgets it. A redelivery of an event already in the inbox appends nothing (the row's
-//!   unique key is the inbox topic and the event id) and is answered `SUCCESS` too. A failed
-//!   append (the database is down) is `RETRY`; a body that is not a CloudEvent, or a topic
-//!   name the log cannot hold, is `DROP`. This router is the bus on its own (the conformance
-//!   fixture serves it); the server keeps deliveries through [`DaprBus::keep`] behind
-//!   docket-http's Dapr routes, which check the app API token and count the answers.
+//! * Dapr delivers to the app's callbacks
+//!   ([`AppCallbacks::keep_in`](crate::callbacks::AppCallbacks::keep_in)),
+//!   which list the declared topics in `GET /dapr/subscribe` and hand each delivery to
+//!   [`DaprBus::keep`]: it is appended to the inbox log of its topic (the outbox table under
+//!   the topic [`inbox_topic`]`(topic)`, the attributes Dapr adds removed), and Dapr is
+//!   answered `SUCCESS` once that append committed: the event is durable before Dapr forgets
+//!   it. A redelivery of an event already in the inbox appends nothing (the row's unique key
+//!   is the inbox topic and the event id). A failed append (the database is down) is `RETRY`.
 //! * `subscribe(group, topic)` is the embedded bus's subscription on the inbox log
 //!   ([`docket_bus::embedded`]): each group has its own committed position, attempt counts and
 //!   backoff, so one group's nacks and dead letters never hold another back; a group that
@@ -38,15 +35,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
 use docket_events::CloudEvent;
-use serde::Serialize;
 
 use crate::client::{DaprClient, DaprError};
 
@@ -102,35 +93,6 @@ fn check_topic(topic: &str) -> Result<(), BusError> {
     Ok(())
 }
 
-/// The route Dapr delivers `topic`'s events to (the topic percent-encoded as one segment).
-pub fn route(topic: &str) -> String {
-    let mut out = String::from("/dapr/events/");
-    for b in topic.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// One programmatic subscription, as Dapr reads it from `GET /dapr/subscribe`.
-#[derive(Debug, Serialize)]
-struct SubscriptionWire {
-    pubsubname: String,
-    topic: String,
-    route: String,
-    #[serde(rename = "deadLetterTopic")]
-    dead_letter_topic: String,
-}
-
-/// What a delivery route answers Dapr.
-#[derive(Debug, Serialize)]
-struct DeliveryStatus {
-    status: &'static str,
-}
-
 impl DaprBus {
     /// A bus publishing to and subscribed through Pub/Sub component `pubsub`, keeping what
     /// it receives in `log`'s database (the app's own store).
@@ -155,8 +117,8 @@ impl DaprBus {
     }
 
     /// Keeps `event`, delivered by Dapr on `topic`, in the topic's inbox (what the delivery
-    /// route does, for a process that serves deliveries on routes of its own). Returns
-    /// whether it was new; `Ok(false)` for a redelivery of an event already kept.
+    /// callback does). Returns whether it was new; `Ok(false)` for a redelivery of an event
+    /// already kept.
     pub async fn keep(&self, topic: &str, event: CloudEvent) -> Result<bool, BusError> {
         keep(&self.inner.log, topic, event).await
     }
@@ -166,39 +128,9 @@ impl DaprBus {
         lock(&self.inner.topics).iter().cloned().collect()
     }
 
-    /// The app side of Dapr Pub/Sub: `GET /dapr/subscribe` and `POST /dapr/events/{topic}`
-    /// (see the module doc). Merge it into the app's router.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/dapr/subscribe", get(list_subscriptions))
-            .route("/dapr/events/{topic}", post(deliver))
-            .with_state(Arc::clone(&self.inner))
-    }
-}
-
-impl Inner {
-    /// Keeps a delivery's body, delivered on `topic`, in the topic's inbox; the answer for
-    /// Dapr.
-    async fn receive(&self, topic: &str, body: &[u8]) -> &'static str {
-        if let Err(e) = check_topic(topic) {
-            tracing::warn!(error = %e, "dropping a delivery on a topic the inbox cannot hold");
-            return "DROP";
-        }
-        let event = match CloudEvent::parse(body) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(%topic, error = %e, "dropping a delivery that is not a CloudEvent");
-                return "DROP";
-            }
-        };
-        let id = event.id.clone();
-        match keep(&self.log, topic, event).await {
-            Ok(_) => "SUCCESS",
-            Err(e) => {
-                tracing::warn!(%topic, event.id = %id, error = %e, "cannot keep a Dapr delivery; asking Dapr to retry");
-                "RETRY"
-            }
-        }
+    /// The Pub/Sub component it publishes to and is subscribed through.
+    pub fn pubsub(&self) -> &str {
+        &self.inner.pubsub
     }
 }
 
@@ -217,29 +149,6 @@ async fn keep(log: &EmbeddedBus, topic: &str, mut event: CloudEvent) -> Result<b
         tracing::debug!(%topic, event.id = %id, "a redelivered event is already in the inbox");
     }
     Ok(appended)
-}
-
-async fn list_subscriptions(State(bus): State<Arc<Inner>>) -> Json<Vec<SubscriptionWire>> {
-    let topics: Vec<String> = lock(&bus.topics).iter().cloned().collect();
-    Json(
-        topics
-            .into_iter()
-            .map(|topic| SubscriptionWire {
-                pubsubname: bus.pubsub.clone(),
-                route: route(&topic),
-                dead_letter_topic: docket_events::topics::dlq(&topic),
-                topic,
-            })
-            .collect(),
-    )
-}
-
-async fn deliver(
-    State(bus): State<Arc<Inner>>,
-    Path(topic): Path<String>,
-    body: Bytes,
-) -> Json<DeliveryStatus> {
-    Json(DeliveryStatus { status: bus.receive(&topic, &body).await })
 }
 
 #[async_trait]

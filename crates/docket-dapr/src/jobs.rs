@@ -20,7 +20,7 @@
 //! clock reached the deadline) is scheduled again, due now. A Dapr error is logged and the
 //! work retried next round; the loop never stops before shutdown.
 //!
-//! Not here: the trigger route (docket-http `routes/dapr.rs`), and cron or repeating jobs
+//! Not here: the trigger route ([`crate::callbacks`]), and cron or repeating jobs
 //! (every job is one-shot; the store says what comes next).
 
 use std::collections::HashMap;

@@ -3,14 +3,16 @@
 //! with an environment fallback ([`Secrets`]), and, behind the `test-sidecar` feature, an
 //! in-process sidecar that follows the Dapr HTTP documentation ([`testing::TestSidecar`]);
 //! the outbox relay of Dapr mode ([`relay`]); the event bus contract over Dapr Pub/Sub
-//! ([`bus::DaprBus`], which serves its own `/dapr/subscribe` and delivery routes); and the job
-//! registrar of `--scheduler dapr` ([`jobs`]), which keeps one Dapr job per coming deadline.
+//! ([`bus::DaprBus`]); the job registrar of `--scheduler dapr` ([`jobs`]), which keeps one
+//! Dapr job per coming deadline; and the app side of Dapr, all of it ([`callbacks`]: the
+//! Pub/Sub subscriptions and deliveries, the job and cron binding triggers), which the binary
+//! merges into docket-http's router.
 //!
-//! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). Apart from the
-//! bus's router, the app side of Dapr (`/job/{name}`, the server's delivery routes) is
-//! routes of `docket-http`; nor does this crate decide when to use Dapr: the server wires it in.
+//! Plain HTTP through `reqwest`, not the `dapr` crate (alpha, gRPC only). This crate does not
+//! decide when to use Dapr: the server wires it in.
 
 pub mod bus;
+pub mod callbacks;
 mod client;
 pub mod jobs;
 pub mod relay;

@@ -10,6 +10,7 @@ use docket_bus::conformance::event;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
+use docket_dapr::callbacks::AppCallbacks;
 use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
 use docket_sqlite::SqliteStore;
 
@@ -42,7 +43,7 @@ async fn rig(topics: &[&str]) -> Rig {
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let url = format!("http://{}/", listener.local_addr().expect("address"));
-    let router = bus.router();
+    let router = AppCallbacks::new(None).keep_in(bus.clone()).router();
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.expect("serve");
     });

@@ -1,8 +1,10 @@
 //! Runs the bus conformance suite (`docket_bus::bus_conformance!`) against [`DaprBus`] in
 //! Dapr mode, over the test sidecar: one fresh sidecar, SQLite store and app server per check.
 //!
-//! * The app: the bus's router served on 127.0.0.1:0 and attached to the sidecar. A restart
-//!   builds a new bus on the same state store and serves its router at the same address (the
+//! * The app: the callbacks keeping deliveries in the bus's inbox
+//!   (`AppCallbacks::keep_in`, as the server's `--dapr-delivery inbox`) served on 127.0.0.1:0
+//!   and attached to the sidecar. A restart builds a new bus on the same state store and
+//!   serves its callbacks at the same address (the
 //!   app restarting behind its sidecar), then attaches again.
 //! * Topics: Dapr reads `GET /dapr/subscribe` when the app starts, and the checks make up
 //!   their topics as they go, so the fixture's bus attaches the app again whenever a
@@ -31,6 +33,7 @@ use docket_bus::conformance::{BusFixture, OpenAppend};
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
+use docket_dapr::callbacks::AppCallbacks;
 use docket_dapr::relay::{RelayConfig, run_relay};
 use docket_dapr::testing::{RetryPolicy, TestSidecar};
 use docket_events::CloudEvent;
@@ -155,7 +158,8 @@ impl DaprFixture {
         for topic in topics {
             bus.declare_topic(topic).expect("a valid topic");
         }
-        *self.app.router.lock().expect("router lock") = bus.router();
+        *self.app.router.lock().expect("router lock") =
+            AppCallbacks::new(None).keep_in(bus.clone()).router();
         self.sidecar.attach_app(&self.app.url).await.expect("attach the app");
         let bus = Arc::new(AttachingBus {
             bus,

@@ -1,38 +1,47 @@
 //! Extractors that answer with problems instead of axum's plain-text rejections.
 //!
-//! * [`Caller`] — the authenticated user (`Authorization: Bearer …`); on the seeds' path form
-//!   `/api/{user_id}/…` it also checks that `{user_id}` is the caller (403 otherwise).
+//! * [`Caller`] — the authenticated user (`Authorization: Bearer …`) and the app to call for
+//!   them; on the seeds' path form `/api/{user_id}/…` it also checks that `{user_id}` is the
+//!   caller (403 otherwise).
 //! * [`StreamCaller`] — the same for `/api/stream` and `/api/ws`, which also accept the token
 //!   as `?access_token=` (browsers cannot set headers on `EventSource`/`WebSocket`).
 //! * [`JsonBody`] — a JSON body: 415 without a JSON content type, 413 over the limit, 400 for
 //!   malformed JSON, 422 naming the field for a wrong type or a missing field. Unknown fields
 //!   are ignored.
 //! * [`IfMatch`] — an optional `If-Match: "<version>"` (400 when malformed).
+//! * [`Id`] (and the nested `TaskReminderIdParam`, `DeliveryIdParam`) — a path's id (404
+//!   when it is not one).
 //! * [`ClientIp`] — the peer address, or the first `X-Forwarded-For` hop when trusted.
+//!
+//! The header and path extractors document themselves (`IntoParams`): a route lists
+//! `params(Id<TaskId>, IfMatch)` and the document says what they read.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use docket_app::AppError;
+use docket_app::{App, AppError};
 use docket_core::{FieldError, User};
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, SchemaType};
+use utoipa::openapi::{Required, Type};
 
 use crate::AppState;
 use crate::problem::ApiError;
 
-/// The authenticated caller.
-pub struct Caller(pub User);
+/// The authenticated caller, with the app to call on their behalf.
+pub struct Caller(pub Arc<App>, pub User);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(token) = bearer_token(parts)? else {
             return Err(AppError::unauthorized(
                 "missing credentials; send 'Authorization: Bearer <token>' (log in or create a token)",
@@ -46,7 +55,7 @@ impl FromRequestParts<AppState> for Caller {
         {
             return Err(AppError::Forbidden.into());
         }
-        Ok(Caller(user))
+        Ok(Caller(Arc::clone(&state.app), user))
     }
 }
 
@@ -66,20 +75,13 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
 
 /// The authenticated caller of a streaming route: a bearer header, or, because browsers'
 /// `EventSource` and `WebSocket` cannot send headers, an `access_token` query parameter.
-pub struct StreamCaller(pub User);
+pub struct StreamCaller(pub Arc<App>, pub User);
 
 impl FromRequestParts<AppState> for StreamCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let from_query = parts.uri.query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "access_token")
-                .map(|(_, v)| v.into_owned())
-        });
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from_query = crate::query::param(parts.uri.query(), "access_token");
         let token = match (bearer_token(parts)?, from_query.as_deref()) {
             (Some(token), _) | (None, Some(token)) => token.to_owned(),
             (None, None) => {
@@ -89,7 +91,8 @@ impl FromRequestParts<AppState> for StreamCaller {
                 .into());
             }
         };
-        Ok(StreamCaller(state.app.authenticate(&token).await?))
+        let user = state.app.authenticate(&token).await?;
+        Ok(StreamCaller(Arc::clone(&state.app), user))
     }
 }
 
@@ -192,6 +195,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let param = param(ParameterIn::Header, "If-Match", "the ETag the change is based on");
+        let nullable = SchemaType::Array(vec![Type::String, Type::Null]);
+        vec![param.required(Required::False).schema(Some(Object::with_type(nullable))).build()]
+    }
+}
+
+/// A documented parameter named `name` in `place`: a required string unless changed.
+fn param(place: ParameterIn, name: &str, description: &str) -> ParameterBuilder {
+    Parameter::builder()
+        .name(name)
+        .parameter_in(place)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(Object::with_type(Type::String)))
+}
+
 /// The client's address, for rate limiting.
 pub struct ClientIp(pub IpAddr);
 
@@ -217,85 +238,81 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-macro_rules! id_param {
-    ($(#[$doc:meta])* $name:ident, $id:ty, $what:literal) => {
-        id_param!($(#[$doc])* $name, $id, $what, "id");
-    };
-    ($(#[$doc:meta])* $name:ident, $id:ty, $what:literal, $key:literal) => {
-        $(#[$doc])*
-        pub struct $name(pub $id);
+/// An id type a path names, and what it identifies: the 404 for one that does not parse says
+/// "{WHAT} not found", and the document describes the parameter as "{WHAT} id".
+pub trait PathId: FromStr {
+    const WHAT: &'static str;
+}
 
-        impl<S: Send + Sync> FromRequestParts<S> for $name {
+macro_rules! path_ids {
+    ($($id:ty => $what:literal),* $(,)?) => {$(
+        impl PathId for $id {
+            const WHAT: &'static str = $what;
+        }
+    )*};
+}
+
+path_ids! {
+    docket_core::TaskId => "task",
+    docket_core::CategoryId => "category",
+    docket_core::TokenId => "token",
+    docket_core::ReminderId => "reminder",
+    docket_core::NotificationId => "notification",
+    docket_core::SeriesId => "series",
+    docket_core::WebhookId => "webhook",
+    docket_core::DeliveryId => "delivery",
+}
+
+/// Reads path parameter `key` as a `T`; absent or not a `T` is a 404 (not found).
+async fn path_id<T: PathId, S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    key: &str,
+) -> Result<T, ApiError> {
+    let not_found = || ApiError::App(AppError::NotFound(T::WHAT));
+    let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+    let value = params.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+    value.and_then(|v| v.parse::<T>().ok()).ok_or_else(not_found)
+}
+
+/// Declares an extractor of path parameter `key` as a `T`, documented as "{WHAT} id".
+macro_rules! id_extractor {
+    ($(#[$doc:meta])* $name:ident$(<$t:ident>)?, $id:ty, $key:literal) => {
+        $(#[$doc])*
+        pub struct $name$(<$t>)?(pub $id);
+
+        impl<S: Send + Sync $(, $t: PathId)?> FromRequestParts<S> for $name$(<$t>)? {
             type Rejection = ApiError;
 
-            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-                let params = RawPathParams::from_request_parts(parts, state)
-                    .await
-                    .map_err(|_| ApiError::App(AppError::NotFound($what)))?;
-                params
-                    .iter()
-                    .find(|(k, _)| *k == $key)
-                    .and_then(|(_, v)| v.parse::<$id>().ok())
-                    .map($name)
-                    .ok_or(ApiError::App(AppError::NotFound($what)))
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                path_id(parts, state, $key).await.map($name)
+            }
+        }
+
+        impl$(<$t: PathId>)? IntoParams for $name$(<$t>)? {
+            fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+                let what = format!("{} id", <$id as PathId>::WHAT);
+                vec![param(ParameterIn::Path, $key, &what).build()]
             }
         }
     };
 }
 
-id_param!(
-    /// The `{id}` of a task path; one that is not a task id is simply not found (404).
-    TaskIdParam,
-    docket_core::TaskId,
-    "task"
+id_extractor!(
+    /// The `{id}` of a path, as the id type of what it names (`Id<TaskId>`).
+    Id<T>,
+    T,
+    "id"
 );
-id_param!(
-    /// The `{id}` of a category path (404 when it is not an id).
-    CategoryIdParam,
-    docket_core::CategoryId,
-    "category"
-);
-id_param!(
-    /// The `{id}` of a token path (404 when it is not an id).
-    TokenIdParam,
-    docket_core::TokenId,
-    "token"
-);
-id_param!(
-    /// The `{id}` of a reminder path (404 when it is not an id).
-    ReminderIdParam,
-    docket_core::ReminderId,
-    "reminder"
-);
-id_param!(
-    /// The `{id}` of a notification path (404 when it is not an id).
-    NotificationIdParam,
-    docket_core::NotificationId,
-    "notification"
-);
-id_param!(
-    /// The `{id}` of a series path (404 when it is not an id).
-    SeriesIdParam,
-    docket_core::SeriesId,
-    "series"
-);
-id_param!(
-    /// The `{rid}` of a task's reminder path (404 when it is not an id).
+id_extractor!(
+    /// The `{rid}` of a task's reminder path.
     TaskReminderIdParam,
     docket_core::ReminderId,
-    "reminder",
     "rid"
 );
-id_param!(
-    /// The `{id}` of a webhook path (404 when it is not an id).
-    WebhookIdParam,
-    docket_core::WebhookId,
-    "webhook"
-);
-id_param!(
-    /// The `{did}` of a webhook delivery path (404 when it is not an id).
+id_extractor!(
+    /// The `{did}` of a webhook delivery path.
     DeliveryIdParam,
     docket_core::DeliveryId,
-    "delivery",
     "did"
 );

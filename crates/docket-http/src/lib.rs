@@ -1,10 +1,11 @@
 //! Docket's HTTP edge: the axum router over [`docket_app::App`], its JSON wire types, RFC 9457
 //! problems, and the OpenAPI 3.1 document generated from the same route table.
 //!
-//! The binary calls [`router`] and [`openapi`] only. Handlers convert wire input into domain
+//! The binary calls [`router`] and [`openapi`]. Handlers convert wire input into domain
 //! values, call one use case and convert the result back; business rules live in docket-app.
-//! Real-time streams (`/api/stream`, `/api/ws`) are served from the app's hub. Later issues
-//! add recurrence, reminders, the web UI and MCP; none of their routes exist here yet.
+//! Real-time streams (`/api/stream`, `/api/ws`) are served from the app's hub. Routes an
+//! adapter serves to its own peer (Dapr's callbacks, in `docket-dapr`) are not here: the
+//! binary mounts them through [`HttpConfig::callbacks`], and they answer with [`ApiError`].
 
 mod dto;
 mod extract;
@@ -28,8 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use problem::{FieldProblem, Problem};
-pub use routes::dapr::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers};
+pub use problem::{ApiError, FieldProblem, Problem};
 
 /// The default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -49,14 +49,11 @@ pub struct HttpConfig {
     /// Serve the API (default true). Without it only the operations routes are served
     /// (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`): a worker replica's probes.
     pub serve_api: bool,
-    /// In Dapr mode: the consumers the sidecar delivers to (`/dapr/subscribe`,
-    /// `/dapr/events/{topic}`, served whatever the roles); `None`: no subscriptions.
-    pub dapr: Option<Arc<DaprSubscriptions>>,
-    /// In Dapr scheduler mode: serve the job callback `POST /job/{name}` and the cron input
-    /// binding of this name (`OPTIONS`/`POST /{binding}`), both sweeping what is due.
-    pub dapr_triggers: Option<DaprTriggers>,
-    /// When set, Dapr callbacks must carry it in `dapr-api-token` (Dapr's `APP_API_TOKEN`).
-    pub app_api_token: Option<String>,
+    /// Routes another adapter serves to its own peer beside the API, whatever the roles (in
+    /// Dapr mode, the sidecar's callbacks: `docket_dapr::callbacks`). They run under the same
+    /// layers (request span, metrics, security headers, problems for bare errors) and answer
+    /// with [`ApiError`], but are not in the OpenAPI document: they are not the product's API.
+    pub callbacks: Option<axum::Router>,
 }
 
 impl Default for HttpConfig {
@@ -67,9 +64,7 @@ impl Default for HttpConfig {
             login_window: Duration::from_secs(60),
             trust_forwarded_for: false,
             serve_api: true,
-            dapr: None,
-            dapr_triggers: None,
-            app_api_token: None,
+            callbacks: None,
         }
     }
 }
@@ -85,8 +80,9 @@ pub(crate) struct AppState {
 
 /// The whole API as one router. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so logins are rate-limited per peer.
-pub fn router(app: Arc<App>, config: HttpConfig) -> axum::Router {
+pub fn router(app: Arc<App>, mut config: HttpConfig) -> axum::Router {
     observe::prometheus();
+    let callbacks = config.callbacks.take().unwrap_or_default();
     let routes = if config.serve_api { routes::api() } else { routes::ops_only() };
     let (router, spec) = routes.split_for_parts();
     let spec = routes::finish(spec);
@@ -111,7 +107,7 @@ pub fn router(app: Arc<App>, config: HttpConfig) -> axum::Router {
         )
     });
     let [h1, h2, h3, h4, h5] = security;
-    router.fallback(not_found).with_state(state).layer(
+    router.fallback(not_found).with_state(state).merge(callbacks).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(x_request_id))

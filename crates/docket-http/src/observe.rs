@@ -67,13 +67,8 @@ pub async fn observe(req: Request, next: Next) -> Response {
     );
     let mut resp = docket_trace::scope(trace, next.run(req).instrument(span.clone())).await;
 
-    let mut status = resp.status();
-    if status == StatusCode::METHOD_NOT_ALLOWED && route == crate::routes::dapr::BINDING_ROUTE {
-        // `/{binding}` (the Dapr cron binding: POST and OPTIONS) matches every one-segment
-        // path; for any other method such a path is simply not a route.
-        resp = ApiError::NoRoute.into_response();
-        status = StatusCode::NOT_FOUND;
-    } else if status.as_u16() >= 400 && !resp.headers().contains_key(header::CONTENT_TYPE) {
+    let status = resp.status();
+    if status.as_u16() >= 400 && !resp.headers().contains_key(header::CONTENT_TYPE) {
         resp = problem_for_bare(resp);
     }
     if status == StatusCode::PAYLOAD_TOO_LARGE {

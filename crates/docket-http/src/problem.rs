@@ -7,12 +7,15 @@
 //! handed to the observing middleware in a response extension ([`LogDetail`]), logged there
 //! once inside the request span, and never shown to the client.
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use docket_app::AppError;
 use docket_core::{FieldError, ValidationErrors};
 use serde::Serialize;
-use utoipa::{ToResponse, ToSchema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -234,62 +237,76 @@ pub(crate) fn problem_response(p: Problem) -> Response {
     resp
 }
 
-// Reusable responses for the OpenAPI document, one per problem status.
+/// Declares the reusable problem responses of the OpenAPI document, one per status: a
+/// `ToResponse` type per name (registered in `routes::ApiDoc`, named by routes' `response =`).
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident: $description:literal;)*) => {$(
+        $(#[$doc])*
+        #[derive(ToResponse)]
+        #[response(description = $description, content_type = "application/problem+json")]
+        pub struct $name(#[allow(dead_code)] Problem);
+    )*};
+}
 
-/// The request cannot be read: malformed JSON, a bad header, a bad query string.
-#[derive(ToResponse)]
-#[response(description = "malformed request", content_type = "application/problem+json")]
-pub struct BadRequest(#[allow(dead_code)] Problem);
+problem_responses! {
+    /// The request cannot be read: malformed JSON, a bad header, a bad query string.
+    BadRequest: "malformed request";
+    /// No or invalid credentials.
+    Unauthorized: "missing or invalid credentials";
+    /// The path names another user.
+    Forbidden: "another user's path";
+    /// The resource does not exist or is not the caller's.
+    NotFound: "not found";
+    /// A uniqueness rule was broken.
+    Conflict: "conflict";
+    /// `If-Match` named a stale version.
+    PreconditionFailed: "version mismatch";
+    /// The body is larger than the limit.
+    PayloadTooLarge: "body too large";
+    /// The body is not JSON.
+    UnsupportedMediaType: "unsupported media type";
+    /// The input breaks a rule; `errors` names each field.
+    Unprocessable: "validation failed";
+    /// Too many attempts; see `Retry-After`.
+    TooManyRequests: "rate limited";
+    /// A dependency is down; see `Retry-After`.
+    Unavailable: "dependency unavailable";
+}
 
-/// No or invalid credentials.
-#[derive(ToResponse)]
-#[response(
-    description = "missing or invalid credentials",
-    content_type = "application/problem+json"
-)]
-pub struct Unauthorized(#[allow(dead_code)] Problem);
+/// Declares a set of problem responses that one extractor can answer with, for routes to
+/// list as one name in `responses(...)`: each status refers to its reusable response.
+macro_rules! problem_set {
+    ($(#[$doc:meta])* $name:ident { $($status:literal => $response:ident),* $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name;
 
-/// The path names another user.
-#[derive(ToResponse)]
-#[response(description = "another user's path", content_type = "application/problem+json")]
-pub struct Forbidden(#[allow(dead_code)] Problem);
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                BTreeMap::from([$(
+                    ($status.to_owned(), Ref::from_response_name(stringify!($response)).into()),
+                )*])
+            }
+        }
+    };
+}
 
-/// The resource does not exist or is not the caller's.
-#[derive(ToResponse)]
-#[response(description = "not found", content_type = "application/problem+json")]
-pub struct NotFound(#[allow(dead_code)] Problem);
-
-/// A uniqueness rule was broken.
-#[derive(ToResponse)]
-#[response(description = "conflict", content_type = "application/problem+json")]
-pub struct Conflict(#[allow(dead_code)] Problem);
-
-/// `If-Match` named a stale version.
-#[derive(ToResponse)]
-#[response(description = "version mismatch", content_type = "application/problem+json")]
-pub struct PreconditionFailed(#[allow(dead_code)] Problem);
-
-/// The body is larger than the limit.
-#[derive(ToResponse)]
-#[response(description = "body too large", content_type = "application/problem+json")]
-pub struct PayloadTooLarge(#[allow(dead_code)] Problem);
-
-/// The body is not JSON.
-#[derive(ToResponse)]
-#[response(description = "unsupported media type", content_type = "application/problem+json")]
-pub struct UnsupportedMediaType(#[allow(dead_code)] Problem);
-
-/// The input breaks a rule; `errors` names each field.
-#[derive(ToResponse)]
-#[response(description = "validation failed", content_type = "application/problem+json")]
-pub struct Unprocessable(#[allow(dead_code)] Problem);
-
-/// Too many attempts; see `Retry-After`.
-#[derive(ToResponse)]
-#[response(description = "rate limited", content_type = "application/problem+json")]
-pub struct TooManyRequests(#[allow(dead_code)] Problem);
-
-/// A dependency is down; see `Retry-After`.
-#[derive(ToResponse)]
-#[response(description = "dependency unavailable", content_type = "application/problem+json")]
-pub struct Unavailable(#[allow(dead_code)] Problem);
+problem_set!(
+    /// What authentication answers: no or bad credentials (401), a store that cannot check
+    /// them (503). Every route behind `Caller` gets them from `routes::authenticated`.
+    AuthProblems { "401" => Unauthorized, "503" => Unavailable }
+);
+problem_set!(
+    /// What `JsonBody` answers: malformed JSON (400), too large (413), not JSON (415), a field
+    /// of the wrong type or missing (422).
+    BodyProblems {
+        "400" => BadRequest,
+        "413" => PayloadTooLarge,
+        "415" => UnsupportedMediaType,
+        "422" => Unprocessable,
+    }
+);
+problem_set!(
+    /// What a write conditional on `IfMatch` answers: a malformed header (400), a stale
+    /// version (412).
+    IfMatchProblems { "400" => BadRequest, "412" => PreconditionFailed }
+);

@@ -749,12 +749,7 @@ const BODYLESS: &[&str] = &[
     "pause_series",
     "resume_series",
     "retry_delivery",
-    // Its body is a CloudEvent from the Dapr sidecar, not a JSON request of ours.
-    "dapr_deliver",
     "retry_reminder",
-    // Dapr's triggers: what they send is ignored; they sweep what is due.
-    "dapr_job",
-    "dapr_binding",
 ];
 
 #[tokio::test]
@@ -773,6 +768,7 @@ async fn openapi_documents_exactly_the_served_routes() {
 
     let mut documented = Vec::new();
     let mut op_ids = std::collections::HashSet::new();
+    let mut secured = std::collections::HashSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let route = format!("{method} {path}");
@@ -792,6 +788,7 @@ async fn openapi_documents_exactly_the_served_routes() {
             }
             if op["security"].is_array() {
                 assert!(responses.contains_key("401"), "{route}: no 401 documented");
+                secured.insert(route.clone());
             }
             if path.starts_with("/api/") {
                 assert!(responses.contains_key("503"), "{route}: no 503 documented");
@@ -824,7 +821,7 @@ async fn openapi_documents_exactly_the_served_routes() {
     assert_eq!(documented, expected, "the document lists exactly the served routes");
 
     // Every documented route is served: unauthenticated, it answers something other than the
-    // router's "no route" 404 or a 405.
+    // router's "no route" 404 or a 405; 401 exactly when it documents the bearer scheme.
     let uid = uuid::Uuid::now_v7().to_string();
     let concrete = |path: &str| path.replace("{user_id}", &uid).replace("{id}", &uid);
     for route in &expected {
@@ -836,6 +833,8 @@ async fn openapi_documents_exactly_the_served_routes() {
             r.body["type"], "urn:docket:problem:no-route",
             "{route} is documented but not served"
         );
+        let refused = r.status == StatusCode::UNAUTHORIZED;
+        assert_eq!(refused, secured.contains(route), "{route}: {} {}", r.status, r.text);
     }
     // And on a documented path, no undocumented method is served.
     let paths: std::collections::BTreeSet<&str> =
@@ -880,350 +879,5 @@ fn routes_are_only_added_with_their_documentation() {
                 }
             }
         }
-    }
-}
-
-/// The Dapr app callbacks: subscriptions as Dapr reads them, and deliveries answered SUCCESS,
-/// RETRY or DROP from what the consumers (scripted here) did.
-mod dapr {
-    use std::sync::Mutex;
-
-    use docket_bus::Message;
-    use docket_bus::runtime::{HandlerError, Processed, Processor};
-    use docket_events::CloudEvent;
-
-    use super::*;
-    use crate::{DaprSubscriptions, DaprTopic};
-
-    /// What a consumer was given: consumer, topic, event id, the trace it ran in.
-    type Seen = (String, String, String, Option<String>);
-
-    /// The consumers of each topic.
-    type Topics<'a> = Vec<(&'a str, Vec<(&'a str, Arc<Scripted>)>)>;
-
-    /// A consumer that records what it was given and answers as scripted.
-    struct Scripted {
-        answer: fn() -> Result<Processed, HandlerError>,
-        seen: Mutex<Vec<Seen>>,
-    }
-
-    impl Scripted {
-        fn new(answer: fn() -> Result<Processed, HandlerError>) -> Arc<Scripted> {
-            Arc::new(Scripted { answer, seen: Mutex::new(Vec::new()) })
-        }
-
-        fn seen(&self) -> Vec<Seen> {
-            self.seen.lock().unwrap().clone()
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl Processor for Scripted {
-        async fn process(
-            &self,
-            consumer: &str,
-            topic: &str,
-            delivery: &Message,
-            position: bool,
-        ) -> Result<Processed, HandlerError> {
-            assert!(!position, "no position is committed in Dapr mode");
-            let trace = docket_trace::current().map(|t| t.to_string());
-            self.seen.lock().unwrap().push((
-                consumer.to_owned(),
-                topic.to_owned(),
-                delivery.event.id.clone(),
-                trace,
-            ));
-            (self.answer)()
-        }
-    }
-
-    fn ok() -> Result<Processed, HandlerError> {
-        Ok(Processed::Handled)
-    }
-    fn transient() -> Result<Processed, HandlerError> {
-        Err(HandlerError::Transient("the database is down".into()))
-    }
-    fn permanent() -> Result<Processed, HandlerError> {
-        Err(HandlerError::Permanent("data does not parse".into()))
-    }
-
-    async fn harness_for(topics: Topics<'_>) -> Harness {
-        let topics = topics
-            .into_iter()
-            .map(|(topic, consumers)| DaprTopic {
-                topic: topic.to_owned(),
-                consumers: consumers
-                    .into_iter()
-                    .map(|(n, p)| (n.to_owned(), p as Arc<dyn Processor>))
-                    .collect(),
-            })
-            .collect();
-        let dapr = DaprSubscriptions { pubsub: "docket-pubsub".to_owned(), topics, inbox: None };
-        harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() }).await
-    }
-
-    /// A task event as the sidecar delivers it: our envelope plus Dapr's attributes.
-    fn delivered(id: &str) -> Value {
-        json!({
-            "specversion": "1.0",
-            "id": id,
-            "source": "/docket/api",
-            "type": "com.todo.task.created",
-            "time": "2026-11-22T10:00:00Z",
-            "datacontenttype": "application/json",
-            "partitionkey": "01a20542-0000-7000-8000-000000000001",
-            "sequence": "42",
-            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "tracestate": "",
-            "traceid": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "pubsubname": "docket-pubsub",
-            "topic": "task-events",
-            "data": {"task": {"id": "x"}},
-        })
-    }
-
-    async fn deliver(h: &Harness, topic: &str, body: &str) -> Reply {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/dapr/events/{topic}"))
-            .header(header::CONTENT_TYPE, "application/cloudevents+json")
-            .body(Body::from(body.to_owned()))
-            .unwrap();
-        h.send(req).await
-    }
-
-    /// An inbox that records what it keeps, or fails when told to.
-    struct Inbox {
-        kept: Mutex<Vec<(String, String)>>,
-        down: bool,
-    }
-
-    #[async_trait::async_trait]
-    impl crate::DaprInbox for Inbox {
-        async fn keep(&self, topic: &str, event: CloudEvent) -> Result<(), String> {
-            if self.down {
-                return Err("the database is down".to_owned());
-            }
-            self.kept.lock().unwrap().push((topic.to_owned(), event.id));
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn with_an_inbox_a_delivery_is_kept_not_run() {
-        for down in [false, true] {
-            let audit = Scripted::new(permanent);
-            let inbox = Arc::new(Inbox { kept: Mutex::new(Vec::new()), down });
-            let topics = vec![DaprTopic {
-                topic: "task-events".to_owned(),
-                consumers: vec![("audit".to_owned(), audit.clone() as Arc<dyn Processor>)],
-            }];
-            let dapr = DaprSubscriptions {
-                pubsub: "docket-pubsub".to_owned(),
-                topics,
-                inbox: Some(inbox.clone()),
-            };
-            let h =
-                harness_with(HttpConfig { dapr: Some(Arc::new(dapr)), ..HttpConfig::default() })
-                    .await;
-            let r = deliver(&h, "task-events", &delivered("e9").to_string()).await;
-            let want = if down { "RETRY" } else { "SUCCESS" };
-            assert_eq!((r.status, r.body), (StatusCode::OK, json!({ "status": want })));
-            let kept = inbox.kept.lock().unwrap().clone();
-            let expected: Vec<(String, String)> =
-                if down { Vec::new() } else { vec![("task-events".to_owned(), "e9".to_owned())] };
-            assert_eq!(kept, expected);
-            assert!(audit.seen().is_empty(), "the consumers read the inbox later");
-            let r = deliver(&h, "task-events", "{\"not\": \"an event\"}").await;
-            assert_eq!(r.body, json!({"status": "DROP"}));
-            deliver(&h, "reminders", &delivered("e8").to_string())
-                .await
-                .problem(StatusCode::NOT_FOUND);
-        }
-    }
-
-    #[tokio::test]
-    async fn subscriptions_list_each_topic_once_with_its_dead_letter_topic() {
-        let (audit, recurrence, notifier) =
-            (Scripted::new(ok), Scripted::new(ok), Scripted::new(ok));
-        let h = harness_for(vec![
-            ("task-events", vec![("audit", audit), ("recurrence", recurrence)]),
-            ("reminders", vec![("notifier", notifier)]),
-        ])
-        .await;
-        let r = h.call(Method::GET, "/dapr/subscribe", None, None).await;
-        assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(
-            r.body,
-            json!([
-                {"pubsubname": "docket-pubsub", "topic": "task-events",
-                 "route": "/dapr/events/task-events", "deadLetterTopic": "task-events.dlq",
-                 "metadata": {}},
-                {"pubsubname": "docket-pubsub", "topic": "reminders",
-                 "route": "/dapr/events/reminders", "deadLetterTopic": "reminders.dlq",
-                 "metadata": {}},
-            ])
-        );
-        // Outside Dapr mode there is nothing to subscribe to.
-        let plain = harness().await;
-        let r = plain.call(Method::GET, "/dapr/subscribe", None, None).await;
-        assert_eq!((r.status, r.body), (StatusCode::OK, json!([])));
-        deliver(&plain, "task-events", &delivered("e0").to_string())
-            .await
-            .problem(StatusCode::NOT_FOUND);
-    }
-
-    #[tokio::test]
-    async fn a_delivery_runs_every_consumer_of_its_topic_in_the_events_trace() {
-        let (audit, recurrence) = (Scripted::new(ok), Scripted::new(ok));
-        let h = harness_for(vec![(
-            "task-events",
-            vec![("audit", audit.clone()), ("recurrence", recurrence.clone())],
-        )])
-        .await;
-        let r = deliver(&h, "task-events", &delivered("e1").to_string()).await;
-        assert_eq!((r.status, r.body), (StatusCode::OK, json!({"status": "SUCCESS"})));
-        for (name, c) in [("audit", &audit), ("recurrence", &recurrence)] {
-            let seen = c.seen();
-            assert_eq!(seen.len(), 1, "{name}");
-            assert_eq!(
-                (seen[0].0.as_str(), seen[0].1.as_str(), seen[0].2.as_str()),
-                (name, "task-events", "e1")
-            );
-            let trace = seen[0].3.clone().expect("a trace context");
-            assert!(
-                trace.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
-                "the event's trace: {trace}"
-            );
-        }
-        // A topic this process does not consume is not served.
-        deliver(&h, "reminders", &delivered("e2").to_string()).await.problem(StatusCode::NOT_FOUND);
-    }
-
-    #[tokio::test]
-    async fn transient_failures_ask_for_a_retry_and_poison_is_dropped() {
-        let (good, flaky) = (Scripted::new(ok), Scripted::new(transient));
-        let h =
-            harness_for(vec![("task-events", vec![("audit", good), ("recurrence", flaky)])]).await;
-        let r = deliver(&h, "task-events", &delivered("e3").to_string()).await;
-        assert_eq!(r.body, json!({"status": "RETRY"}));
-
-        let (good, poisoned) = (Scripted::new(ok), Scripted::new(permanent));
-        let h =
-            harness_for(vec![("task-events", vec![("audit", good), ("webhooks", poisoned)])]).await;
-        let r = deliver(&h, "task-events", &delivered("e4").to_string()).await;
-        assert_eq!(r.body, json!({"status": "DROP"}));
-
-        // Transient wins over poison: Dapr retries, then dead-letters.
-        let (flaky, poisoned) = (Scripted::new(transient), Scripted::new(permanent));
-        let h = harness_for(vec![("task-events", vec![("a", flaky), ("b", poisoned)])]).await;
-        let r = deliver(&h, "task-events", &delivered("e5").to_string()).await;
-        assert_eq!(r.body, json!({"status": "RETRY"}));
-
-        // A body that is not our CloudEvent is poison: dropped before any consumer sees it.
-        let audit = Scripted::new(ok);
-        let h = harness_for(vec![("task-events", vec![("audit", audit.clone())])]).await;
-        for bad in ["not json", "{}", r#"{"specversion":"0.3","id":"x","source":"s","type":"t"}"#] {
-            let r = deliver(&h, "task-events", bad).await;
-            assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"status": "DROP"})), "{bad}");
-        }
-        assert!(audit.seen().is_empty());
-        let metrics = h.call(Method::GET, "/metrics", None, None).await.text;
-        assert!(
-            metrics.lines().any(|l| l.starts_with("docket_dapr_deliveries_total")
-                && l.contains("status=\"DROP\"")
-                && l.contains("topic=\"task-events\"")),
-            "drops are counted: {metrics}"
-        );
-    }
-
-    fn ts(s: &str) -> docket_core::Timestamp {
-        s.parse().unwrap()
-    }
-
-    /// A job trigger and the cron binding sweep what is due, once; the binding answers its
-    /// probe; with an app token, a caller without it is refused.
-    #[tokio::test]
-    async fn triggers_sweep_what_is_due_once_and_need_the_sidecars_token() {
-        let clock = Arc::new(docket_app::FixedClock::new(ts("2030-01-01T08:00:00Z")));
-        let store = Arc::new(faulty_sqlite().await);
-        let app = App::new(store.clone(), AuthConfig::new("router-test-secret-router-test-secret"))
-            .with_clock(clock.clone());
-        let config = HttpConfig {
-            dapr_triggers: Some(crate::DaprTriggers { cron_binding: "docket-sweep".to_owned() }),
-            app_api_token: Some("sidecar-secret".to_owned()),
-            ..HttpConfig::default()
-        };
-        let h = Harness { router: router(Arc::new(app), config), store };
-        let (t, _) = h.signup("dapr-jobs@example.com").await;
-        let task =
-            h.call(Method::POST, "/api/tasks", Some(&t), Some(json!({"title": "Pay rent"}))).await;
-        let id = task.body["id"].as_str().unwrap().to_owned();
-        for at in ["2030-01-01T09:00:00Z", "2030-01-01T09:30:00Z"] {
-            let r = h
-                .call(
-                    Method::POST,
-                    &format!("/api/tasks/{id}/reminders"),
-                    Some(&t),
-                    Some(json!({"trigger": {"at": at}})),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        }
-        let sidecar = [("dapr-api-token", "sidecar-secret")];
-
-        // Without the token (or with a wrong one): refused, nothing fires.
-        h.call(Method::POST, "/job/reminder-1", None, None).await.problem(StatusCode::UNAUTHORIZED);
-        h.call_with(Method::POST, "/docket-sweep", None, None, &[("dapr-api-token", "guess")])
-            .await
-            .problem(StatusCode::UNAUTHORIZED);
-        h.call(Method::GET, "/dapr/subscribe", None, None).await.problem(StatusCode::UNAUTHORIZED);
-
-        // Before the first is due: nothing.
-        let r = h.call_with(Method::POST, "/job/reminder-1", None, None, &sidecar).await;
-        assert_eq!(r.body, json!({"instances": 0, "reminders": 0}), "{}", r.text);
-        clock.set(ts("2030-01-01T09:00:00Z"));
-        let r = h.call_with(Method::POST, "/job/reminder-1", None, None, &sidecar).await;
-        assert_eq!(r.body, json!({"instances": 0, "reminders": 1}), "{}", r.text);
-        // The same trigger again (Dapr delivers at least once): nothing more.
-        let r = h.call_with(Method::POST, "/job/reminder-1", None, None, &sidecar).await;
-        assert_eq!(r.body["reminders"], 0);
-
-        // The cron binding: probed, then fires what came due since.
-        let probe = h.call_with(Method::OPTIONS, "/docket-sweep", None, None, &sidecar).await;
-        assert_eq!(probe.status, StatusCode::OK);
-        h.call_with(Method::OPTIONS, "/other-binding", None, None, &sidecar)
-            .await
-            .problem(StatusCode::NOT_FOUND);
-        h.call_with(Method::POST, "/other-binding", None, None, &sidecar)
-            .await
-            .problem(StatusCode::NOT_FOUND);
-        clock.set(ts("2030-01-01T10:00:00Z"));
-        let r = h.call_with(Method::POST, "/docket-sweep", None, None, &sidecar).await;
-        assert_eq!(r.body, json!({"instances": 0, "reminders": 1}), "{}", r.text);
-        let r = h.call_with(Method::POST, "/docket-sweep", None, None, &sidecar).await;
-        assert_eq!(r.body["reminders"], 0);
-        let list = h.call(Method::GET, &format!("/api/tasks/{id}/reminders"), Some(&t), None).await;
-        assert!(
-            list.body.as_array().unwrap().iter().all(|r| r["status"] == "fired"),
-            "{}",
-            list.text
-        );
-
-        // Other methods on a one-segment path are simply not routes (404, not 405).
-        for method in [Method::GET, Method::PUT, Method::DELETE] {
-            let r = h.call(method.clone(), "/favicon.ico", None, None).await;
-            r.problem(StatusCode::NOT_FOUND);
-            assert_eq!(r.body["type"], "urn:docket:problem:no-route", "{method}");
-        }
-
-        // A process not in Dapr scheduler mode serves no triggers.
-        let plain = harness().await;
-        plain.call(Method::POST, "/job/x", None, None).await.problem(StatusCode::NOT_FOUND);
-        plain
-            .call(Method::OPTIONS, "/docket-sweep", None, None)
-            .await
-            .problem(StatusCode::NOT_FOUND);
     }
 }

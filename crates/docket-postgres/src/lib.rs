@@ -150,8 +150,15 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The connection pool, for adapters that share this database (state store, outbox).
-    pub fn pool(&self) -> &PgPool {
+    /// The connection pool, for this crate's modules (the event log, the state store).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The connection pool for test fixtures (feature `raw-access`, which only
+    /// dev-dependencies turn on): what the product does goes through the store's methods.
+    #[cfg(feature = "raw-access")]
+    pub fn raw_pool(&self) -> &PgPool {
         &self.pool
     }
 

@@ -21,7 +21,7 @@ mod migrate;
 mod notifications;
 mod outbox;
 mod readers;
-pub mod reminders;
+mod reminders;
 mod series;
 mod state;
 mod webhooks;
@@ -137,7 +137,10 @@ impl SqliteStore {
     /// the future does not cancel it. `f` must not commit, roll back or release savepoints it
     /// did not open, and must not write `tasks_fts` itself (queue the task in `fts_pending`,
     /// as `mark_fts` does: the index is refreshed once per batch).
-    pub fn write<R, F>(&self, f: F) -> impl Future<Output = Result<R, StoreError>> + Send + 'static
+    pub(crate) fn write<R, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<R, StoreError>> + Send + 'static
     where
         F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
@@ -150,12 +153,52 @@ impl SqliteStore {
 
     /// Runs `f` on a free `query_only` reader connection; it sees every write acknowledged
     /// before the call.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         self.readers.run(f).await
+    }
+
+    /// Adds `reminders` to `task` in one transaction, as `Store::create_reminder` would
+    /// (fire times planned from the task and its owner's zone) but without re-reading the
+    /// task for each: for loading many at once (the reminder benchmark seeds millions).
+    pub async fn add_reminders(
+        &self,
+        task: &Task,
+        reminders: Vec<NewReminder>,
+        now: Timestamp,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let task = task.clone();
+        self.write(move |tx| {
+            reminders.into_iter().map(|new| reminders::insert(tx, &task, new, now)).collect()
+        })
+        .await
+    }
+
+    /// [`SqliteStore::write`] for test fixtures (feature `raw-access`, which only
+    /// dev-dependencies turn on): what the product writes goes through the store's methods.
+    #[cfg(feature = "raw-access")]
+    pub fn raw_write<R, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<R, StoreError>> + Send + 'static
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write(f)
+    }
+
+    /// [`SqliteStore::read`] for test fixtures (feature `raw-access`).
+    #[cfg(feature = "raw-access")]
+    pub async fn raw_read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.read(f).await
     }
 
     /// How many write batches have committed since open (for tests and metrics).

@@ -92,7 +92,7 @@ pub async fn begin_sqlite_append(
     let (decide, wait) = std::sync::mpsc::channel::<bool>();
     let (appended, is_appended) = tokio::sync::oneshot::channel::<()>();
     let topic = topic.to_owned();
-    let write = store.write(move |tx| {
+    let write = store.raw_write(move |tx| {
         for e in &events {
             docket_sqlite::bus::append_event(tx, &topic, e, Timestamp::now())?;
         }
@@ -129,7 +129,7 @@ pub async fn begin_postgres_append(
     topic: &str,
     events: Vec<CloudEvent>,
 ) -> Box<dyn OpenAppend> {
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut tx = store.raw_pool().begin().await.expect("begin");
     docket_postgres::bus::hold_xid(&mut tx).await.expect("hold an xid");
     for e in &events {
         docket_postgres::bus::append_event(&mut tx, topic, e, Timestamp::now())

@@ -66,27 +66,21 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
     let start = now + SignedDuration::try_from(estimated_seed).context("seed window")?;
     let step_nanos = 1_000_000_000i64 / i64::try_from(rate.max(1)).unwrap_or(1);
     let mut seeded = 0usize;
+    let mut tasks = Vec::new();
     while seeded < count {
         let task = NewTask::new(Title::parse("bench reminders").map_err(parsed("title"))?);
         let task = store.create_task(user.id, task, now).await.context("cannot create a task")?;
+        tasks.push(task.id);
         let mut left_in_task = PER_TASK.min(count - seeded);
         while left_in_task > 0 {
             let n = SEED_BATCH.min(left_in_task);
-            let (task, first) = (task.clone(), seeded);
-            store
-                .write(move |tx| {
-                    for i in first..first + n {
-                        let offset = SignedDuration::from_nanos(step_nanos * i as i64);
-                        let new = NewReminder {
-                            trigger: Trigger::At(start + offset),
-                            channels: Channels::default(),
-                        };
-                        docket_sqlite::reminders::insert(tx, &task, new, now)?;
-                    }
-                    Ok(())
+            let reminders = (seeded..seeded + n)
+                .map(|i| NewReminder {
+                    trigger: Trigger::At(start + SignedDuration::from_nanos(step_nanos * i as i64)),
+                    channels: Channels::default(),
                 })
-                .await
-                .context("cannot seed reminders")?;
+                .collect();
+            store.add_reminders(&task, reminders, now).await.context("cannot seed reminders")?;
             seeded += n;
             left_in_task -= n;
         }
@@ -125,27 +119,19 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
     let _ = stop.send(true);
     scheduler.await.context("the scheduler panicked")?;
 
-    let (late, first_due, last_fired) = store
-        .read(|conn| {
-            use docket_ports::StoreError;
-            let db = |e: rusqlite::Error| StoreError::unavailable("sqlite", e);
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-            let mut st = conn
-                .prepare("SELECT fire_at, fired_at FROM reminders WHERE status = 'fired'")
-                .map_err(db)?;
-            let mut rows = st.query([]).map_err(db)?;
-            let (mut first_due, mut last_fired) = (i64::MAX, i64::MIN);
-            while let Some(row) = rows.next().map_err(db)? {
-                let (due, fired): (i64, i64) = (row.get(0).map_err(db)?, row.get(1).map_err(db)?);
-                first_due = first_due.min(due);
-                last_fired = last_fired.max(fired);
-                let _ = hist.record(u64::try_from(fired - due).unwrap_or(0).max(1));
-            }
-            Ok((hist, first_due, last_fired))
-        })
-        .await
-        .context("cannot read the lateness back")?;
+    // Lateness of every firing, read back through the store as a client would.
+    let mut late = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let (mut first_due, mut last_fired) = (i64::MAX, i64::MIN);
+    for task in tasks {
+        let reminders = store.list_reminders(user.id, task).await.context("read reminders")?;
+        for r in reminders {
+            let (Some(due), Some(fired)) = (r.fire_at, r.fired_at) else { continue };
+            let (due, fired) = (due.as_microsecond(), fired.as_microsecond());
+            first_due = first_due.min(due);
+            last_fired = last_fired.max(fired);
+            let _ = late.record(u64::try_from(fired - due).unwrap_or(0).max(1));
+        }
+    }
     if late.len() as usize != count {
         return Err(anyhow!("{} of {count} reminders fired", late.len()));
     }

@@ -27,8 +27,9 @@ use docket_bus::EventBus;
 use docket_bus::embedded::EmbeddedBus;
 use docket_bus::runtime::{Processor, StoreProcessor, run_consumer};
 use docket_dapr::bus::DaprBus;
+use docket_dapr::callbacks::{AppCallbacks, DaprTopic};
 use docket_dapr::{DaprClient, DaprStateStore, Secrets};
-use docket_http::{DaprInbox, DaprSubscriptions, DaprTopic, DaprTriggers, HttpConfig};
+use docket_http::HttpConfig;
 use docket_ports::consume::ConsumerStore;
 use docket_ports::{StateStore, Store};
 use secrecy::ExposeSecret as _;
@@ -97,29 +98,44 @@ fn consumer_runs(c: &Consumers) -> [(Arc<dyn Processor>, docket_bus::runtime::Co
     ]
 }
 
-/// [`DaprBus`]'s inbox as the HTTP layer keeps deliveries in it.
-struct Inbox(DaprBus);
-
-#[async_trait::async_trait]
-impl DaprInbox for Inbox {
-    async fn keep(&self, topic: &str, event: docket_events::CloudEvent) -> Result<(), String> {
-        self.0.keep(topic, event).await.map(|_| ()).map_err(|e| e.to_string())
+/// Dapr's app callbacks of a process that uses the sidecar (`None` otherwise): a worker in
+/// `--bus dapr` subscribes one route per topic, handing each event to that topic's consumers
+/// or, with an inbox, keeping it there for them (its topics declared now, before the sidecar
+/// reads them); `--scheduler dapr` serves the triggers.
+fn dapr_callbacks(
+    args: &DaprArgs,
+    dapr: &Dapr,
+    c: &Consumers,
+    app: &Arc<App>,
+    worker: bool,
+) -> anyhow::Result<Option<axum::Router>> {
+    if dapr.client.is_none() {
+        return Ok(None);
     }
-}
-
-/// The subscriptions of Dapr mode: one per topic, handing each event to that topic's consumers
-/// (or, with an inbox, keeping it there for them).
-fn dapr_subscriptions(pubsub: &str, c: &Consumers, inbox: Option<&DaprBus>) -> DaprSubscriptions {
-    let mut topics: Vec<DaprTopic> = Vec::new();
-    for (processor, config) in consumer_runs(c) {
-        let entry = (config.name.clone(), processor);
-        match topics.iter_mut().find(|t| t.topic == config.topic) {
-            Some(t) => t.consumers.push(entry),
-            None => topics.push(DaprTopic { topic: config.topic.clone(), consumers: vec![entry] }),
+    let mut callbacks = AppCallbacks::new(args.app_api_token.clone());
+    if dapr.bus && worker {
+        let mut topics: Vec<DaprTopic> = Vec::new();
+        for (processor, config) in consumer_runs(c) {
+            let entry = (config.name.clone(), processor);
+            match topics.iter_mut().find(|t| t.topic == config.topic) {
+                Some(t) => t.consumers.push(entry),
+                None => topics.push(DaprTopic { topic: config.topic, consumers: vec![entry] }),
+            }
         }
+        callbacks = match &dapr.inbox {
+            Some(bus) => {
+                for t in &topics {
+                    bus.declare_topic(&t.topic).context("cannot declare a Dapr topic")?;
+                }
+                callbacks.keep_in(bus.clone())
+            }
+            None => callbacks.run_consumers(&dapr.pubsub, topics),
+        };
     }
-    let inbox = inbox.map(|bus| Arc::new(Inbox(bus.clone())) as Arc<dyn DaprInbox>);
-    DaprSubscriptions { pubsub: pubsub.to_owned(), topics, inbox }
+    if dapr.scheduler {
+        callbacks = callbacks.sweep_on_triggers(Arc::clone(app), &args.dapr_cron_binding);
+    }
+    Ok(Some(callbacks.router()))
 }
 
 /// The consumers `serve` runs beside HTTP: the audit consumer on the embedded bus, and the
@@ -263,15 +279,7 @@ impl Application {
         let http = HttpConfig {
             trust_forwarded_for: args.trust_forwarded_for,
             serve_api: api,
-            // The sidecar delivers to the consumers of a worker process.
-            dapr: (args.dapr.bus == Backend::Dapr && worker).then(|| {
-                let subscriptions =
-                    dapr_subscriptions(&args.dapr.dapr_pubsub, &consumers, dapr.inbox.as_ref());
-                Arc::new(subscriptions)
-            }),
-            dapr_triggers: (args.dapr.scheduler == Backend::Dapr)
-                .then(|| DaprTriggers { cron_binding: args.dapr.dapr_cron_binding.clone() }),
-            app_api_token: args.dapr.app_api_token.clone(),
+            callbacks: dapr_callbacks(&args.dapr, &dapr, &consumers, &app, worker)?,
             ..HttpConfig::default()
         };
         let router = docket_http::router(Arc::clone(&app), http);

@@ -2,27 +2,15 @@
 //! first, keyset paged (`limit`, `cursor` → `{items, next_cursor}`).
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::response::IntoResponse;
-use docket_core::{FieldError, Limit, ValidationErrors};
+use docket_core::TaskId;
 use docket_ports::{AuditEntry, AuditPage};
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::extract::{Caller, TaskIdParam};
-use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable, Unprocessable};
-
-/// The documented query parameters (parsed by hand, like the task list's).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct AuditParams {
-    /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
+use crate::extract::{Caller, Id};
+use crate::problem::Unprocessable;
+use crate::query::{Paging, Parsed};
+use crate::routes::Reply;
 
 /// One audit log entry.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,75 +64,32 @@ impl From<AuditPage> for AuditPageDto {
     }
 }
 
-/// Parses `limit` and `cursor`; empty values count as absent, others are ignored.
-fn parse_paging(raw: Option<&str>) -> Result<(Option<i64>, usize), ValidationErrors> {
-    let mut errors = ValidationErrors::new();
-    let mut limit = Limit::default();
-    let mut cursor = None;
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let value = value.trim();
-        if value.is_empty() {
-            continue;
-        }
-        match key.as_ref() {
-            "limit" => {
-                if let Some(l) = errors.check("limit", Limit::parse(value)) {
-                    limit = l;
-                }
-            }
-            "cursor" => match value.parse::<i64>() {
-                Ok(c) if c >= 0 => cursor = Some(c),
-                _ => errors.push(FieldError::custom(
-                    "cursor",
-                    "invalid",
-                    "cursor is not a cursor this endpoint returned",
-                )),
-            },
-            _ => {}
-        }
-    }
-    errors.into_result()?;
-    Ok((cursor, usize::try_from(limit.get()).unwrap_or(usize::MAX)))
-}
-
 /// The audit log of one of the caller's tasks (also after it was deleted), oldest first.
 #[utoipa::path(get, path = "/tasks/{id}/history", operation_id = "task_history", tag = "audit",
-    params(("id" = String, Path, description = "task id"), AuditParams),
+    params(Id<TaskId>, Parsed<Paging>),
     responses(
         (status = 200, description = "one page of the task's audit entries", body = AuditPageDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn task_history(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
-    RawQuery(raw): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
-    let (after, limit) = parse_paging(raw.as_deref())?;
-    let page = st.app.task_history(&user, id, after, limit).await?;
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
+    Parsed(page): Parsed<Paging>,
+) -> Reply<AuditPageDto> {
+    let page = app.task_history(&user, id, page.cursor, page.limit).await?;
     Ok(Json(AuditPageDto::from(page)))
 }
 
 /// The caller's activity: every audit entry of theirs, oldest first.
 #[utoipa::path(get, path = "/activity", operation_id = "activity", tag = "audit",
-    params(AuditParams),
+    params(Parsed<Paging>),
     responses(
         (status = 200, description = "one page of the caller's audit entries", body = AuditPageDto),
-        (status = 401, response = Unauthorized),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn activity(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    RawQuery(raw): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
-    let (after, limit) = parse_paging(raw.as_deref())?;
-    let page = st.app.activity(&user, after, limit).await?;
-    Ok(Json(AuditPageDto::from(page)))
+    Caller(app, user): Caller,
+    Parsed(page): Parsed<Paging>,
+) -> Reply<AuditPageDto> {
+    Ok(Json(AuditPageDto::from(app.activity(&user, page.cursor, page.limit).await?)))
 }

@@ -5,27 +5,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use docket_app::AppError;
+use docket_core::TokenId;
 
 use crate::AppState;
 use crate::dto::{
     AuthResponse, CreatedTokenDto, LoginBody, SignupBody, TokenBody, TokenDto, UserDto,
 };
-use crate::extract::{Caller, ClientIp, JsonBody, TokenIdParam};
-use crate::problem::{
-    ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized,
-    Unavailable, Unprocessable, UnsupportedMediaType,
-};
+use crate::extract::{Caller, ClientIp, Id, JsonBody};
+use crate::problem::{ApiError, AuthProblems, Conflict, TooManyRequests, Unavailable};
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// Creates an account and signs it in.
 #[utoipa::path(post, path = "/auth/signup", operation_id = "signup", tag = "auth",
     request_body = SignupBody,
     responses(
         (status = 201, description = "the new account and a session token", body = AuthResponse),
-        (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
     ))]
 pub async fn signup(
@@ -42,13 +37,8 @@ pub async fn signup(
     request_body = LoginBody,
     responses(
         (status = 200, description = "the account and a session token", body = AuthResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
         (status = 429, response = TooManyRequests),
-        (status = 503, response = Unavailable),
+        AuthProblems,
     ))]
 pub async fn login(
     State(st): State<AppState>,
@@ -64,74 +54,35 @@ pub async fn login(
 
 /// The caller's account.
 #[utoipa::path(get, path = "/auth/me", operation_id = "me", tag = "auth",
-    responses(
-        (status = 200, description = "the caller", body = UserDto),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn me(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let user = st.app.me(&user).await?;
-    Ok(Json(UserDto::from(&user)))
+    responses((status = 200, description = "the caller", body = UserDto)))]
+pub async fn me(Caller(app, user): Caller) -> Reply<UserDto> {
+    one(&app.me(&user).await?)
 }
 
 /// Creates a personal access token; its secret is in this response only.
 #[utoipa::path(post, path = "/auth/tokens", operation_id = "create_token", tag = "auth",
     request_body = TokenBody,
-    responses(
-        (status = 201, description = "the token, shown once", body = CreatedTokenDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 201, description = "the token, shown once", body = CreatedTokenDto)))]
 pub async fn create_token(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     JsonBody(body): JsonBody<TokenBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = body.into_new_token(&user)?;
-    let created = st.app.create_token(&user, new).await?;
+    let created = app.create_token(&user, new).await?;
     Ok((StatusCode::CREATED, Json(CreatedTokenDto::from(created))))
 }
 
 /// The caller's personal access tokens (never their secrets).
 #[utoipa::path(get, path = "/auth/tokens", operation_id = "list_tokens", tag = "auth",
-    responses(
-        (status = 200, description = "the tokens", body = Vec<TokenDto>),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn list_tokens(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let tokens = st.app.list_tokens(&user).await?;
-    Ok(Json(tokens.iter().map(TokenDto::from).collect::<Vec<_>>()))
+    responses((status = 200, description = "the tokens", body = Vec<TokenDto>)))]
+pub async fn list_tokens(Caller(app, user): Caller) -> Reply<Vec<TokenDto>> {
+    list(&app.list_tokens(&user).await?)
 }
 
 /// Revokes a personal access token.
 #[utoipa::path(delete, path = "/auth/tokens/{id}", operation_id = "delete_token", tag = "auth",
-    params(("id" = String, Path, description = "token id")),
-    responses(
-        (status = 204, description = "revoked"),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn delete_token(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TokenIdParam(id): TokenIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    st.app.delete_token(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    params(Id<TokenId>),
+    responses((status = 204, description = "revoked")))]
+pub async fn delete_token(Caller(app, user): Caller, Id(id): Id<TokenId>) -> Deleted {
+    deleted(app.delete_token(&user, id).await)
 }

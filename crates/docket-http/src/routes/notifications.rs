@@ -2,26 +2,15 @@
 //! `POST /api/notifications/{id}/read`, `POST /api/notifications/read-all`.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
 use axum::response::IntoResponse;
-use docket_core::{FieldError, Limit, Notification, ValidationErrors};
+use docket_core::{Notification, NotificationId};
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::extract::{Caller, NotificationIdParam};
-use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable, Unprocessable};
-
-/// The documented query parameters (parsed by hand, like the task list's).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct NotificationParams {
-    /// `true` for unread ones only.
-    unread: Option<bool>,
-    /// At most this many, 1–200 (default 50).
-    limit: Option<u32>,
-}
+use crate::extract::{Caller, Id};
+use crate::problem::{ApiError, Unprocessable};
+use crate::query::{NotificationFilter, Parsed};
+use crate::routes::{Reply, list, one};
 
 /// A notification.
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,85 +48,37 @@ pub struct MarkedDto {
     pub marked: u64,
 }
 
-fn parse_params(raw: Option<&str>) -> Result<(bool, usize), ValidationErrors> {
-    let mut errors = ValidationErrors::new();
-    let (mut unread, mut limit) = (false, Limit::default());
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let value = value.trim();
-        if value.is_empty() {
-            continue;
-        }
-        match key.as_ref() {
-            "unread" => match value {
-                "true" => unread = true,
-                "false" => unread = false,
-                _ => {
-                    errors.push(FieldError::custom("unread", "invalid", "unread is true or false"))
-                }
-            },
-            "limit" => {
-                if let Some(l) = errors.check("limit", Limit::parse(value)) {
-                    limit = l;
-                }
-            }
-            _ => {}
-        }
-    }
-    errors.into_result()?;
-    Ok((unread, usize::try_from(limit.get()).unwrap_or(usize::MAX)))
-}
-
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/notifications", operation_id = "list_notifications", tag = "notifications",
-    params(NotificationParams),
+    params(Parsed<NotificationFilter>),
     responses(
         (status = 200, description = "the notifications", body = Vec<NotificationDto>),
-        (status = 401, response = Unauthorized),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn list_notifications(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    RawQuery(raw): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
-    let (unread, limit) = parse_params(raw.as_deref())?;
-    let items = st.app.list_notifications(&user, unread, limit).await?;
-    Ok(Json(items.iter().map(NotificationDto::from).collect::<Vec<_>>()))
+    Caller(app, user): Caller,
+    Parsed(filter): Parsed<NotificationFilter>,
+) -> Reply<Vec<NotificationDto>> {
+    list(&app.list_notifications(&user, filter.unread, filter.limit).await?)
 }
 
 /// Marks one of the caller's notifications read.
 #[utoipa::path(post, path = "/notifications/{id}/read", operation_id = "read_notification", tag = "notifications",
-    params(("id" = String, Path, description = "notification id")),
-    responses(
-        (status = 200, description = "the notification, read", body = NotificationDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<NotificationId>),
+    responses((status = 200, description = "the notification, read", body = NotificationDto)))]
 pub async fn read_notification(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    NotificationIdParam(id): NotificationIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    let n = st.app.mark_notification_read(&user, id).await?;
-    Ok(Json(NotificationDto::from(&n)))
+    Caller(app, user): Caller,
+    Id(id): Id<NotificationId>,
+) -> Reply<NotificationDto> {
+    one(&app.mark_notification_read(&user, id).await?)
 }
 
 /// Marks all the caller's notifications read.
 #[utoipa::path(post, path = "/notifications/read-all", operation_id = "read_all_notifications", tag = "notifications",
-    responses(
-        (status = 200, description = "how many were unread", body = MarkedDto),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "how many were unread", body = MarkedDto)))]
 pub async fn read_all_notifications(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let marked = st.app.mark_all_notifications_read(&user).await?;
+    let marked = app.mark_all_notifications_read(&user).await?;
     Ok(Json(MarkedDto { marked }))
 }

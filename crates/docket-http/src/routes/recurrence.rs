@@ -6,7 +6,6 @@
 //! `preview_recurrence`. Nothing is stored.
 
 use axum::Json;
-use axum::extract::State;
 use axum::response::IntoResponse;
 use docket_core::recurrence::Occurrence;
 use docket_core::{
@@ -16,12 +15,8 @@ use jiff::civil::DateTime;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::extract::{Caller, JsonBody};
-use crate::problem::{
-    ApiError, BadRequest, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
-    UnsupportedMediaType,
-};
+use crate::problem::ApiError;
 
 /// What to preview: exactly one of `preset`, `rule` or `cron`, and where it starts.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -118,22 +113,12 @@ fn parse_body(
 #[utoipa::path(post, path = "/recurrence/preview", operation_id = "preview_recurrence",
     tag = "recurrence",
     request_body = PreviewBody,
-    responses(
-        (status = 200, description = "the next occurrences", body = PreviewDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "the next occurrences", body = PreviewDto)))]
 pub async fn preview(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     JsonBody(body): JsonBody<PreviewBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (recurrence, start, count) = parse_body(body, &user)?;
-    let occurrences = st.app.preview_recurrence(&user, &recurrence, start, count)?;
+    let occurrences = app.preview_recurrence(&user, &recurrence, start, count)?;
     Ok(Json(PreviewDto { occurrences: occurrences.iter().map(OccurrenceDto::from).collect() }))
 }

@@ -5,23 +5,16 @@
 //! A trigger is `{"at": instant}` (an offset-less date-time is local time in the caller's
 //! zone) or `{"before_due": "PT15M"}` (ISO 8601, zero or more; days count in the task's zone).
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use docket_core::{
-    Channel, Channels, FieldError, NewReminder, Offset, Reminder, Trigger, User, ValidationErrors,
-    Zone, parse_instant,
+    Channel, Channels, FieldError, NewReminder, Offset, Reminder, ReminderId, TaskId, Trigger,
+    User, ValidationErrors, Zone, parse_instant,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::extract::{Caller, JsonBody, ReminderIdParam, TaskIdParam, TaskReminderIdParam};
-use crate::problem::{
-    ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    Unprocessable, UnsupportedMediaType,
-};
+use crate::extract::{Caller, Id, JsonBody, TaskReminderIdParam};
+use crate::problem::Conflict;
+use crate::routes::{Created, Deleted, Reply, created, deleted, list, one};
 
 /// When a reminder fires: exactly one of `at` and `before_due`.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -139,90 +132,51 @@ fn parse_body(
 
 /// The reminders of one of the caller's tasks, oldest first.
 #[utoipa::path(get, path = "/tasks/{id}/reminders", operation_id = "list_reminders", tag = "reminders",
-    params(("id" = String, Path, description = "task id")),
-    responses(
-        (status = 200, description = "the task's reminders", body = Vec<ReminderDto>),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<TaskId>),
+    responses((status = 200, description = "the task's reminders", body = Vec<ReminderDto>)))]
 pub async fn list_reminders(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(task): TaskIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    let items = st.app.list_reminders(&user, task).await?;
-    Ok(Json(items.iter().map(ReminderDto::from).collect::<Vec<_>>()))
+    Caller(app, user): Caller,
+    Id(task): Id<TaskId>,
+) -> Reply<Vec<ReminderDto>> {
+    list(&app.list_reminders(&user, task).await?)
 }
 
 /// Adds a reminder to one of the caller's tasks.
 #[utoipa::path(post, path = "/tasks/{id}/reminders", operation_id = "create_reminder", tag = "reminders",
-    params(("id" = String, Path, description = "task id")),
+    params(Id<TaskId>),
     request_body = ReminderBody,
-    responses(
-        (status = 201, description = "the new reminder", body = ReminderDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 201, description = "the new reminder", body = ReminderDto)))]
 pub async fn create_reminder(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(task): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(task): Id<TaskId>,
     JsonBody(body): JsonBody<ReminderBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let new = parse_body(body, &user, st.app.email_enabled())?;
-    let r = st.app.create_reminder(&user, task, new).await?;
-    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+) -> Created<ReminderDto> {
+    let new = parse_body(body, &user, app.email_enabled())?;
+    created(&app.create_reminder(&user, task, new).await?)
 }
 
 /// Deletes a reminder of one of the caller's tasks.
 #[utoipa::path(delete, path = "/tasks/{id}/reminders/{rid}", operation_id = "delete_reminder", tag = "reminders",
-    params(("id" = String, Path, description = "task id"), ("rid" = String, Path, description = "reminder id")),
-    responses(
-        (status = 204, description = "deleted"),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<TaskId>, TaskReminderIdParam),
+    responses((status = 204, description = "deleted")))]
 pub async fn delete_reminder(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(task): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(task): Id<TaskId>,
     TaskReminderIdParam(id): TaskReminderIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    st.app.delete_reminder(&user, task, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Deleted {
+    deleted(app.delete_reminder(&user, task, id).await)
 }
 
 /// Snoozes a reminder: a new pending reminder of the same task and channels, `for` from now.
 #[utoipa::path(post, path = "/reminders/{id}/snooze", operation_id = "snooze_reminder", tag = "reminders",
-    params(("id" = String, Path, description = "reminder id")),
+    params(Id<ReminderId>),
     request_body = SnoozeBody,
-    responses(
-        (status = 201, description = "the new reminder", body = ReminderDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 201, description = "the new reminder", body = ReminderDto)))]
 pub async fn snooze_reminder(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    ReminderIdParam(id): ReminderIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<ReminderId>,
     JsonBody(body): JsonBody<SnoozeBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Created<ReminderDto> {
     let by = match body.for_ {
         Some(text) => Offset::parse(&text)
             .map_err(|e| ValidationErrors::single(FieldError::new("for", &e)))?,
@@ -235,25 +189,19 @@ pub async fn snooze_reminder(
             .into());
         }
     };
-    let r = st.app.snooze_reminder(&user, id, by).await?;
-    Ok((StatusCode::CREATED, Json(ReminderDto::from(&r))))
+    created(&app.snooze_reminder(&user, id, by).await?)
 }
 
 /// Retries a failed reminder (`failed → pending`): it fires again now, on all its channels.
 #[utoipa::path(post, path = "/reminders/{id}/retry", operation_id = "retry_reminder", tag = "reminders",
-    params(("id" = String, Path, description = "reminder id")),
+    params(Id<ReminderId>),
     responses(
         (status = 200, description = "the reminder, pending again", body = ReminderDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn retry_reminder(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    ReminderIdParam(id): ReminderIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(ReminderDto::from(&st.app.retry_reminder(&user, id).await?)))
+    Caller(app, user): Caller,
+    Id(id): Id<ReminderId>,
+) -> Reply<ReminderDto> {
+    one(&app.retry_reminder(&user, id).await?)
 }

@@ -2,18 +2,13 @@
 //! `POST /api/series/{id}/pause`, `POST /api/series/{id}/resume`, `DELETE /api/series/{id}`.
 //! A series is created by creating a task with a `recurrence`.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use docket_core::Series;
+use docket_core::{Series, SeriesId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::dto::RecurrenceDto;
-use crate::extract::{Caller, SeriesIdParam};
-use crate::problem::{ApiError, NotFound, Unauthorized, Unavailable};
+use crate::extract::{Caller, Id};
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// A recurring series: the template of its instances and where it stands.
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,72 +54,33 @@ impl From<&Series> for SeriesDto {
 
 /// The caller's series, oldest first.
 #[utoipa::path(get, path = "/series", operation_id = "list_series", tag = "series",
-    responses(
-        (status = 200, description = "the series", body = Vec<SeriesDto>),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn list_series(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let items = st.app.list_series(&user).await?;
-    Ok(Json(items.iter().map(SeriesDto::from).collect::<Vec<_>>()))
+    responses((status = 200, description = "the series", body = Vec<SeriesDto>)))]
+pub async fn list_series(Caller(app, user): Caller) -> Reply<Vec<SeriesDto>> {
+    list(&app.list_series(&user).await?)
 }
 
 /// One of the caller's series.
 #[utoipa::path(get, path = "/series/{id}", operation_id = "get_series", tag = "series",
-    params(("id" = String, Path, description = "series id")),
-    responses(
-        (status = 200, description = "the series", body = SeriesDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn get_series(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    SeriesIdParam(id): SeriesIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(SeriesDto::from(&st.app.get_series(&user, id).await?)))
+    params(Id<SeriesId>),
+    responses((status = 200, description = "the series", body = SeriesDto)))]
+pub async fn get_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> Reply<SeriesDto> {
+    one(&app.get_series(&user, id).await?)
 }
 
 /// Pauses a series: no instance is made until it is resumed.
 #[utoipa::path(post, path = "/series/{id}/pause", operation_id = "pause_series", tag = "series",
-    params(("id" = String, Path, description = "series id")),
-    responses(
-        (status = 200, description = "the series, paused", body = SeriesDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn pause_series(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    SeriesIdParam(id): SeriesIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(SeriesDto::from(&st.app.set_series_active(&user, id, false).await?)))
+    params(Id<SeriesId>),
+    responses((status = 200, description = "the series, paused", body = SeriesDto)))]
+pub async fn pause_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> Reply<SeriesDto> {
+    one(&app.set_series_active(&user, id, false).await?)
 }
 
 /// Resumes a paused series.
 #[utoipa::path(post, path = "/series/{id}/resume", operation_id = "resume_series", tag = "series",
-    params(("id" = String, Path, description = "series id")),
-    responses(
-        (status = 200, description = "the series, active", body = SeriesDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn resume_series(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    SeriesIdParam(id): SeriesIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(SeriesDto::from(&st.app.set_series_active(&user, id, true).await?)))
+    params(Id<SeriesId>),
+    responses((status = 200, description = "the series, active", body = SeriesDto)))]
+pub async fn resume_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> Reply<SeriesDto> {
+    one(&app.set_series_active(&user, id, true).await?)
 }
 
 /// Deletes a series: no more instances; the existing ones stay as one-off tasks, detached
@@ -133,19 +89,8 @@ pub async fn resume_series(
 /// `series_id` and `instance_date`). A task update with `"recurrence": null` does the same
 /// for the task's series.
 #[utoipa::path(delete, path = "/series/{id}", operation_id = "delete_series", tag = "series",
-    params(("id" = String, Path, description = "series id")),
-    responses(
-        (status = 204, description = "deleted"),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn delete_series(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    SeriesIdParam(id): SeriesIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    st.app.delete_series(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    params(Id<SeriesId>),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete_series(Caller(app, user): Caller, Id(id): Id<SeriesId>) -> Deleted {
+    deleted(app.delete_series(&user, id).await)
 }

@@ -12,10 +12,10 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::RawQuery;
 use axum::extract::ws::{
     CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code,
 };
-use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +24,8 @@ use futures::stream;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use crate::AppState;
 use crate::extract::StreamCaller;
-use crate::problem::{ApiError, BadRequest, Unauthorized, Unavailable};
+use crate::problem::{ApiError, BadRequest};
 
 /// The documented query parameters.
 #[derive(IntoParams)]
@@ -44,11 +43,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The position to resume after: `Last-Event-ID`, else `?last_event_id=`; absent → live only.
 fn resume_after(headers: &HeaderMap, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let from_query = raw.and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "last_event_id")
-            .map(|(_, v)| v.into_owned())
-    });
+    let from_query = crate::query::param(raw, "last_event_id");
     let value = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -90,18 +85,14 @@ fn sse_event(item: Item) -> Event {
     responses(
         (status = 200, description = "an endless `text/event-stream`: `id:` sequence, `event:` CloudEvent type, `data:` the CloudEvent; `event: resync` when events were skipped", content_type = "text/event-stream", body = String),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn stream(
-    State(st): State<AppState>,
-    StreamCaller(user): StreamCaller,
+    StreamCaller(app, user): StreamCaller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let after = resume_after(&headers, raw.as_deref())?;
-    let subscription = st.app.subscribe(&user, after)?;
+    let subscription = app.subscribe(&user, after)?;
     let events = stream::unfold(subscription, |mut sub| async move {
         let item = sub.next().await?;
         Some((Ok::<_, Infallible>(sse_event(item)), sub))
@@ -115,13 +106,9 @@ pub async fn stream(
     responses(
         (status = 101, description = "switching to a WebSocket that carries one CloudEvent JSON text frame per event (or a resync object)"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn websocket(
-    State(st): State<AppState>,
-    StreamCaller(user): StreamCaller,
+    StreamCaller(app, user): StreamCaller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -130,7 +117,7 @@ pub async fn websocket(
         ApiError::BadRequest(format!("/api/ws needs a WebSocket upgrade request: {e}"))
     })?;
     let after = resume_after(&headers, raw.as_deref())?;
-    let subscription = st.app.subscribe(&user, after)?;
+    let subscription = app.subscribe(&user, after)?;
     Ok(upgrade.on_upgrade(move |socket| pump(socket, subscription)))
 }
 

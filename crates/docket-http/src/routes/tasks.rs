@@ -5,20 +5,17 @@
 //! conditional (412 when stale).
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use docket_app::{TaskChanges, TaskInput};
-use docket_core::Task;
+use docket_core::{Task, TaskId};
 
-use crate::AppState;
 use crate::dto::{CompletionDto, TagDto, TaskBody, TaskDto, TaskPage, TaskPatchBody};
-use crate::extract::{Caller, IfMatch, JsonBody, TaskIdParam};
-use crate::problem::{
-    ApiError, BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unauthorized, Unavailable,
-    Unprocessable, UnsupportedMediaType,
-};
+use crate::extract::{Caller, Id, IfMatch, JsonBody};
+use crate::problem::{ApiError, Unprocessable};
 use crate::query::{TaskListParams, parse_task_query};
+use crate::routes::{Deleted, deleted};
 
 fn etag(task: &Task) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", task.version))
@@ -46,18 +43,14 @@ fn completion_response(c: docket_app::Completion) -> Response {
     params(TaskListParams),
     responses(
         (status = 200, description = "one page of tasks", body = TaskPage),
-        (status = 401, response = Unauthorized),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn list_tasks(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let query = parse_task_query(raw.as_deref(), &user)?;
-    let page = st.app.list_tasks(&user, query).await?;
+    let page = app.list_tasks(&user, query).await?;
     Ok(Json(TaskPage {
         items: page.items.iter().map(TaskDto::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.encode()),
@@ -70,21 +63,13 @@ pub async fn list_tasks(
     responses(
         (status = 201, description = "the new task", body = TaskDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn create_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     JsonBody(body): JsonBody<TaskBody>,
 ) -> Result<Response, ApiError> {
     let input = TaskInput::try_from(body)?;
-    let task = st.app.create_task(&user, input).await?;
+    let task = app.create_task(&user, input).await?;
     let mut resp = task_response(StatusCode::CREATED, &task);
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/tasks/{}", task.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -94,21 +79,13 @@ pub async fn create_task(
 
 /// One task.
 #[utoipa::path(get, path = "/tasks/{id}", operation_id = "get_task", tag = "tasks",
-    params(("id" = String, Path, description = "task id")),
+    params(Id<TaskId>),
     responses(
         (status = 200, description = "the task", body = TaskDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn get_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
-) -> Result<Response, ApiError> {
-    let task = st.app.get_task(&user, id).await?;
+    ))]
+pub async fn get_task(Caller(app, user): Caller, Id(id): Id<TaskId>) -> Result<Response, ApiError> {
+    let task = app.get_task(&user, id).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -124,33 +101,20 @@ pub async fn get_task(
 /// one-off task). The response shows the rule the task follows now. An invalid or
 /// never-matching rule is a 422 naming `recurrence`.
 #[utoipa::path(patch, path = "/tasks/{id}", operation_id = "update_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the change is based on"),
-    ),
+    params(Id<TaskId>, IfMatch),
     request_body = TaskPatchBody,
     responses(
         (status = 200, description = "the task after the change", body = TaskDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn update_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<TaskPatchBody>,
 ) -> Result<Response, ApiError> {
     let changes = TaskChanges::try_from(body)?;
-    let task = st.app.update_task(&user, id, changes, if_match).await?;
+    let task = app.update_task(&user, id, changes, if_match).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -158,59 +122,33 @@ pub async fn update_task(
 /// out, the task's series stays as it is; given (a rule or `null`), it does what it does
 /// on PATCH.
 #[utoipa::path(put, path = "/tasks/{id}", operation_id = "replace_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the change is based on"),
-    ),
+    params(Id<TaskId>, IfMatch),
     request_body = TaskBody,
     responses(
         (status = 200, description = "the task after the change", body = TaskDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn replace_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<TaskBody>,
 ) -> Result<Response, ApiError> {
     let input = TaskInput::try_from(body)?;
-    let task = st.app.replace_task(&user, id, input, if_match).await?;
+    let task = app.replace_task(&user, id, input, if_match).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
 /// Deletes a task.
 #[utoipa::path(delete, path = "/tasks/{id}", operation_id = "delete_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the deletion is based on"),
-    ),
-    responses(
-        (status = 204, description = "deleted"),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<TaskId>, IfMatch),
+    responses((status = 204, description = "deleted")))]
 pub async fn delete_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
-) -> Result<StatusCode, ApiError> {
-    st.app.delete_task(&user, id, if_match).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Deleted {
+    deleted(app.delete_task(&user, id, if_match).await)
 }
 
 /// Completes a task (completing a completed task changes nothing).
@@ -222,95 +160,57 @@ pub async fn delete_task(
 /// 0: none runs, answer at once). Otherwise, or when it comes later, `next` is null and the
 /// instance shows up on `/api/stream`. Paused, `fixed`-mode or deleted series answer at once.
 #[utoipa::path(post, path = "/tasks/{id}/complete", operation_id = "complete_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the change is based on"),
-    ),
+    params(Id<TaskId>, IfMatch),
     responses(
         (status = 200, description = "the completed task and the next instance of its series, if any", body = CompletionDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn complete_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
-    let done = st.app.complete_task(&user, id, if_match).await?;
+    let done = app.complete_task(&user, id, if_match).await?;
     Ok(completion_response(done))
 }
 
 /// Flips a task between pending and completed (the seeds' clients' "toggle complete");
 /// a completion answers `next` as `POST /api/tasks/{id}/complete` does.
 #[utoipa::path(patch, path = "/tasks/{id}/complete", operation_id = "toggle_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the change is based on"),
-    ),
+    params(Id<TaskId>, IfMatch),
     responses(
         (status = 200, description = "the task after the flip (and the next instance, when it was completed)", body = CompletionDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn toggle_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
-    let done = st.app.toggle_task(&user, id, if_match).await?;
+    let done = app.toggle_task(&user, id, if_match).await?;
     Ok(completion_response(done))
 }
 
 /// Reopens a completed task.
 #[utoipa::path(post, path = "/tasks/{id}/reopen", operation_id = "reopen_task", tag = "tasks",
-    params(
-        ("id" = String, Path, description = "task id"),
-        ("If-Match" = Option<String>, Header, description = "the ETag the change is based on"),
-    ),
+    params(Id<TaskId>, IfMatch),
     responses(
         (status = 200, description = "the reopened task", body = TaskDto,
             headers(("ETag" = String, description = "the task's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn reopen_task(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    TaskIdParam(id): TaskIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<TaskId>,
     IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
-    let task = st.app.reopen_task(&user, id, if_match).await?;
+    let task = app.reopen_task(&user, id, if_match).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
 /// The caller's tags with how many tasks carry each, most used first.
 #[utoipa::path(get, path = "/tags", operation_id = "list_tags", tag = "tags",
-    responses(
-        (status = 200, description = "the tags", body = Vec<TagDto>),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn list_tags(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let tags = st.app.list_tags(&user).await?;
+    responses((status = 200, description = "the tags", body = Vec<TagDto>)))]
+pub async fn list_tags(Caller(app, user): Caller) -> Result<impl IntoResponse, ApiError> {
+    let tags = app.list_tags(&user).await?;
     Ok(Json(tags.into_iter().map(TagDto::from).collect::<Vec<_>>()))
 }

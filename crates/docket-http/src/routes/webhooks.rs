@@ -7,20 +7,17 @@
 //! delivery id (the same on every retry). The secret is returned once, by the create.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use docket_app::webhooks::{CreatedWebhook, WebhookInput};
-use docket_core::{Delivery, Limit, Webhook};
+use docket_core::{Delivery, Limit, Webhook, WebhookId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
-use crate::extract::{Caller, DeliveryIdParam, JsonBody, WebhookIdParam};
-use crate::problem::{
-    ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    Unprocessable, UnsupportedMediaType,
-};
+use crate::extract::{Caller, DeliveryIdParam, Id, JsonBody};
+use crate::problem::{ApiError, Conflict, Unprocessable};
+use crate::routes::{Deleted, Reply, deleted, list, one};
 
 /// A webhook to create, or the fields of one to change.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -107,18 +104,9 @@ impl From<&Delivery> for DeliveryDto {
 
 /// The caller's webhooks, oldest first.
 #[utoipa::path(get, path = "/webhooks", operation_id = "list_webhooks", tag = "webhooks",
-    responses(
-        (status = 200, description = "the webhooks", body = Vec<WebhookDto>),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn list_webhooks(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let items = st.app.list_webhooks(&user).await?;
-    Ok(Json(items.iter().map(WebhookDto::from).collect::<Vec<_>>()))
+    responses((status = 200, description = "the webhooks", body = Vec<WebhookDto>)))]
+pub async fn list_webhooks(Caller(app, user): Caller) -> Reply<Vec<WebhookDto>> {
+    list(&app.list_webhooks(&user).await?)
 }
 
 /// Creates a webhook; the answer holds its secret, shown this once.
@@ -126,21 +114,13 @@ pub async fn list_webhooks(
     request_body = WebhookBody,
     responses(
         (status = 201, description = "the new webhook with its secret", body = WebhookDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn create_webhook(
-    State(st): State<AppState>,
-    Caller(user): Caller,
+    Caller(app, user): Caller,
     JsonBody(body): JsonBody<WebhookBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let CreatedWebhook { webhook, secret } = st.app.create_webhook(&user, body.into()).await?;
+    let CreatedWebhook { webhook, secret } = app.create_webhook(&user, body.into()).await?;
     let mut dto = WebhookDto::from(&webhook);
     dto.secret = Some(secret);
     Ok((StatusCode::CREATED, Json(dto)))
@@ -148,63 +128,31 @@ pub async fn create_webhook(
 
 /// One of the caller's webhooks (without its secret).
 #[utoipa::path(get, path = "/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
-    responses(
-        (status = 200, description = "the webhook", body = WebhookDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn get_webhook(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    WebhookIdParam(id): WebhookIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(WebhookDto::from(&st.app.get_webhook(&user, id).await?)))
+    params(Id<WebhookId>),
+    responses((status = 200, description = "the webhook", body = WebhookDto)))]
+pub async fn get_webhook(Caller(app, user): Caller, Id(id): Id<WebhookId>) -> Reply<WebhookDto> {
+    one(&app.get_webhook(&user, id).await?)
 }
 
 /// Changes the fields given of one of the caller's webhooks.
 #[utoipa::path(patch, path = "/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(Id<WebhookId>),
     request_body = WebhookBody,
-    responses(
-        (status = 200, description = "the webhook", body = WebhookDto),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "the webhook", body = WebhookDto)))]
 pub async fn update_webhook(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    WebhookIdParam(id): WebhookIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<WebhookId>,
     JsonBody(body): JsonBody<WebhookBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(WebhookDto::from(&st.app.update_webhook(&user, id, body.into()).await?)))
+) -> Reply<WebhookDto> {
+    one(&app.update_webhook(&user, id, body.into()).await?)
 }
 
 /// Deletes one of the caller's webhooks and its deliveries.
 #[utoipa::path(delete, path = "/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
-    responses(
-        (status = 204, description = "deleted"),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
-pub async fn delete_webhook(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    WebhookIdParam(id): WebhookIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    st.app.delete_webhook(&user, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    params(Id<WebhookId>),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete_webhook(Caller(app, user): Caller, Id(id): Id<WebhookId>) -> Deleted {
+    deleted(app.delete_webhook(&user, id).await)
 }
 
 /// `?limit=` of a delivery list.
@@ -216,19 +164,14 @@ pub struct DeliveryParams {
 
 /// The deliveries to one of the caller's webhooks, newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", operation_id = "list_deliveries", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id"), DeliveryParams),
+    params(Id<WebhookId>, DeliveryParams),
     responses(
         (status = 200, description = "the deliveries", body = Vec<DeliveryDto>),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
         (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    ))]
 pub async fn list_deliveries(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    WebhookIdParam(id): WebhookIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<WebhookId>,
     Query(params): Query<DeliveryParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = match params.limit.as_deref() {
@@ -240,26 +183,19 @@ pub async fn list_deliveries(
         None => Limit::default(),
     };
     let limit = usize::try_from(limit.get()).unwrap_or(usize::MAX);
-    let items = st.app.list_deliveries(&user, id, limit).await?;
+    let items = app.list_deliveries(&user, id, limit).await?;
     Ok(Json(items.iter().map(DeliveryDto::from).collect::<Vec<_>>()))
 }
 
 /// Sends a failed delivery again (its attempts counted afresh); a delivery that has not
 /// failed is returned as it is.
 #[utoipa::path(post, path = "/webhooks/{id}/deliveries/{did}/retry", operation_id = "retry_delivery", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id"), ("did" = String, Path, description = "delivery id")),
-    responses(
-        (status = 200, description = "the delivery, pending again", body = DeliveryDto),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
-    ),
-    security(("bearer" = [])))]
+    params(Id<WebhookId>, DeliveryIdParam),
+    responses((status = 200, description = "the delivery, pending again", body = DeliveryDto)))]
 pub async fn retry_delivery(
-    State(st): State<AppState>,
-    Caller(user): Caller,
-    WebhookIdParam(id): WebhookIdParam,
+    Caller(app, user): Caller,
+    Id(id): Id<WebhookId>,
     DeliveryIdParam(did): DeliveryIdParam,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(DeliveryDto::from(&st.app.retry_delivery(&user, id, did).await?)))
+) -> Reply<DeliveryDto> {
+    one(&app.retry_delivery(&user, id, did).await?)
 }
