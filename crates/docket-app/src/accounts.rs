@@ -126,7 +126,7 @@ impl App {
         }
         let token = new_pat();
         let info = TokenInfo {
-            id: TokenId::new(),
+            id: docket_ports::ids::new_id(),
             user_id,
             name: new.name.as_str().to_owned(),
             prefix: token.chars().take(12).collect(),

@@ -343,7 +343,7 @@ mod tests {
             url: &str,
             stored: impl FnOnce(docket_core::WebhookId) -> String,
         ) -> Webhook {
-            let id = docket_core::WebhookId::new();
+            let id = docket_ports::ids::new_id();
             let new = NewWebhook {
                 id,
                 url: url.to_owned(),
@@ -360,7 +360,7 @@ mod tests {
         /// Enqueues one delivery to `hook`, due at `now`.
         async fn enqueue(&self, hook: &Webhook, now: Timestamp) -> NewDelivery {
             let d = NewDelivery {
-                id: DeliveryId::new(),
+                id: docket_ports::ids::new_id(),
                 user_id: self.user.id,
                 channel: DeliveryChannel::Webhook,
                 webhook_id: Some(hook.id),
@@ -562,7 +562,7 @@ mod tests {
         let f = fixture().await;
         let now = ts("2026-06-01T09:00:00Z");
         let d = NewDelivery {
-            id: DeliveryId::new(),
+            id: docket_ports::ids::new_id(),
             user_id: f.user.id,
             channel: DeliveryChannel::Email,
             webhook_id: None,
@@ -583,7 +583,8 @@ mod tests {
         assert!(claimed.expect("claim").is_empty(), "failed for good after its one attempt");
 
         // With attempts left, the reason is recorded for the next attempt.
-        let again = NewDelivery { id: DeliveryId::new(), event_id: "evt-mail-2".to_owned(), ..d };
+        let again =
+            NewDelivery { id: docket_ports::ids::new_id(), event_id: "evt-mail-2".to_owned(), ..d };
         f.store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue");
         let sender = self::sender(config(true));
         assert_eq!(deliver_due(&f.store, &sender, later).await.expect("round"), 1);

@@ -79,7 +79,7 @@ fn due_line(data: &ReminderTriggeredV1) -> String {
 
 fn notification(data: &ReminderTriggeredV1, event: &CloudEvent) -> Notification {
     Notification {
-        id: NotificationId::new(),
+        id: docket_ports::ids::new_id(),
         user_id: UserId(data.task.user_id),
         task_id: Some(TaskId(data.task.id)),
         reminder_id: Some(ReminderId(data.reminder.id)),

@@ -119,15 +119,9 @@ impl NewCategory {
         NewCategory { name, color: Color::default() }
     }
 
-    /// The category this creates for `user` at `now`, with a new id.
-    pub fn into_category(self, user: UserId, now: Timestamp) -> Category {
-        Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: self.name,
-            color: self.color,
-            created_at: now,
-        }
+    /// The category `id` this creates for `user` at `now`.
+    pub fn into_category(self, id: CategoryId, user: UserId, now: Timestamp) -> Category {
+        Category { id, user_id: user, name: self.name, color: self.color, created_at: now }
     }
 }
 
@@ -155,17 +149,18 @@ mod tests {
 
     #[test]
     fn a_category_named_by_a_task_gets_the_default_colour() {
-        let user = UserId::new();
+        let user: UserId = crate::ids::test_id();
         let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
         let name = CategoryName::parse("Home").unwrap();
-        let c = NewCategory::named(name.clone()).into_category(user, now);
+        let (first, second) = (crate::ids::test_id(), crate::ids::test_id());
+        let c = NewCategory::named(name.clone()).into_category(first, user, now);
         assert_eq!(
             (c.user_id, &c.name, &c.color, c.created_at),
             (user, &name, &Color::default(), now)
         );
         let red = Color::parse("#ff0000").unwrap();
-        let d = NewCategory { name, color: red.clone() }.into_category(user, now);
+        let d = NewCategory { name, color: red.clone() }.into_category(second, user, now);
         assert_eq!(d.color, red);
-        assert_ne!(c.id, d.id, "each gets a new id");
+        assert_eq!((c.id, d.id), (first, second), "each gets the id it is given");
     }
 }

@@ -395,7 +395,7 @@ mod tests {
                 sort: SortField::Title,
                 order: Order::Desc,
                 key,
-                id: uuid::Uuid::now_v7(),
+                id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             };
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }

@@ -555,8 +555,8 @@ mod tests {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let later = Timestamp::from_second(1_800_000_100).unwrap();
         let mut task = NewTask::new(Title::parse("a").unwrap()).into_task(
-            TaskId::new(),
-            UserId::new(),
+            crate::ids::test_id(),
+            crate::ids::test_id(),
             None,
             now,
         );

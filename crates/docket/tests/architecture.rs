@@ -10,6 +10,10 @@
 //!   layering is being finished are listed in `KNOWN` with the reason; the list is a
 //!   ratchet: an edge not in it fails, and so does a listed edge that no longer exists (so
 //!   the list only shrinks).
+//! * `pure_crates_read_no_clock_and_draw_nothing`: the pure crates take time and new ids as
+//!   arguments, so their graph has no `rand` and their code (comments aside) calls no clock
+//!   or random source (`Timestamp::now`, `Uuid::now_v7`, `rand::`, …); ids are made at the
+//!   edges (`docket_ports::ids`), trace ids in `docket-trace`.
 //! * `architecture_md_names_exist` reads every backticked span of `ARCHITECTURE.md` that is a
 //!   path (`crates/docket-store/src/store.rs`, `postgres/mod.rs`, `deploy/`) or a Rust path
 //!   (`topics::log_topics`, `Store::prune_outbox`) and fails when the tree has no such file or
@@ -32,6 +36,9 @@ const RUNTIME_IO: &[&str] = &["tokio", "sqlx", "rusqlite", "axum", "reqwest", "h
 const DRIVERS: &[&str] = &["sqlx", "rusqlite", "sqlx-postgres", "sqlx-core", "libsqlite3-sys"];
 const EDGE_LIBS: &[&str] =
     &["axum", "hyper", "reqwest", "lettre", "rdkafka", "redis", "async-nats", "lapin", "rumqttc"];
+
+/// Random number sources: the pure crates take random draws (ids, jitter) as arguments.
+const RANDOMNESS: &[&str] = &["rand", "fastrand"];
 
 /// (crate, forbidden library it still reaches, why it is still allowed). Remove a line when
 /// the edge is gone; the test fails until you do.
@@ -118,8 +125,8 @@ fn crate_graph_keeps_its_layers() {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     let rules: &[(&str, &[&[&str]])] = &[
-        ("docket-core", &[RUNTIME_IO, DRIVERS]),
-        ("docket-events", &[RUNTIME_IO, DRIVERS]),
+        ("docket-core", &[RUNTIME_IO, DRIVERS, RANDOMNESS]),
+        ("docket-events", &[RUNTIME_IO, DRIVERS, RANDOMNESS]),
         ("docket-app", &[DRIVERS, EDGE_LIBS]),
         ("docket-http", &[DRIVERS]),
     ];
@@ -145,6 +152,48 @@ fn crate_graph_keeps_its_layers() {
         gone.is_empty(),
         "these layering exceptions no longer exist; remove them from KNOWN: {gone:?}"
     );
+}
+
+/// The `.rs` files below `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read source dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn pure_crates_read_no_clock_and_draw_nothing() {
+    let forbidden = [
+        "::now(",
+        "now_v7",
+        "new_v7",
+        "NoContext",
+        "rand::",
+        "getrandom",
+        "thread_rng",
+        "SystemTime",
+        "Instant::",
+    ];
+    let mut found = Vec::new();
+    for krate in ["docket-core", "docket-events"] {
+        for file in rust_files(&root().join("crates").join(krate).join("src")) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for f in forbidden.iter().filter(|f| code.contains(*f)) {
+                    found.push(format!("{}:{}: {f}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "the pure crates read a clock or draw random numbers: {found:#?}");
 }
 
 /// Every file and folder git would see (tracked or not, ignored ones excluded), relative to the root.

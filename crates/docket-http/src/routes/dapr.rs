@@ -238,7 +238,7 @@ async fn handle(
             .traceparent
             .as_deref()
             .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |t| t.child());
+            .map_or_else(docket_trace::root, docket_trace::child);
         match docket_trace::scope(ctx, processor.process(name, topic, &delivery, false)).await {
             Ok(_) => {}
             Err(HandlerError::Transient(error)) => {
