@@ -264,8 +264,7 @@ mod tests {
 
     use axum::http::{HeaderMap, StatusCode};
     use docket_core::{
-        DeliveryChannel, DeliveryId, DeliveryStatus, DisplayName, Email, NewDelivery, NewUser,
-        NewWebhook, User, Webhook,
+        DeliveryChannel, DeliveryId, DeliveryStatus, NewDelivery, NewWebhook, User, Webhook,
     };
     use docket_sqlite::SqliteStore;
     use hmac::{Hmac, Mac as _};
@@ -320,14 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("docket.db");
         let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
-        let user = NewUser {
-            email: Some(Email::parse("ada@example.com").expect("email")),
-            name: DisplayName::parse("Ada").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        let user = store.create_user(user, ts("2026-06-01T00:00:00Z")).await.expect("user");
+        let user = crate::testing::user(&store, "Ada", ts("2026-06-01T00:00:00Z")).await;
         Fixture { store, user, _dir: dir }
     }
 

@@ -167,14 +167,7 @@ mod tests {
     }
 
     async fn user(store: &dyn Store) -> docket_core::User {
-        let new = docket_core::NewUser {
-            email: Some(docket_core::Email::parse("keeper@example.com").expect("email")),
-            name: docket_core::DisplayName::parse("keeper").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        store.create_user(new, ts("2026-01-01T00:00:00Z")).await.expect("create_user")
+        crate::testing::user(store, "keeper", ts("2026-01-01T00:00:00Z")).await
     }
 
     async fn create(store: &dyn Store, user: &docket_core::User, at: &str) {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
 use crate::ids::{CategoryId, UserId};
 use crate::time::Timestamp;
 
@@ -72,11 +72,7 @@ pub struct Color(String);
 #[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
 pub struct ColorError(pub String);
 
-impl Invalid for ColorError {
-    fn code(&self) -> &'static str {
-        "invalid_color"
-    }
-}
+invalid_code!(ColorError, "invalid_color");
 
 impl Color {
     pub fn parse(raw: &str) -> Result<Color, ColorError> {

@@ -12,6 +12,19 @@ pub trait Invalid: fmt::Display {
     fn code(&self) -> &'static str;
 }
 
+/// `invalid_code!(ErrorType, "code")`: `Invalid` for an error whose every value has one code.
+macro_rules! invalid_code {
+    ($ty:ty, $code:literal) => {
+        impl $crate::error::Invalid for $ty {
+            fn code(&self) -> &'static str {
+                $code
+            }
+        }
+    };
+}
+
+pub(crate) use invalid_code;
+
 /// One bad field of an input.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod category;
 pub mod error;
 pub mod ids;
+mod names;
 pub mod notification;
 pub mod plan;
 pub mod query;

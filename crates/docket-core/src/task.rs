@@ -4,12 +4,10 @@
 //! parsed values. Applying a patch (`TaskPatch::apply`) is pure so every store applies it
 //! inside its own transaction the same way.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::category::{Category, CategoryName};
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
 use crate::ids::{CategoryId, TaskId, UserId};
+use crate::names::named;
 use crate::series::SeriesLink;
 use crate::time::{Timestamp, Zone};
 
@@ -124,24 +122,16 @@ pub enum Priority {
 #[error("priority '{0}' is unknown (expected low, medium, high or urgent)")]
 pub struct PriorityError(pub String);
 
-impl Invalid for PriorityError {
-    fn code(&self) -> &'static str {
-        "invalid_choice"
-    }
-}
+invalid_code!(PriorityError, "invalid_choice");
+
+named!(
+    Priority { Low => "low", Medium => "medium", High => "high", Urgent => "urgent" },
+    else PriorityError
+);
 
 impl Priority {
     pub const ALL: [Priority; 4] =
         [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Medium => "medium",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
 
     /// The number stores sort by (0 = low … 3 = urgent).
     pub fn rank(self) -> i64 {
@@ -150,25 +140,6 @@ impl Priority {
 
     pub fn from_rank(rank: i64) -> Option<Priority> {
         Priority::ALL.get(usize::try_from(rank).ok()?).copied()
-    }
-}
-
-impl FromStr for Priority {
-    type Err = PriorityError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "low" => Ok(Priority::Low),
-            "medium" => Ok(Priority::Medium),
-            "high" => Ok(Priority::High),
-            "urgent" => Ok(Priority::Urgent),
-            _ => Err(PriorityError(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -184,37 +155,9 @@ pub enum Status {
 #[error("status '{0}' is unknown (expected pending or completed)")]
 pub struct StatusError(pub String);
 
-impl Invalid for StatusError {
-    fn code(&self) -> &'static str {
-        "invalid_choice"
-    }
-}
+invalid_code!(StatusError, "invalid_choice");
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Completed => "completed",
-        }
-    }
-}
-
-impl FromStr for Status {
-    type Err = StatusError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pending" => Ok(Status::Pending),
-            "completed" => Ok(Status::Completed),
-            _ => Err(StatusError(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+named!(Status { Pending => "pending", Completed => "completed" }, else StatusError);
 
 /// A tag: trimmed, 1–50 characters, stored lower-case, no control characters or commas.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

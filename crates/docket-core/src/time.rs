@@ -11,7 +11,7 @@ use std::str::FromStr;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
 
 pub use jiff::Timestamp;
 
@@ -34,11 +34,7 @@ pub enum ZoneError {
     Unknown(String),
 }
 
-impl Invalid for ZoneError {
-    fn code(&self) -> &'static str {
-        "unknown_timezone"
-    }
-}
+invalid_code!(ZoneError, "unknown_timezone");
 
 impl Zone {
     pub fn parse(raw: &str) -> Result<Zone, ZoneError> {

@@ -1,6 +1,6 @@
 //! Users (accounts) and their credentials' value types.
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
 use crate::ids::UserId;
 use crate::time::{Timestamp, Zone};
 
@@ -13,11 +13,7 @@ pub struct Email(String);
 #[error("'{0}' is not an email address (expected name@example.com)")]
 pub struct EmailError(pub String);
 
-impl Invalid for EmailError {
-    fn code(&self) -> &'static str {
-        "invalid_email"
-    }
-}
+invalid_code!(EmailError, "invalid_email");
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, EmailError> {
@@ -158,6 +154,20 @@ pub struct NewUser {
     pub timezone: Option<Zone>,
     pub password_hash: Option<String>,
     pub external_subject: Option<String>,
+}
+
+impl NewUser {
+    /// An account known by its email, with no password, time zone or external subject yet
+    /// (set the fields that apply).
+    pub fn with_email(email: Email, name: DisplayName) -> NewUser {
+        NewUser {
+            email: Some(email),
+            name,
+            timezone: None,
+            password_hash: None,
+            external_subject: None,
+        }
+    }
 }
 
 #[cfg(test)]

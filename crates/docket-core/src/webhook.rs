@@ -2,6 +2,7 @@
 //! delivery is one message (an email, a webhook POST) the notifier owes to an outside
 //! channel, retried with backoff until it is delivered or gives up, never dropped silently.
 
+use crate::names::named;
 use crate::{DeliveryId, ReminderId, Timestamp, UserId, WebhookId};
 
 /// A user's webhook. Its secret is not part of it: it is shown once, at creation.
@@ -62,21 +63,12 @@ pub enum DeliveryChannel {
     Webhook,
 }
 
-impl DeliveryChannel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryChannel::Email => "email",
-            DeliveryChannel::Webhook => "webhook",
-        }
-    }
+named!(DeliveryChannel { Email => "email", Webhook => "webhook" });
 
+impl DeliveryChannel {
     /// Parses a stored channel; `None` for anything else.
     pub fn from_db(s: &str) -> Option<DeliveryChannel> {
-        match s {
-            "email" => Some(DeliveryChannel::Email),
-            "webhook" => Some(DeliveryChannel::Webhook),
-            _ => None,
-        }
+        DeliveryChannel::from_name(s)
     }
 }
 
@@ -89,23 +81,12 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
+named!(DeliveryStatus { Pending => "pending", Delivered => "delivered", Failed => "failed" });
 
+impl DeliveryStatus {
     /// Parses a stored status; `None` for anything else.
     pub fn from_db(s: &str) -> Option<DeliveryStatus> {
-        match s {
-            "pending" => Some(DeliveryStatus::Pending),
-            "delivered" => Some(DeliveryStatus::Delivered),
-            "failed" => Some(DeliveryStatus::Failed),
-            _ => None,
-        }
+        DeliveryStatus::from_name(s)
     }
 }
 

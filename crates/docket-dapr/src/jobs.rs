@@ -334,8 +334,8 @@ mod tests {
 
     use crate::testing::{ManualClock, ScheduledJob, SidecarClock, TestSidecar};
     use docket_core::{
-        Channels, DisplayName, Email, Mode, NewReminder, NewTask, NewUser, Offset, Pattern, Preset,
-        Recurrence, ReminderStatus, Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
+        Channels, Mode, NewReminder, NewTask, Offset, Pattern, Preset, Recurrence, ReminderStatus,
+        Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
     };
     use docket_events::topics;
     use docket_ports::Store;
@@ -454,14 +454,7 @@ mod tests {
             let store =
                 Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
             let now = ts(T0);
-            let new = NewUser {
-                email: Some(Email::parse("jobs@example.com").expect("email")),
-                name: DisplayName::parse("Jobs").expect("name"),
-                timezone: None,
-                password_hash: None,
-                external_subject: None,
-            };
-            let user = store.create_user(new, now).await.expect("user");
+            let user = docket_app::testing::user(store.as_ref(), "Jobs", now).await;
             let sidecar_clock = ManualClock::new(now);
             let sidecar = TestSidecar::builder()
                 .clock(SidecarClock::Manual(sidecar_clock.clone()))

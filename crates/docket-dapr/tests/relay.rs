@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, TaskPatch, Title, UserId};
+use docket_core::{NewTask, TaskId, TaskPatch, Title, UserId};
 use docket_dapr::relay::{GROUP, RelayError, relay_once};
 use docket_dapr::testing::{Published, TestSidecar};
 use docket_events::topics;
@@ -20,19 +20,7 @@ async fn store_with_events(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("docket.db");
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
     let now = jiff::Timestamp::now();
-    let user = store
-        .create_user(
-            NewUser {
-                email: Some(Email::parse("relay@example.com").expect("email")),
-                name: DisplayName::parse("Relay").expect("name"),
-                timezone: None,
-                password_hash: None,
-                external_subject: None,
-            },
-            now,
-        )
-        .await
-        .expect("user");
+    let user = docket_app::testing::user(&store, "Relay", now).await;
     let first = store
         .create_task(user.id, NewTask::new(Title::parse("One").expect("title")), now)
         .await
@@ -59,19 +47,7 @@ async fn store_with_users(dir: &tempfile::TempDir, names: &[&str]) -> (SqliteSto
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
     let mut users = Vec::new();
     for name in names {
-        let user = store
-            .create_user(
-                NewUser {
-                    email: Some(Email::parse(&format!("{name}@example.com")).expect("email")),
-                    name: DisplayName::parse(name).expect("name"),
-                    timezone: None,
-                    password_hash: None,
-                    external_subject: None,
-                },
-                jiff::Timestamp::now(),
-            )
-            .await
-            .expect("user");
+        let user = docket_app::testing::user(&store, name, jiff::Timestamp::now()).await;
         users.push(user.id);
     }
     (store, users)

@@ -441,13 +441,10 @@ async fn bus_phase(events: usize) -> anyhow::Result<(PhaseResult, PhaseResult)> 
     // the size and shape of the outbox's real rows.
     let now = jiff::Timestamp::now();
     let parsed = |what: &str, e: &dyn std::fmt::Display| anyhow!("bench {what}: {e}");
-    let user = NewUser {
-        email: Some(Email::parse("bench-bus@example.com").map_err(|e| parsed("email", &e))?),
-        name: DisplayName::parse("bench").map_err(|e| parsed("name", &e))?,
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
+    let user = NewUser::with_email(
+        Email::parse("bench-bus@example.com").map_err(|e| parsed("email", &e))?,
+        DisplayName::parse("bench").map_err(|e| parsed("name", &e))?,
+    );
     let user = store.create_user(user, now).await.context("cannot create the bench user")?;
     let task = NewTask {
         description: Description::parse("some words to index for full-text search")

@@ -51,13 +51,10 @@ pub async fn run(count: usize, rate: usize) -> anyhow::Result<ReminderResult> {
     let path = path.to_str().ok_or_else(|| anyhow!("temp path is not UTF-8"))?.to_owned();
     let store = SqliteStore::open(&path).await.context("cannot open the reminder database")?;
     let now = Timestamp::now();
-    let user = NewUser {
-        email: Some(Email::parse("bench-reminders@example.com").map_err(parsed("email"))?),
-        name: DisplayName::parse("bench").map_err(parsed("name"))?,
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
+    let user = NewUser::with_email(
+        Email::parse("bench-reminders@example.com").map_err(parsed("email"))?,
+        DisplayName::parse("bench").map_err(parsed("name"))?,
+    );
     let user = store.create_user(user, now).await.context("cannot create the bench user")?;
 
     // Due from `start` on, `rate` per second; the seeding time is added so none is overdue.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_core::{DisplayName, Email, NewTask, NewUser, Timestamp, Title, User};
+use docket_core::{NewTask, Timestamp, Title, User};
 use docket_ports::Store;
 use docket_sqlite::SqliteStore;
 use tokio::sync::watch;
@@ -31,14 +31,7 @@ async fn fixture(config: HubConfig) -> Fixture {
 }
 
 async fn user(store: &SqliteStore, name: &str) -> User {
-    let new = NewUser {
-        email: Some(Email::parse(&format!("{name}@example.com")).expect("email")),
-        name: DisplayName::parse(name).expect("name"),
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
-    store.create_user(new, Timestamp::now()).await.expect("create_user")
+    crate::testing::user(store, name, Timestamp::now()).await
 }
 
 async fn create(store: &SqliteStore, user: &User, title: &str) {

@@ -16,6 +16,7 @@ use chrono::TimeZone as _;
 use jiff::civil::{Date, DateTime, Weekday};
 
 use crate::error::Invalid;
+use crate::names::named;
 use crate::time::Timestamp;
 
 /// How often a rule repeats (RFC 5545 `FREQ`).
@@ -30,32 +31,17 @@ pub enum Frequency {
     Yearly,
 }
 
+named!(Frequency {
+    Secondly => "SECONDLY",
+    Minutely => "MINUTELY",
+    Hourly => "HOURLY",
+    Daily => "DAILY",
+    Weekly => "WEEKLY",
+    Monthly => "MONTHLY",
+    Yearly => "YEARLY",
+});
+
 impl Frequency {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frequency::Secondly => "SECONDLY",
-            Frequency::Minutely => "MINUTELY",
-            Frequency::Hourly => "HOURLY",
-            Frequency::Daily => "DAILY",
-            Frequency::Weekly => "WEEKLY",
-            Frequency::Monthly => "MONTHLY",
-            Frequency::Yearly => "YEARLY",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Frequency> {
-        Some(match s {
-            "SECONDLY" => Frequency::Secondly,
-            "MINUTELY" => Frequency::Minutely,
-            "HOURLY" => Frequency::Hourly,
-            "DAILY" => Frequency::Daily,
-            "WEEKLY" => Frequency::Weekly,
-            "MONTHLY" => Frequency::Monthly,
-            "YEARLY" => Frequency::Yearly,
-            _ => return None,
-        })
-    }
-
     fn to_crate(self) -> rrule::Frequency {
         match self {
             Frequency::Secondly => rrule::Frequency::Secondly,
@@ -66,12 +52,6 @@ impl Frequency {
             Frequency::Monthly => rrule::Frequency::Monthly,
             Frequency::Yearly => rrule::Frequency::Yearly,
         }
-    }
-}
-
-impl fmt::Display for Frequency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -358,7 +338,7 @@ impl Rule {
             match name {
                 "FREQ" => {
                     freq = Some(
-                        Frequency::parse(value)
+                        Frequency::from_name(value)
                             .ok_or_else(|| RuleProblem::UnknownFreq(value.to_owned()))?,
                     );
                 }

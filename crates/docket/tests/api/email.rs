@@ -119,20 +119,7 @@ async fn a_reminder_email_arrives_at_the_owners_address() {
     ];
     let s = TestServer::start_on(Db::Sqlite, env).await;
     let (token, _) = s.signup("ada@example.com").await;
-    let r = s
-        .post(
-            "/api/tasks",
-            &token,
-            json!({
-                "title": "Renew the passport",
-                "description": "Bring two photos.",
-                "due_date": "2030-03-01T09:00:00Z",
-                "timezone": "Europe/Berlin",
-            }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let task = r.body["id"].as_str().expect("id").to_owned();
+    let task = s.create("/api/tasks", &token, json!({ "title": "Renew the passport", "description": "Bring two photos.", "due_date": "2030-03-01T09:00:00Z", "timezone": "Europe/Berlin", })).await;
     let reminder = email_reminder(&s, &token, &task, 300).await;
 
     let messages = smtp.messages(1).await;

@@ -208,9 +208,8 @@ async fn a_fired_reminder_becomes_a_notification_on_the_stream() {
     let t = task(&s, &a, json!({"title": "Water the plants"})).await;
     let mut stream = crate::stream::Sse::open(&s, &a, None).await;
     let at = instant_in(Duration::from_millis(300));
-    let r = s.post(&format!("/api/tasks/{t}/reminders"), &a, json!({"trigger": {"at": at}})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let reminder =
+        s.create(&format!("/api/tasks/{t}/reminders"), &a, json!({"trigger": {"at": at}})).await;
 
     // The stream carries the notification (it is a user's own task-updates event).
     let pushed = loop {

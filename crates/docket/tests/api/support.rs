@@ -23,6 +23,26 @@ pub enum Db {
     Shared(String),
 }
 
+/// Stamps one test per database for `body(db, args…)`: `$sqlite` on SQLite, and `$postgres`
+/// on PostgreSQL when [`postgres_url`] gives one (it says why it skips, and fails under `CI`).
+macro_rules! on_each_database {
+    ($(#[$attr:meta])* $sqlite:ident, $postgres:ident => $body:ident $(, $arg:expr)*) => {
+        $(#[$attr])*
+        async fn $sqlite() {
+            $body($crate::support::Db::Sqlite $(, $arg)*).await;
+        }
+
+        $(#[$attr])*
+        async fn $postgres() {
+            if let Some(url) = $crate::support::postgres_url(stringify!($postgres)) {
+                $body($crate::support::Db::Postgres(url) $(, $arg)*).await;
+            }
+        }
+    };
+}
+
+pub(crate) use on_each_database;
+
 /// The PostgreSQL URL tests should use, `None` (with a printed reason) when not configured.
 /// Panics when `CI` is set and the variable is missing: CI must not silently skip.
 pub fn postgres_url(test: &str) -> Option<String> {
@@ -187,6 +207,13 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
         self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// POSTs `body` to `path`, asserts `201 Created` and returns the new resource's `id`.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> String {
+        let r = self.post(path, token, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.text);
+        r.body["id"].as_str().expect("a created resource has an id").to_owned()
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {

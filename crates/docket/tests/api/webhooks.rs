@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::{Db, Reply, TestServer, docket, postgres_url, stderr};
+use crate::support::{Db, Reply, TestServer, docket, on_each_database, stderr};
 
 /// One request the receiver saw.
 #[derive(Debug, Clone)]
@@ -155,9 +155,7 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     // Another user's task reaches nobody's webhook but theirs.
     let r = s.post("/api/tasks", &other, json!({"title": "Not yours"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = s.post("/api/tasks", &token, json!({"title": "Water the plants"})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let task = r.body["id"].as_str().expect("id").to_owned();
+    let task = s.create("/api/tasks", &token, json!({"title": "Water the plants"})).await;
 
     // First attempt answered 500, the second 200: the same delivery, sent twice.
     let seen = receiver.until(2).await;
@@ -208,15 +206,13 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     // handles the user's events in log order, so once the marker's delivery is listed, the
     // reopen and the completion above have been dispatched too.
     let marker = Receiver::start(Vec::new()).await;
-    let r = s
-        .post(
+    let marker_hook = s
+        .create(
             "/api/webhooks",
             &token,
             json!({"url": marker.url, "events": ["com.todo.task.created"]}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let marker_hook = r.body["id"].as_str().expect("id").to_owned();
     let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     deliveries_until(&s, &token, &marker_hook, |l| l.len() == 1).await;
@@ -236,18 +232,11 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     assert_eq!(s.get(&format!("/api/webhooks/{hook}"), &token).await.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn signed_deliveries_with_a_retry_after_500_sqlite() {
-    signed_deliveries_with_a_retry_after_500(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn signed_deliveries_with_a_retry_after_500_postgres() {
-    let Some(base) = postgres_url("signed_deliveries_with_a_retry_after_500_postgres") else {
-        return;
-    };
-    signed_deliveries_with_a_retry_after_500(Db::Postgres(base)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    signed_deliveries_with_a_retry_after_500_sqlite,
+    signed_deliveries_with_a_retry_after_500_postgres => signed_deliveries_with_a_retry_after_500
+);
 
 #[tokio::test]
 async fn a_reminder_reaches_webhooks_and_a_failure_is_recorded_not_lost() {
@@ -269,15 +258,13 @@ async fn a_reminder_reaches_webhooks_and_a_failure_is_recorded_not_lost() {
     let r = s.post("/api/tasks", &token, json!({"title": "Call the bank"})).await;
     let task = r.body["id"].as_str().expect("id").to_owned();
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300)).to_string();
-    let r = s
-        .post(
+    let reminder = s
+        .create(
             &format!("/api/tasks/{task}/reminders"),
             &token,
             json!({"trigger": {"at": at}, "channels": ["webhook", "in_app"]}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
 
     let seen = receiver.until(3).await;
     for s in &seen {
@@ -418,11 +405,9 @@ async fn private_targets_are_refused_unless_allowed_and_input_is_checked() {
     assert_eq!(s.get("/api/webhooks", &token).await.body, json!([]), "nothing was created");
 
     // A public address is accepted; moving it onto a private one is refused.
-    let r = s
-        .post("/api/webhooks", &token, json!({"url": "http://8.8.8.8/hook", "events": events}))
+    let hook = s
+        .create("/api/webhooks", &token, json!({"url": "http://8.8.8.8/hook", "events": events}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("id").to_owned();
     let r = s.patch(&format!("/api/webhooks/{hook}"), &token, json!({"url": receiver.url})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(
@@ -541,19 +526,11 @@ async fn a_plain_secret_is_sealed_at_start_and_still_signs(db: Db) {
     assert!(signed_by(&seen[0], legacy), "still signed with the old secret: {:?}", seen[0]);
 }
 
-#[tokio::test]
-async fn a_plain_secret_is_sealed_at_start_and_still_signs_sqlite() {
-    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_plain_secret_is_sealed_at_start_and_still_signs_postgres() {
-    let Some(base) = postgres_url("a_plain_secret_is_sealed_at_start_and_still_signs_postgres")
-    else {
-        return;
-    };
-    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Postgres(base)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    a_plain_secret_is_sealed_at_start_and_still_signs_sqlite,
+    a_plain_secret_is_sealed_at_start_and_still_signs_postgres => a_plain_secret_is_sealed_at_start_and_still_signs
+);
 
 #[test]
 fn a_malformed_secret_key_is_a_clear_startup_error() {
