@@ -369,6 +369,19 @@ mod tests {
             d
         }
 
+        /// A receiver answering `script` in turn, a webhook to it, and one delivery to that
+        /// webhook due at `now`.
+        async fn hook_with_delivery(
+            &self,
+            script: &[u16],
+            now: Timestamp,
+        ) -> (Received, Webhook, NewDelivery) {
+            let (url, received) = receiver(script).await;
+            let hook = self.webhook(&url).await;
+            let d = self.enqueue(&hook, now).await;
+            (received, hook, d)
+        }
+
         async fn delivery(&self, hook: &Webhook, id: DeliveryId) -> Delivery {
             let list = self.store.list_deliveries(self.user.id, hook.id, 50).await.expect("list");
             list.into_iter().find(|d| d.id == id).expect("listed")
@@ -410,10 +423,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_webhook_is_retried_after_the_backoff_with_the_same_id() {
         let f = fixture().await;
-        let (url, received) = receiver(&[500, 200]).await;
-        let hook = f.webhook(&url).await;
         let t0 = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, t0).await;
+        let (received, hook, d) = f.hook_with_delivery(&[500, 200], t0).await;
         let config = config(true);
         let sender = sender(config.clone());
 
@@ -505,10 +516,8 @@ mod tests {
     #[tokio::test]
     async fn a_webhook_fails_for_good_after_max_attempts() {
         let f = fixture().await;
-        let (url, received) = receiver(&[500, 502, 503, 200]).await;
-        let hook = f.webhook(&url).await;
         let mut now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (received, hook, d) = f.hook_with_delivery(&[500, 502, 503, 200], now).await;
         let config = config(true);
         let sender = sender(config.clone());
 
@@ -534,10 +543,8 @@ mod tests {
     #[tokio::test]
     async fn a_private_target_is_refused_before_any_request() {
         let f = fixture().await;
-        let (url, received) = receiver(&[]).await;
-        let hook = f.webhook(&url).await;
         let now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (received, hook, d) = f.hook_with_delivery(&[], now).await;
         let sender = sender(config(false));
 
         assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
@@ -607,10 +614,8 @@ mod tests {
     #[tokio::test]
     async fn a_retry_waits_the_backoff_less_the_drawn_jitter() {
         let f = fixture().await;
-        let (url, _received) = receiver(&[]).await;
-        let hook = f.webhook(&url).await;
         let now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (_received, hook, d) = f.hook_with_delivery(&[], now).await;
         // A refused (private) target fails the first attempt: its wait is the 10 s ceiling
         // less 0.5 of its half.
         let sender = sender(DeliveryConfig { jitter: || 0.5, ..config(false) });

@@ -2,56 +2,17 @@
 
 use std::fmt;
 
-use crate::error::{Invalid, invalid_code};
+use crate::error::invalid_code;
 use crate::ids::{CategoryId, UserId};
+use crate::line::line_type;
 use crate::time::Timestamp;
 
-/// A category name: trimmed, 1–100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CategoryName(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CategoryNameError {
-    #[error("category name must not be empty")]
-    Empty,
-    #[error("category name is {0} characters long (at most 100)")]
-    TooLong(usize),
-    #[error("category name must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for CategoryNameError {
-    fn code(&self) -> &'static str {
-        match self {
-            CategoryNameError::Empty => "required",
-            CategoryNameError::TooLong(_) => "too_long",
-            CategoryNameError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A category name: trimmed, 1–100 characters, no control characters.
+    CategoryName, "category name", 100
+);
 
 impl CategoryName {
-    pub const MAX: usize = 100;
-
-    pub fn parse(raw: &str) -> Result<CategoryName, CategoryNameError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(CategoryNameError::Empty);
-        }
-        let n = t.chars().count();
-        if n > Self::MAX {
-            return Err(CategoryNameError::TooLong(n));
-        }
-        if t.chars().any(char::is_control) {
-            return Err(CategoryNameError::ControlChars);
-        }
-        Ok(CategoryName(t.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The key that uniqueness is checked on: names differing only in case collide.
     pub fn key(&self) -> String {
         self.0.to_lowercase()

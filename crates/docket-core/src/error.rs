@@ -1,6 +1,6 @@
 //! Validation errors: one `FieldError` per bad field, gathered into `ValidationErrors`.
 //!
-//! Each value type has its own typed error (`TitleError`, …) implementing [`Invalid`], which
+//! Each value type has its own typed error (`LineError`, `EmailError`, …) implementing [`Invalid`], which
 //! gives a stable machine code; the message is the error's `Display`. The HTTP edge turns
 //! `ValidationErrors` into a 422 problem with `errors: [{field, code, message}]`.
 

@@ -2,7 +2,9 @@
 //! `SortField` is `due_date` …): one table per enum gives both directions, so a name cannot be
 //! written one way and read another.
 //!
-//! [`named!`] makes `as_str`, an exact `from_name` and `Display` from the table. How a name
+//! [`named!`] makes `as_str`, an exact `from_name` and `Display` from the table;
+//! [`known_by_text!`] gives a parsed value that keeps its text (`Zone`, `CronExpr`) its
+//! `Debug`, `Display` and equality through that text. How a name
 //! is read from input (trimmed, case folded, which error) stays with each type's `FromStr` or
 //! `parse`, since those differ on purpose.
 
@@ -54,6 +56,35 @@ macro_rules! named {
 }
 
 pub(crate) use named;
+
+/// `known_by_text!(Type, field)`: `Debug` (`Type(text)`), `Display` and equality through the
+/// text a parsed value keeps in `field` (a zone's name, a cron expression as written), for
+/// types whose parsed form has no equality of its own.
+macro_rules! known_by_text {
+    ($ty:ident, $field:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($ty), self.$field)
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.$field)
+            }
+        }
+
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.$field == other.$field
+            }
+        }
+
+        impl Eq for $ty {}
+    };
+}
+
+pub(crate) use known_by_text;
 
 #[cfg(test)]
 mod tests {

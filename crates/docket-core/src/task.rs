@@ -7,6 +7,7 @@
 use crate::category::{Category, CategoryName};
 use crate::error::{Invalid, invalid_code};
 use crate::ids::{CategoryId, TaskId, UserId};
+use crate::line::line_type;
 use crate::names::named;
 use crate::series::SeriesLink;
 use crate::time::{Timestamp, Zone};
@@ -15,52 +16,12 @@ fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
 }
 
-/// A task title: trimmed, 1–255 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Title(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TitleError {
-    #[error("title must not be empty")]
-    Empty,
-    #[error("title is {0} characters long (at most 255)")]
-    TooLong(usize),
-    #[error("title must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for TitleError {
-    fn code(&self) -> &'static str {
-        match self {
-            TitleError::Empty => "required",
-            TitleError::TooLong(_) => "too_long",
-            TitleError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A task title: trimmed, 1–255 characters, no control characters.
+    Title, "title", 255
+);
 
 impl Title {
-    pub const MAX: usize = 255;
-
-    pub fn parse(raw: &str) -> Result<Title, TitleError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(TitleError::Empty);
-        }
-        let n = t.chars().count();
-        if n > Self::MAX {
-            return Err(TitleError::TooLong(n));
-        }
-        if t.chars().any(char::is_control) {
-            return Err(TitleError::ControlChars);
-        }
-        Ok(Title(t.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The key titles sort by: lower-case, so sorting ignores case the same on every store.
     pub fn sort_key(&self) -> String {
         self.0.to_lowercase()
@@ -452,15 +413,19 @@ pub fn set_status(task: &mut Task, status: Status, now: Timestamp) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::line::LineError;
 
     #[test]
     fn titles() {
         assert_eq!(Title::parse("  Buy milk ").unwrap().as_str(), "Buy milk");
-        assert_eq!(Title::parse("   ").unwrap_err(), TitleError::Empty);
+        assert_eq!(Title::parse("   ").unwrap_err(), LineError::Empty("title"));
         assert_eq!(Title::parse(&"x".repeat(255)).unwrap().as_str().len(), 255);
-        assert_eq!(Title::parse(&"é".repeat(256)).unwrap_err(), TitleError::TooLong(256));
-        assert_eq!(Title::parse("a\u{7}b").unwrap_err(), TitleError::ControlChars);
-        assert_eq!(Title::parse("a\nb").unwrap_err(), TitleError::ControlChars);
+        assert_eq!(
+            Title::parse(&"é".repeat(256)).unwrap_err(),
+            LineError::TooLong("title", 256, 255)
+        );
+        assert_eq!(Title::parse("a\u{7}b").unwrap_err(), LineError::ControlChars("title"));
+        assert_eq!(Title::parse("a\nb").unwrap_err(), LineError::ControlChars("title"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::error::{Invalid, invalid_code};
 use crate::ids::UserId;
+use crate::line::line_type;
 use crate::time::{Timestamp, Zone};
 
 /// An email address, trimmed and lower-cased; checked for shape only (one `@`, a dot in the
@@ -83,53 +84,16 @@ impl Password {
     }
 }
 
-/// A display name: trimmed, 1–100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisplayName(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DisplayNameError {
-    #[error("name must not be empty")]
-    Empty,
-    #[error("name is longer than 100 characters")]
-    TooLong,
-    #[error("name must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for DisplayNameError {
-    fn code(&self) -> &'static str {
-        match self {
-            DisplayNameError::Empty => "required",
-            DisplayNameError::TooLong => "too_long",
-            DisplayNameError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A display name: trimmed, 1–100 characters, no control characters.
+    DisplayName, "name", 100
+);
 
 impl DisplayName {
-    pub fn parse(raw: &str) -> Result<DisplayName, DisplayNameError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(DisplayNameError::Empty);
-        }
-        if t.chars().count() > 100 {
-            return Err(DisplayNameError::TooLong);
-        }
-        if t.chars().any(char::is_control) {
-            return Err(DisplayNameError::ControlChars);
-        }
-        Ok(DisplayName(t.to_owned()))
-    }
-
     /// The name a new account gets when none is given: the email's local part.
     pub fn from_email(email: &Email) -> DisplayName {
         let local = email.as_str().split('@').next().unwrap_or("user");
         DisplayName::parse(local).unwrap_or_else(|_| DisplayName("user".to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

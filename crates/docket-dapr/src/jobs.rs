@@ -245,9 +245,7 @@ impl JobRegistrar {
                     round.scheduled += 1;
                 }
                 Err(e) => {
-                    round.failed += 1;
-                    tracing::warn!(error = %e, job = %name, "cannot schedule dapr job; retrying");
-                    if unreachable(&e) {
+                    if round.failed_on(&e, "schedule", &name) {
                         return round;
                     }
                 }
@@ -262,15 +260,24 @@ impl JobRegistrar {
                     round.deleted += 1;
                 }
                 Err(e) => {
-                    round.failed += 1;
-                    tracing::warn!(error = %e, job = %name, "cannot delete dapr job; retrying");
-                    if unreachable(&e) {
+                    if round.failed_on(&e, "delete", &name) {
                         return round;
                     }
                 }
             }
         }
         round
+    }
+}
+
+impl Round {
+    /// Counts and logs a call that failed to `action` job `name` (retried next round); true
+    /// when the sidecar did not answer at all, as every other call of the round would then
+    /// fail the same way.
+    fn failed_on(&mut self, e: &DaprError, action: &str, name: &str) -> bool {
+        self.failed += 1;
+        tracing::warn!(error = %e, job = %name, "cannot {action} dapr job; retrying");
+        unreachable(e)
     }
 }
 

@@ -293,22 +293,7 @@ impl Rule {
     fn parse_parts(body: &str) -> Result<Rule, RuleProblem> {
         let mut seen: Vec<&'static str> = Vec::new();
         let mut freq = None;
-        let mut rule = Rule {
-            freq: Frequency::Daily,
-            interval: 1,
-            count: None,
-            until: None,
-            by_second: Vec::new(),
-            by_minute: Vec::new(),
-            by_hour: Vec::new(),
-            by_day: Vec::new(),
-            by_month_day: Vec::new(),
-            by_year_day: Vec::new(),
-            by_week_no: Vec::new(),
-            by_month: Vec::new(),
-            by_set_pos: Vec::new(),
-            week_start: Weekday::Monday,
-        };
+        let mut rule = Rule::every(Frequency::Daily, 1);
         for part in body.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, value)) = part.split_once('=') else {
                 return Err(RuleProblem::Malformed(part.to_owned()));

@@ -141,7 +141,7 @@ async fn events_through_the_sidecar(db: Db, delivery: Delivery) {
     // Completing a recurring instance: the recurrence consumer, fed by Dapr, makes the next.
     let r = s.post("/api/tasks", &token, json!({"title": "Stretch", "recurrence": "daily"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let first = r.body["id"].as_str().expect("id").to_owned();
+    let first = r.id();
     let series = r.body["series_id"].as_str().expect("a series").to_owned();
     let r = s.post(&format!("/api/tasks/{first}/complete"), &token, json!({})).await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -222,17 +222,9 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     let s = start(&sidecar, Db::Sqlite, "dapr").await;
     let (token, _) = s.signup("dapr-jobs@example.com").await;
     let r = s.post("/api/tasks", &token, json!({"title": "Take the pills"})).await;
-    let task = r.body["id"].as_str().expect("id").to_owned();
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at.to_string()}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let task = r.id();
+    let r = s.remind_in(&token, &task, 1500, &[]).await;
+    let reminder = r.id();
     let fire_at: jiff::Timestamp = r.body["fire_at"].as_str().expect("fire_at").parse().expect("t");
 
     // The scheduler registers a job due at the fire time.
@@ -265,15 +257,8 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     // any event the repeated trigger had made would have been published before it; once the
     // sidecar is idle after the marker's notification, every published event was delivered.
     let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
-    let marker_task = r.body["id"].as_str().expect("id").to_owned();
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
-    let marker = s
-        .create(
-            &format!("/api/tasks/{marker_task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at.to_string()}}),
-        )
-        .await;
+    let marker_task = r.id();
+    let marker = s.remind_in(&token, &marker_task, 300, &[]).await.id();
     until("the marker's notification", async || {
         let r = s.get("/api/notifications", &token).await;
         let list = r.body.as_array().cloned().unwrap_or_default();

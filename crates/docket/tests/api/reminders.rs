@@ -24,7 +24,7 @@ fn instant_in(d: Duration) -> String {
 async fn task(s: &TestServer, token: &str, body: Value) -> String {
     let r = s.post("/api/tasks", token, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().expect("id").to_owned()
+    r.id()
 }
 
 /// Polls the task's reminders until `n` have fired (at most 60 s); returns the list.
@@ -55,13 +55,13 @@ async fn reminder_routes_and_validation() {
     assert_eq!(r.body["fire_at"], "2030-05-01T08:45:00Z");
     assert_eq!(r.body["status"], "pending");
     assert_eq!(r.body["channels"], json!(["in_app"]));
-    let relative = r.body["id"].as_str().expect("id").to_owned();
+    let relative = r.id();
     let r = s
         .post(&path, &a, json!({"trigger": {"at": "2030-04-30T18:00:00Z"}, "channels": ["in_app"]}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["channels"], json!(["in_app"]));
-    let absolute = r.body["id"].as_str().expect("id").to_owned();
+    let absolute = r.id();
     let list = s.get(&path, &a).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body.as_array().map(Vec::len), Some(2));

@@ -49,7 +49,7 @@ async fn recurring(s: &TestServer, token: &str, title: &str, due: &str) -> (Stri
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let series = r.body["recurrence"]["series_id"].as_str().expect("series id").to_owned();
     assert_eq!(r.body["series_id"], series.as_str());
-    (r.body["id"].as_str().expect("id").to_owned(), series)
+    (r.id(), series)
 }
 
 /// Completes the task; returns `{task, next}`.

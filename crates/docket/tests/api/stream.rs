@@ -117,7 +117,7 @@ fn seq(m: &SseMessage) -> i64 {
 async fn create(s: &TestServer, token: &str, title: &str) -> String {
     let r = s.post("/api/tasks", token, json!({"title": title})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().expect("id").to_owned()
+    r.id()
 }
 
 async fn streams_carry_own_events_and_resume(db: Db) {

@@ -101,6 +101,11 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The `id` of the resource in the body.
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", self.text)).to_owned()
+    }
 }
 
 impl TestServer {
@@ -213,7 +218,20 @@ impl TestServer {
     pub async fn create(&self, path: &str, token: &str, body: Value) -> String {
         let r = self.post(path, token, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.text);
-        r.body["id"].as_str().expect("a created resource has an id").to_owned()
+        r.id()
+    }
+
+    /// Adds a reminder to `task` at `in_ms` from now, on `channels` (the default when none),
+    /// asserting `201 Created`.
+    pub async fn remind_in(&self, token: &str, task: &str, in_ms: i64, channels: &[&str]) -> Reply {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(in_ms);
+        let mut body = json!({"trigger": {"at": at.to_string()}});
+        if !channels.is_empty() {
+            body["channels"] = json!(channels);
+        }
+        let r = self.post(&format!("/api/tasks/{task}/reminders"), token, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
