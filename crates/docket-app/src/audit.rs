@@ -24,9 +24,7 @@ pub const CONSUMER: &str = "audit";
 /// The audit consumer's configuration: group `audit` on `task-events`, position committed in
 /// the handler's transaction (the embedded bus on the same database).
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::TASK_EVENTS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::TASK_EVENTS)
 }
 
 fn poison(event: &CloudEvent, why: impl std::fmt::Display) -> HandlerError {

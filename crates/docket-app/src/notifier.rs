@@ -31,9 +31,7 @@ pub const SOURCE: &str = "/docket/worker";
 /// The notifier's configuration: group `notifier` on `reminders`, position committed in the
 /// handler's transaction.
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::REMINDERS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::REMINDERS)
 }
 
 /// What a reminder event asks the notifier for.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::invalid_code;
+use crate::error::value_error;
 use crate::ids::{CategoryId, UserId};
 use crate::line::line_type;
 use crate::time::Timestamp;
@@ -29,11 +29,10 @@ impl fmt::Display for CategoryName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Color(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
-pub struct ColorError(pub String);
-
-invalid_code!(ColorError, "invalid_color");
+value_error!(
+    #[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
+    ColorError(String) = "invalid_color"
+);
 
 impl Color {
     pub fn parse(raw: &str) -> Result<Color, ColorError> {

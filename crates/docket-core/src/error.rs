@@ -25,6 +25,20 @@ macro_rules! invalid_code {
 
 pub(crate) use invalid_code;
 
+/// `value_error!(#[error("…")] NameError(Input) = "code")`: the error of a value type that
+/// carries the refused input, with one code.
+macro_rules! value_error {
+    ($(#[$meta:meta])* $name:ident($input:ty) = $code:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        $(#[$meta])*
+        pub struct $name(pub $input);
+
+        $crate::error::invalid_code!($name, $code);
+    };
+}
+
+pub(crate) use value_error;
+
 /// One bad field of an input.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {

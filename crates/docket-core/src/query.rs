@@ -11,7 +11,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::{Invalid, invalid_code};
+use crate::error::{Invalid, invalid_code, value_error};
 use crate::names::named;
 use crate::task::{CategoryRef, Priority, Tag};
 use crate::time::Timestamp;
@@ -110,11 +110,10 @@ impl FromStr for Order {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(u32);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("limit '{0}' must be a whole number from 1 to 200")]
-pub struct LimitError(pub String);
-
-invalid_code!(LimitError, "out_of_range");
+value_error!(
+    #[error("limit '{0}' must be a whole number from 1 to 200")]
+    LimitError(String) = "out_of_range"
+);
 
 impl Limit {
     pub const MAX: u32 = 200;

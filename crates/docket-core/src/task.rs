@@ -5,7 +5,7 @@
 //! inside its own transaction the same way.
 
 use crate::category::{Category, CategoryName};
-use crate::error::{Invalid, invalid_code};
+use crate::error::{Invalid, value_error};
 use crate::ids::{CategoryId, TaskId, UserId};
 use crate::line::line_type;
 use crate::names::named;
@@ -79,11 +79,10 @@ pub enum Priority {
     Urgent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("priority '{0}' is unknown (expected low, medium, high or urgent)")]
-pub struct PriorityError(pub String);
-
-invalid_code!(PriorityError, "invalid_choice");
+value_error!(
+    #[error("priority '{0}' is unknown (expected low, medium, high or urgent)")]
+    PriorityError(String) = "invalid_choice"
+);
 
 named!(
     Priority { Low => "low", Medium => "medium", High => "high", Urgent => "urgent" },
@@ -112,11 +111,10 @@ pub enum Status {
     Completed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("status '{0}' is unknown (expected pending or completed)")]
-pub struct StatusError(pub String);
-
-invalid_code!(StatusError, "invalid_choice");
+value_error!(
+    #[error("status '{0}' is unknown (expected pending or completed)")]
+    StatusError(String) = "invalid_choice"
+);
 
 named!(Status { Pending => "pending", Completed => "completed" }, else StatusError);
 
@@ -365,27 +363,13 @@ impl TaskPatch {
     /// set to `now`. Status changes keep `completed_at` in step.
     pub fn apply(self, task: &mut Task, category: Option<Category>, now: Timestamp) -> bool {
         let before = task.clone();
-        if let Some(t) = self.title {
-            task.title = t;
-        }
-        if let Some(d) = self.description {
-            task.description = d;
-        }
-        if let Some(p) = self.priority {
-            task.priority = p;
-        }
-        if self.category.is_some() {
-            task.category = category;
-        }
-        if let Some(t) = self.tags {
-            task.tags = t;
-        }
-        if let Some(d) = self.due_date {
-            task.due_date = d;
-        }
-        if let Some(z) = self.timezone {
-            task.timezone = z;
-        }
+        patch(&mut task.title, self.title);
+        patch(&mut task.description, self.description);
+        patch(&mut task.priority, self.priority);
+        patch(&mut task.category, self.category.map(|_| category));
+        patch(&mut task.tags, self.tags);
+        patch(&mut task.due_date, self.due_date);
+        patch(&mut task.timezone, self.timezone);
         if let Some(s) = self.status {
             set_status(task, s, now);
         }
@@ -395,6 +379,13 @@ impl TaskPatch {
             task.updated_at = now;
         }
         changed
+    }
+}
+
+/// One field of a patch applied: `Some` replaces the value, `None` keeps it.
+pub(crate) fn patch<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
     }
 }
 

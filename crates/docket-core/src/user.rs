@@ -1,6 +1,6 @@
 //! Users (accounts) and their credentials' value types.
 
-use crate::error::{Invalid, invalid_code};
+use crate::error::{Invalid, value_error};
 use crate::ids::UserId;
 use crate::line::line_type;
 use crate::time::{Timestamp, Zone};
@@ -10,11 +10,10 @@ use crate::time::{Timestamp, Zone};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an email address (expected name@example.com)")]
-pub struct EmailError(pub String);
-
-invalid_code!(EmailError, "invalid_email");
+value_error!(
+    #[error("'{0}' is not an email address (expected name@example.com)")]
+    EmailError(String) = "invalid_email"
+);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, EmailError> {

@@ -3,6 +3,7 @@
 //! channel, retried with backoff until it is delivered or gives up, never dropped silently.
 
 use crate::names::named;
+use crate::task::patch;
 use crate::{DeliveryId, ReminderId, Timestamp, UserId, WebhookId};
 
 /// A user's webhook. Its secret is not part of it: it is shown once, at creation.
@@ -43,15 +44,9 @@ impl WebhookPatch {
     /// Applies the fields given to `hook`, which was changed at `now` (the one place a
     /// webhook update is applied, so every store applies it alike).
     pub fn apply(self, hook: &mut Webhook, now: Timestamp) {
-        if let Some(url) = self.url {
-            hook.url = url;
-        }
-        if let Some(events) = self.events {
-            hook.events = events;
-        }
-        if let Some(active) = self.active {
-            hook.active = active;
-        }
+        patch(&mut hook.url, self.url);
+        patch(&mut hook.events, self.events);
+        patch(&mut hook.active, self.active);
         hook.updated_at = now;
     }
 }

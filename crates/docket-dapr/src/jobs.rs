@@ -501,6 +501,14 @@ mod tests {
             r.expect("reminder").id
         }
 
+        /// A task due 30 minutes after `T0` with a reminder 10 minutes before it (so firing at
+        /// `T0` + 20 minutes): the task and the reminder's id.
+        async fn reminded_task(&self, title: &str) -> (docket_core::Task, ReminderId) {
+            let task = self.task_due(title, mins(ts(T0), 30)).await;
+            let id = self.remind(task.id, before_due("PT10M")).await;
+            (task, id)
+        }
+
         fn jobs(&self) -> Vec<ScheduledJob> {
             self.sidecar.jobs()
         }
@@ -519,8 +527,7 @@ mod tests {
     async fn a_reminder_job_follows_its_task() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Standup", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (task, id) = rig.reminded_task("Standup").await;
         let beyond = rig.task_due("Later", mins(t0, 180)).await;
         rig.remind(beyond.id, before_due("PT10M")).await;
         let mut registrar = rig.registrar(JobsConfig::default());
@@ -621,8 +628,7 @@ mod tests {
     async fn an_unreachable_sidecar_is_retried_next_round() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Offline", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (_, id) = rig.reminded_task("Offline").await;
         // Nothing listens on the port of a sidecar that has stopped.
         let gone = TestSidecar::builder().start().await.expect("start");
         let dead = gone.client();
@@ -658,8 +664,7 @@ mod tests {
             Arc::clone(&wake),
             stopped,
         ));
-        let task = rig.task_due("Woken", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (_, id) = rig.reminded_task("Woken").await;
         wake.notify_one();
         let mut jobs = Vec::new();
         for _ in 0..2000 {
@@ -703,8 +708,7 @@ mod tests {
     async fn a_reminder_job_fires_the_reminder_once_even_when_it_fires_twice() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Fire", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (task, id) = rig.reminded_task("Fire").await;
         let app = tiny_app(Arc::clone(&rig.store), Arc::clone(&rig.clock)).await;
         rig.sidecar.attach_app(&app).await.expect("attach");
         let start = rig.store.outbox_head(topics::REMINDERS).await.expect("head");

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use jiff::civil::{Date, DateTime};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FieldError, Invalid, ValidationErrors, invalid_code};
+use crate::error::{FieldError, Invalid, ValidationErrors, value_error};
 use crate::names::named;
 use crate::time::{Timestamp, Zone, parse_instant};
 
@@ -429,11 +429,10 @@ impl Recurrence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreviewCount(u16);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("count must be 1 to 500 (got {0})")]
-pub struct PreviewCountError(pub i64);
-
-invalid_code!(PreviewCountError, "out_of_range");
+value_error!(
+    #[error("count must be 1 to 500 (got {0})")]
+    PreviewCountError(i64) = "out_of_range"
+);
 
 impl PreviewCount {
     pub const MAX: u16 = 500;
