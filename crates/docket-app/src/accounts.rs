@@ -60,11 +60,9 @@ impl App {
         let name = input.name.unwrap_or_else(|| DisplayName::from_email(&input.email));
         let password_hash = hash_password(input.password).await?;
         let new = NewUser {
-            email: Some(input.email),
-            name,
             timezone: input.timezone,
             password_hash: Some(password_hash),
-            external_subject: None,
+            ..NewUser::with_email(input.email, name)
         };
         match self.store.create_user(new, self.clock.now()).await {
             Err(docket_ports::StoreError::Conflict(_)) => Err(AppError::Conflict(
@@ -126,7 +124,7 @@ impl App {
         }
         let token = new_pat();
         let info = TokenInfo {
-            id: TokenId::new(),
+            id: docket_ports::ids::new_id(),
             user_id,
             name: new.name.as_str().to_owned(),
             prefix: token.chars().take(12).collect(),

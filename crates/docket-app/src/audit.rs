@@ -24,9 +24,7 @@ pub const CONSUMER: &str = "audit";
 /// The audit consumer's configuration: group `audit` on `task-events`, position committed in
 /// the handler's transaction (the embedded bus on the same database).
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::TASK_EVENTS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::TASK_EVENTS)
 }
 
 fn poison(event: &CloudEvent, why: impl std::fmt::Display) -> HandlerError {
@@ -116,33 +114,36 @@ mod tests {
 
     use docket_bus::Message;
     use docket_bus::runtime::{Processed, Processor as _, StoreProcessor};
-    use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, Title};
+    use docket_core::{NewTask, TaskId, Title};
     use docket_events::{CloudEvent, topics};
-    use docket_ports::Store as _;
+    use docket_ports::Store;
     use docket_sqlite::SqliteStore;
 
     use super::*;
+
+    /// A user with one task in `store`, and the task's created event with its position, read
+    /// from the outbox `settle` after the write (how long the store takes to make it visible).
+    async fn user_task_event(
+        store: &dyn Store,
+        settle: std::time::Duration,
+    ) -> (UserId, TaskId, i64, CloudEvent) {
+        let now = Timestamp::now();
+        let user = crate::testing::user(store, "Audit", now).await;
+        let task = NewTask::new(Title::parse("Audit me").expect("title"));
+        let task = store.create_task(user.id, task, now).await.expect("create_task");
+        tokio::time::sleep(settle).await;
+        let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
+        let (seq, event) = events.into_iter().next().expect("a created event");
+        (user.id, task.id, seq, event)
+    }
 
     async fn store_with_event() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, TaskId, CloudEvent)
     {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("docket.db");
         let store = SqliteStore::open(path.to_str().expect("utf-8 path")).await.expect("open");
-        let store = Arc::new(store);
-        let new = NewUser {
-            email: Some(Email::parse("audit@example.com").expect("email")),
-            name: DisplayName::parse("Audit").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        let now = Timestamp::now();
-        let user = store.create_user(new, now).await.expect("create_user");
-        let task = NewTask::new(Title::parse("Audit me").expect("title"));
-        let task = store.create_task(user.id, task, now).await.expect("create_task");
-        let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
-        let (_, event) = events.into_iter().next().expect("a created event");
-        (dir, store, user.id, task.id, event)
+        let (user, task, _, event) = user_task_event(&store, std::time::Duration::ZERO).await;
+        (dir, Arc::new(store), user, task, event)
     }
 
     #[tokio::test]
@@ -198,20 +199,7 @@ mod tests {
             return;
         };
         let store = PostgresStore::connect_isolated(&url).await.expect("connect");
-        let new = NewUser {
-            email: Some(Email::parse("audit-pg@example.com").expect("email")),
-            name: DisplayName::parse("Audit").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        let now = Timestamp::now();
-        let user = store.create_user(new, now).await.expect("create_user");
-        let task = NewTask::new(Title::parse("Audit me").expect("title"));
-        let task = store.create_task(user.id, task, now).await.expect("create_task");
-        tokio::time::sleep(docket_postgres::SETTLE_WAIT).await;
-        let events = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read_outbox");
-        let (seq, event) = events.into_iter().next().expect("a created event");
+        let (user, task, seq, event) = user_task_event(&store, docket_postgres::SETTLE_WAIT).await;
         let processor = StoreProcessor::new(Arc::new(store.clone()), handler());
         let delivery = Message { event, seq, attempt: 1 };
         for consumer in [CONSUMER, CONSUMER, "audit-replay"] {
@@ -220,7 +208,7 @@ mod tests {
                 .await
                 .expect("process");
         }
-        let page = store.task_history(user.id, task.id, None, 10).await.expect("task_history");
+        let page = store.task_history(user, task, None, 10).await.expect("task_history");
         assert_eq!(page.items.len(), 1, "one entry per event id");
         assert_eq!(page.items[0].event_id, delivery.event.id);
         store.drop_schema().await.expect("drop schema");

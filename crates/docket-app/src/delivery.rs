@@ -264,8 +264,7 @@ mod tests {
 
     use axum::http::{HeaderMap, StatusCode};
     use docket_core::{
-        DeliveryChannel, DeliveryId, DeliveryStatus, DisplayName, Email, NewDelivery, NewUser,
-        NewWebhook, User, Webhook,
+        DeliveryChannel, DeliveryId, DeliveryStatus, NewDelivery, NewWebhook, User, Webhook,
     };
     use docket_sqlite::SqliteStore;
     use hmac::{Hmac, Mac as _};
@@ -320,14 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("docket.db");
         let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
-        let user = NewUser {
-            email: Some(Email::parse("ada@example.com").expect("email")),
-            name: DisplayName::parse("Ada").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        let user = store.create_user(user, ts("2026-06-01T00:00:00Z")).await.expect("user");
+        let user = crate::testing::user(&store, "Ada", ts("2026-06-01T00:00:00Z")).await;
         Fixture { store, user, _dir: dir }
     }
 
@@ -343,7 +335,7 @@ mod tests {
             url: &str,
             stored: impl FnOnce(docket_core::WebhookId) -> String,
         ) -> Webhook {
-            let id = docket_core::WebhookId::new();
+            let id = docket_ports::ids::new_id();
             let new = NewWebhook {
                 id,
                 url: url.to_owned(),
@@ -360,7 +352,7 @@ mod tests {
         /// Enqueues one delivery to `hook`, due at `now`.
         async fn enqueue(&self, hook: &Webhook, now: Timestamp) -> NewDelivery {
             let d = NewDelivery {
-                id: DeliveryId::new(),
+                id: docket_ports::ids::new_id(),
                 user_id: self.user.id,
                 channel: DeliveryChannel::Webhook,
                 webhook_id: Some(hook.id),
@@ -375,6 +367,19 @@ mod tests {
             };
             assert_eq!(self.store.enqueue_deliveries(vec![d.clone()]).await.expect("enqueue"), 1);
             d
+        }
+
+        /// A receiver answering `script` in turn, a webhook to it, and one delivery to that
+        /// webhook due at `now`.
+        async fn hook_with_delivery(
+            &self,
+            script: &[u16],
+            now: Timestamp,
+        ) -> (Received, Webhook, NewDelivery) {
+            let (url, received) = receiver(script).await;
+            let hook = self.webhook(&url).await;
+            let d = self.enqueue(&hook, now).await;
+            (received, hook, d)
         }
 
         async fn delivery(&self, hook: &Webhook, id: DeliveryId) -> Delivery {
@@ -418,10 +423,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_webhook_is_retried_after_the_backoff_with_the_same_id() {
         let f = fixture().await;
-        let (url, received) = receiver(&[500, 200]).await;
-        let hook = f.webhook(&url).await;
         let t0 = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, t0).await;
+        let (received, hook, d) = f.hook_with_delivery(&[500, 200], t0).await;
         let config = config(true);
         let sender = sender(config.clone());
 
@@ -513,10 +516,8 @@ mod tests {
     #[tokio::test]
     async fn a_webhook_fails_for_good_after_max_attempts() {
         let f = fixture().await;
-        let (url, received) = receiver(&[500, 502, 503, 200]).await;
-        let hook = f.webhook(&url).await;
         let mut now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (received, hook, d) = f.hook_with_delivery(&[500, 502, 503, 200], now).await;
         let config = config(true);
         let sender = sender(config.clone());
 
@@ -542,10 +543,8 @@ mod tests {
     #[tokio::test]
     async fn a_private_target_is_refused_before_any_request() {
         let f = fixture().await;
-        let (url, received) = receiver(&[]).await;
-        let hook = f.webhook(&url).await;
         let now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (received, hook, d) = f.hook_with_delivery(&[], now).await;
         let sender = sender(config(false));
 
         assert_eq!(deliver_due(&f.store, &sender, now).await.expect("round"), 1);
@@ -562,7 +561,7 @@ mod tests {
         let f = fixture().await;
         let now = ts("2026-06-01T09:00:00Z");
         let d = NewDelivery {
-            id: DeliveryId::new(),
+            id: docket_ports::ids::new_id(),
             user_id: f.user.id,
             channel: DeliveryChannel::Email,
             webhook_id: None,
@@ -583,7 +582,8 @@ mod tests {
         assert!(claimed.expect("claim").is_empty(), "failed for good after its one attempt");
 
         // With attempts left, the reason is recorded for the next attempt.
-        let again = NewDelivery { id: DeliveryId::new(), event_id: "evt-mail-2".to_owned(), ..d };
+        let again =
+            NewDelivery { id: docket_ports::ids::new_id(), event_id: "evt-mail-2".to_owned(), ..d };
         f.store.enqueue_deliveries(vec![again.clone()]).await.expect("enqueue");
         let sender = self::sender(config(true));
         assert_eq!(deliver_due(&f.store, &sender, later).await.expect("round"), 1);
@@ -614,10 +614,8 @@ mod tests {
     #[tokio::test]
     async fn a_retry_waits_the_backoff_less_the_drawn_jitter() {
         let f = fixture().await;
-        let (url, _received) = receiver(&[]).await;
-        let hook = f.webhook(&url).await;
         let now = ts("2026-06-01T09:00:00Z");
-        let d = f.enqueue(&hook, now).await;
+        let (_received, hook, d) = f.hook_with_delivery(&[], now).await;
         // A refused (private) target fails the first attempt: its wait is the 10 s ceiling
         // less 0.5 of its half.
         let sender = sender(DeliveryConfig { jitter: || 0.5, ..config(false) });

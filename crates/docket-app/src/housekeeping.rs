@@ -142,16 +142,7 @@ mod tests {
         store.set("scheduler:cursor", b"x".to_vec(), None, None, t0).await.expect("set");
         assert_eq!(rows(&store).await, 3);
 
-        let clock = Arc::new(FixedClock::new(ts("2026-06-01T01:00:00Z")));
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run_housekeeping(
-            Arc::clone(&store) as Arc<dyn docket_ports::Store>,
-            Arc::clone(&store) as Arc<dyn docket_ports::StateStore>,
-            clock,
-            Duration::from_secs(3600),
-            OUTBOX_RETENTION,
-            stopped,
-        ));
+        let (stop, task) = start(&store, "2026-06-01T01:00:00Z");
         for _ in 0..2000 {
             if rows(&store).await == 2 {
                 break;
@@ -166,15 +157,27 @@ mod tests {
         task.await.expect("housekeeping stops");
     }
 
+    /// Runs housekeeping over `store` hourly with the clock standing at `now`; send `true` to
+    /// stop it.
+    fn start(
+        store: &Arc<SqliteStore>,
+        now: &str,
+    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let clock = Arc::new(FixedClock::new(ts(now)));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_housekeeping(
+            Arc::clone(store) as Arc<dyn Store>,
+            Arc::clone(store) as Arc<dyn docket_ports::StateStore>,
+            clock,
+            Duration::from_secs(3600),
+            OUTBOX_RETENTION,
+            stopped,
+        ));
+        (stop, task)
+    }
+
     async fn user(store: &dyn Store) -> docket_core::User {
-        let new = docket_core::NewUser {
-            email: Some(docket_core::Email::parse("keeper@example.com").expect("email")),
-            name: docket_core::DisplayName::parse("keeper").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
-        store.create_user(new, ts("2026-01-01T00:00:00Z")).await.expect("create_user")
+        crate::testing::user(store, "keeper", ts("2026-01-01T00:00:00Z")).await
     }
 
     async fn create(store: &dyn Store, user: &docket_core::User, at: &str) {
@@ -206,16 +209,7 @@ mod tests {
         store.save_consumer_position("recurrence", topic, all[0], at).await.expect("save");
 
         // Eight days after the first write: the first two are past the 7-day retention.
-        let clock = Arc::new(FixedClock::new(ts("2026-06-09T12:00:00Z")));
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run_housekeeping(
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::clone(&store) as Arc<dyn docket_ports::StateStore>,
-            clock,
-            Duration::from_secs(3600),
-            OUTBOX_RETENTION,
-            stopped,
-        ));
+        let (stop, task) = start(&store, "2026-06-09T12:00:00Z");
         for _ in 0..2000 {
             if kept(store.as_ref()).await.len() < 3 {
                 break;
@@ -241,25 +235,17 @@ mod tests {
         let topic = docket_events::topics::TASK_EVENTS;
         let now = ts("2026-06-20T00:00:00Z"); // cut-off 2026-06-13: every row is old
         let (_stop, stopped) = watch::channel(false);
-        store
-            .save_consumer_position("gone", topic, 0, ts("2026-06-04T00:00:00Z"))
-            .await
-            .expect("save");
-        store
-            .save_consumer_position("live", topic, all[0], ts("2026-06-19T00:00:00Z"))
-            .await
-            .expect("save");
+        let save = async |group, position, at| {
+            let at = ts(at);
+            store.save_consumer_position(group, topic, position, at).await.expect("save");
+        };
+        save("gone", 0, "2026-06-04T00:00:00Z").await;
+        save("live", all[0], "2026-06-19T00:00:00Z").await;
         assert_eq!(prune_outbox(store, now, OUTBOX_RETENTION, 100, &stopped).await, 1);
         assert_eq!(kept(store).await, all[1..], "only the live group holds rows");
         // The stopped group saves again (it came back): it holds again, from its position.
-        store
-            .save_consumer_position("gone", topic, 0, ts("2026-06-19T12:00:00Z"))
-            .await
-            .expect("save");
-        store
-            .save_consumer_position("live", topic, all[2], ts("2026-06-19T12:00:00Z"))
-            .await
-            .expect("save");
+        save("gone", 0, "2026-06-19T12:00:00Z").await;
+        save("live", all[2], "2026-06-19T12:00:00Z").await;
         assert_eq!(prune_outbox(store, now, OUTBOX_RETENTION, 100, &stopped).await, 0);
         assert_eq!(kept(store).await, all[1..]);
         assert_eq!(store.consumer_position("gone", topic).await.expect("read"), 0);

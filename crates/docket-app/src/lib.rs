@@ -38,6 +38,15 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::AppError;
 pub use tasks::{Completion, InstantInput, NEXT_INSTANCE_WAIT, TaskChanges, TaskInput};
 
+/// The configuration of one of this crate's consumers: group `group` on `topic`, its position
+/// committed in the transaction of the handler's effects (the embedded bus on the same
+/// database), so each event's effects and its position commit together.
+fn consumer_config(group: &str, topic: &str) -> docket_bus::runtime::ConsumerConfig {
+    let mut config = docket_bus::runtime::ConsumerConfig::new(group, topic);
+    config.position_in_transaction = true;
+    config
+}
+
 /// The application: every use case is a method.
 pub struct App {
     store: Arc<dyn Store>,

@@ -25,9 +25,7 @@ pub const SOURCE: &str = "/docket/worker";
 
 /// Group `recurrence` on `task-events`, position committed in the handler's transaction.
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::TASK_EVENTS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::TASK_EVENTS)
 }
 
 /// What a completion event says about its series instance.

@@ -31,9 +31,7 @@ pub const SOURCE: &str = "/docket/worker";
 /// The notifier's configuration: group `notifier` on `reminders`, position committed in the
 /// handler's transaction.
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::REMINDERS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::REMINDERS)
 }
 
 /// What a reminder event asks the notifier for.
@@ -79,7 +77,7 @@ fn due_line(data: &ReminderTriggeredV1) -> String {
 
 fn notification(data: &ReminderTriggeredV1, event: &CloudEvent) -> Notification {
     Notification {
-        id: NotificationId::new(),
+        id: docket_ports::ids::new_id(),
         user_id: UserId(data.task.user_id),
         task_id: Some(TaskId(data.task.id)),
         reminder_id: Some(ReminderId(data.reminder.id)),

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_to_itself_and_hides_it() {
-        let (k, id) = (key(1), WebhookId::new());
+        let (k, id) = (key(1), docket_ports::ids::new_id());
         let sealed = k.seal(id, SECRET);
         assert!(is_sealed(&sealed), "{sealed}");
         assert!(!sealed.contains(SECRET) && !sealed.contains(&SECRET[6..]), "{sealed}");
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn another_key_does_not_open_it() {
-        let id = WebhookId::new();
+        let id = docket_ports::ids::new_id();
         let sealed = key(1).seal(id, SECRET);
         assert_eq!(key(2).open(id, &sealed), Err(OpenError));
         let derived = SecretKey::derive(b"one jwt secret of at least 32 bytes!");
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_tampered_value_does_not_open() {
-        let (k, id) = (key(1), WebhookId::new());
+        let (k, id) = (key(1), docket_ports::ids::new_id());
         let sealed = k.seal(id, SECRET);
         let mut bytes = URL_SAFE_NO_PAD.decode(&sealed[SEALED.len()..]).expect("base64url");
         for i in [0, NONCE_LEN, bytes.len() - 1] {
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_sealed_value_is_bound_to_its_webhook() {
         let k = key(1);
-        let (mine, theirs) = (WebhookId::new(), WebhookId::new());
+        let (mine, theirs) = (docket_ports::ids::new_id(), docket_ports::ids::new_id());
         let sealed = k.seal(mine, SECRET);
         assert_eq!(k.open(theirs, &sealed), Err(OpenError), "moved to another webhook");
         assert_eq!(k.open(mine, &sealed), Ok(SECRET.to_owned()));
@@ -203,13 +203,13 @@ mod tests {
     fn a_plain_legacy_value_is_recognised_and_used_as_it_is() {
         let k = key(1);
         assert!(!is_sealed(SECRET));
-        assert_eq!(k.open(WebhookId::new(), SECRET), Ok(SECRET.to_owned()));
+        assert_eq!(k.open(docket_ports::ids::new_id(), SECRET), Ok(SECRET.to_owned()));
     }
 
     #[test]
     fn keys_parse_from_hex_or_base64_of_32_bytes() {
         let bytes: Vec<u8> = (0..32).collect();
-        let id = WebhookId::new();
+        let id = docket_ports::ids::new_id();
         let sealed = SecretKey::from_bytes(&bytes).seal(id, SECRET);
         for text in [
             hex::encode(&bytes),

@@ -57,6 +57,13 @@ pub(crate) async fn sqlite() -> FaultyStore<docket_sqlite::SqliteStore> {
     FaultyStore::new(store).holding(dir)
 }
 
+/// Creates the user `{name}@example.com` (display name `name`) in `store` at `now`.
+pub async fn user(store: &dyn Store, name: &str, now: Timestamp) -> User {
+    let email = docket_core::Email::parse(&format!("{name}@example.com")).expect("a test email");
+    let name = docket_core::DisplayName::parse(name).expect("a test display name");
+    store.create_user(NewUser::with_email(email, name), now).await.expect("create the test user")
+}
+
 impl<S> FaultyStore<S> {
     /// Wraps `inner` with every switch off.
     pub fn new(inner: S) -> FaultyStore<S> {
@@ -225,13 +232,8 @@ mod tests {
     }
 
     async fn user(store: &dyn Store) -> Result<User, StoreError> {
-        let new = NewUser {
-            email: Some(Email::parse("faulty@example.com").expect("email")),
-            name: DisplayName::parse("faulty").expect("name"),
-            timezone: None,
-            password_hash: None,
-            external_subject: None,
-        };
+        let email = Email::parse("faulty@example.com").expect("email");
+        let new = NewUser::with_email(email, DisplayName::parse("faulty").expect("name"));
         store.create_user(new, now()).await
     }
 

@@ -240,7 +240,7 @@ pub async fn run_consumer(
             .traceparent
             .as_deref()
             .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |t| t.child());
+            .map_or_else(docket_trace::root, docket_trace::child);
         let outcome = docket_trace::scope(
             trace,
             processor.process(&name, &config.topic, &d, config.position_in_transaction),

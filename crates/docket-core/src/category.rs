@@ -2,56 +2,17 @@
 
 use std::fmt;
 
-use crate::error::Invalid;
+use crate::error::value_error;
 use crate::ids::{CategoryId, UserId};
+use crate::line::line_type;
 use crate::time::Timestamp;
 
-/// A category name: trimmed, 1–100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CategoryName(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CategoryNameError {
-    #[error("category name must not be empty")]
-    Empty,
-    #[error("category name is {0} characters long (at most 100)")]
-    TooLong(usize),
-    #[error("category name must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for CategoryNameError {
-    fn code(&self) -> &'static str {
-        match self {
-            CategoryNameError::Empty => "required",
-            CategoryNameError::TooLong(_) => "too_long",
-            CategoryNameError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A category name: trimmed, 1–100 characters, no control characters.
+    CategoryName, "category name", 100
+);
 
 impl CategoryName {
-    pub const MAX: usize = 100;
-
-    pub fn parse(raw: &str) -> Result<CategoryName, CategoryNameError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(CategoryNameError::Empty);
-        }
-        let n = t.chars().count();
-        if n > Self::MAX {
-            return Err(CategoryNameError::TooLong(n));
-        }
-        if t.chars().any(char::is_control) {
-            return Err(CategoryNameError::ControlChars);
-        }
-        Ok(CategoryName(t.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The key that uniqueness is checked on: names differing only in case collide.
     pub fn key(&self) -> String {
         self.0.to_lowercase()
@@ -68,15 +29,10 @@ impl fmt::Display for CategoryName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Color(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
-pub struct ColorError(pub String);
-
-impl Invalid for ColorError {
-    fn code(&self) -> &'static str {
-        "invalid_color"
-    }
-}
+value_error!(
+    #[error("colour '{0}' is not of the form #rrggbb (for example #3b82f6)")]
+    ColorError(String) = "invalid_color"
+);
 
 impl Color {
     pub fn parse(raw: &str) -> Result<Color, ColorError> {
@@ -119,15 +75,9 @@ impl NewCategory {
         NewCategory { name, color: Color::default() }
     }
 
-    /// The category this creates for `user` at `now`, with a new id.
-    pub fn into_category(self, user: UserId, now: Timestamp) -> Category {
-        Category {
-            id: CategoryId::new(),
-            user_id: user,
-            name: self.name,
-            color: self.color,
-            created_at: now,
-        }
+    /// The category `id` this creates for `user` at `now`.
+    pub fn into_category(self, id: CategoryId, user: UserId, now: Timestamp) -> Category {
+        Category { id, user_id: user, name: self.name, color: self.color, created_at: now }
     }
 }
 
@@ -155,17 +105,18 @@ mod tests {
 
     #[test]
     fn a_category_named_by_a_task_gets_the_default_colour() {
-        let user = UserId::new();
+        let user: UserId = crate::ids::test_id();
         let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
         let name = CategoryName::parse("Home").unwrap();
-        let c = NewCategory::named(name.clone()).into_category(user, now);
+        let (first, second) = (crate::ids::test_id(), crate::ids::test_id());
+        let c = NewCategory::named(name.clone()).into_category(first, user, now);
         assert_eq!(
             (c.user_id, &c.name, &c.color, c.created_at),
             (user, &name, &Color::default(), now)
         );
         let red = Color::parse("#ff0000").unwrap();
-        let d = NewCategory { name, color: red.clone() }.into_category(user, now);
+        let d = NewCategory { name, color: red.clone() }.into_category(second, user, now);
         assert_eq!(d.color, red);
-        assert_ne!(c.id, d.id, "each gets a new id");
+        assert_eq!((c.id, d.id), (first, second), "each gets the id it is given");
     }
 }

@@ -1,6 +1,6 @@
 //! Validation errors: one `FieldError` per bad field, gathered into `ValidationErrors`.
 //!
-//! Each value type has its own typed error (`TitleError`, …) implementing [`Invalid`], which
+//! Each value type has its own typed error (`LineError`, `EmailError`, …) implementing [`Invalid`], which
 //! gives a stable machine code; the message is the error's `Display`. The HTTP edge turns
 //! `ValidationErrors` into a 422 problem with `errors: [{field, code, message}]`.
 
@@ -11,6 +11,33 @@ pub trait Invalid: fmt::Display {
     /// A short snake_case code, stable across releases (`too_long`, `unknown_zone`, …).
     fn code(&self) -> &'static str;
 }
+
+/// `invalid_code!(ErrorType, "code")`: `Invalid` for an error whose every value has one code.
+macro_rules! invalid_code {
+    ($ty:ty, $code:literal) => {
+        impl $crate::error::Invalid for $ty {
+            fn code(&self) -> &'static str {
+                $code
+            }
+        }
+    };
+}
+
+pub(crate) use invalid_code;
+
+/// `value_error!(#[error("…")] NameError(Input) = "code")`: the error of a value type that
+/// carries the refused input, with one code.
+macro_rules! value_error {
+    ($(#[$meta:meta])* $name:ident($input:ty) = $code:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        $(#[$meta])*
+        pub struct $name(pub $input);
+
+        $crate::error::invalid_code!($name, $code);
+    };
+}
+
+pub(crate) use value_error;
 
 /// One bad field of an input.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,5 +1,9 @@
 //! Identifier newtypes. All ids are UUIDv7, so they sort by creation time; keyset pagination
 //! uses the id as its tie-breaker for that reason.
+//!
+//! This crate makes no id: a fresh one reads the clock and draws random bits, so it is made at
+//! the edge (`docket_ports::ids::new_id`) and handed in (`NewTask::into_task(id, …)`, the
+//! `plan` functions that may create a row take the id it gets).
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,19 +16,8 @@ macro_rules! id_type {
         pub struct $name(pub uuid::Uuid);
 
         impl $name {
-            /// A fresh time-ordered id.
-            pub fn new() -> Self {
-                $name(uuid::Uuid::now_v7())
-            }
-
             pub fn as_uuid(&self) -> uuid::Uuid {
                 self.0
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
             }
         }
 
@@ -85,3 +78,11 @@ id_type!(
     /// One delivery of a notification over an outside channel (email or webhook).
     DeliveryId
 );
+
+/// A distinct id per call, for this crate's unit tests (a counter, not the clock).
+#[cfg(test)]
+pub(crate) fn test_id<I: From<uuid::Uuid>>() -> I {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    I::from(uuid::Uuid::from_u128(u128::from(n)))
+}

@@ -10,6 +10,8 @@ pub mod backoff;
 pub mod category;
 pub mod error;
 pub mod ids;
+mod line;
+mod names;
 pub mod notification;
 pub mod plan;
 pub mod query;
@@ -28,6 +30,7 @@ pub use ids::{
     CategoryId, DeliveryId, NotificationId, ReminderId, SeriesId, TaskId, TokenId, UserId,
     WebhookId,
 };
+pub use line::LineError;
 pub use notification::Notification;
 pub use plan::{PlanError, TaskChanged};
 pub use query::{

@@ -11,7 +11,8 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code, value_error};
+use crate::names::named;
 use crate::task::{CategoryRef, Priority, Tag};
 use crate::time::Timestamp;
 
@@ -24,15 +25,15 @@ pub enum StatusFilter {
     All,
 }
 
+named!(StatusFilter { Pending => "pending", Completed => "completed", All => "all" });
+
 impl FromStr for StatusFilter {
     type Err = ChoiceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(StatusFilter::Pending),
-            "completed" => Ok(StatusFilter::Completed),
-            "all" => Ok(StatusFilter::All),
-            _ => Err(ChoiceError { value: s.to_owned(), expected: "pending, completed or all" }),
-        }
+        StatusFilter::from_name(s).ok_or_else(|| ChoiceError {
+            value: s.to_owned(),
+            expected: "pending, completed or all",
+        })
     }
 }
 
@@ -44,11 +45,7 @@ pub struct ChoiceError {
     pub expected: &'static str,
 }
 
-impl Invalid for ChoiceError {
-    fn code(&self) -> &'static str {
-        "invalid_choice"
-    }
-}
+invalid_code!(ChoiceError, "invalid_choice");
 
 /// What a list is ordered by. `Rank` is the full-text relevance, only used for a search
 /// without an explicit sort.
@@ -62,18 +59,16 @@ pub enum SortField {
     Rank,
 }
 
-impl SortField {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SortField::DueDate => "due_date",
-            SortField::Priority => "priority",
-            SortField::Title => "title",
-            SortField::CreatedAt => "created_at",
-            SortField::UpdatedAt => "updated_at",
-            SortField::Rank => "rank",
-        }
-    }
+named!(SortField {
+    DueDate => "due_date",
+    Priority => "priority",
+    Title => "title",
+    CreatedAt => "created_at",
+    UpdatedAt => "updated_at",
+    Rank => "rank",
+});
 
+impl SortField {
     /// The order used when the query names none: soonest due, most urgent, A–Z, newest.
     pub fn default_order(self) -> Order {
         match self {
@@ -84,20 +79,14 @@ impl SortField {
     }
 }
 
+/// A query names any sort field but `rank`, which only a search without a sort gets.
 impl FromStr for SortField {
     type Err = ChoiceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "due_date" => Ok(SortField::DueDate),
-            "priority" => Ok(SortField::Priority),
-            "title" => Ok(SortField::Title),
-            "created_at" => Ok(SortField::CreatedAt),
-            "updated_at" => Ok(SortField::UpdatedAt),
-            _ => Err(ChoiceError {
-                value: s.to_owned(),
-                expected: "due_date, priority, title, created_at or updated_at",
-            }),
-        }
+        SortField::from_name(s).filter(|f| *f != SortField::Rank).ok_or_else(|| ChoiceError {
+            value: s.to_owned(),
+            expected: "due_date, priority, title, created_at or updated_at",
+        })
     }
 }
 
@@ -107,23 +96,13 @@ pub enum Order {
     Desc,
 }
 
-impl Order {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Asc => "asc",
-            Order::Desc => "desc",
-        }
-    }
-}
+named!(Order { Asc => "asc", Desc => "desc" });
 
 impl FromStr for Order {
     type Err = ChoiceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "asc" => Ok(Order::Asc),
-            "desc" => Ok(Order::Desc),
-            _ => Err(ChoiceError { value: s.to_owned(), expected: "asc or desc" }),
-        }
+        Order::from_name(s)
+            .ok_or_else(|| ChoiceError { value: s.to_owned(), expected: "asc or desc" })
     }
 }
 
@@ -131,15 +110,10 @@ impl FromStr for Order {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(u32);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("limit '{0}' must be a whole number from 1 to 200")]
-pub struct LimitError(pub String);
-
-impl Invalid for LimitError {
-    fn code(&self) -> &'static str {
-        "out_of_range"
-    }
-}
+value_error!(
+    #[error("limit '{0}' must be a whole number from 1 to 200")]
+    LimitError(String) = "out_of_range"
+);
 
 impl Limit {
     pub const MAX: u32 = 200;
@@ -395,7 +369,7 @@ mod tests {
                 sort: SortField::Title,
                 order: Order::Desc,
                 key,
-                id: uuid::Uuid::now_v7(),
+                id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             };
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }

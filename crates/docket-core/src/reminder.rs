@@ -8,7 +8,8 @@ use std::fmt;
 
 use jiff::{Span, Zoned, tz::TimeZone};
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
+use crate::names::named;
 use crate::{ReminderId, TaskId, Timestamp, UserId, Zone};
 
 /// An ISO 8601 duration of zero or more (`PT15M`, `P1D`, `PT0S`): how long before the due
@@ -149,28 +150,13 @@ impl fmt::Display for ChannelError {
     }
 }
 
-impl Invalid for ChannelError {
-    fn code(&self) -> &'static str {
-        "invalid_channel"
-    }
-}
+invalid_code!(ChannelError, "invalid_channel");
+
+named!(Channel { InApp => "in_app", Email => "email", Webhook => "webhook" });
 
 impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::InApp => "in_app",
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
-    }
-
     pub fn parse(s: &str) -> Result<Channel, ChannelError> {
-        match s.trim() {
-            "in_app" => Ok(Channel::InApp),
-            "email" => Ok(Channel::Email),
-            "webhook" => Ok(Channel::Webhook),
-            other => Err(ChannelError(other.to_owned())),
-        }
+        Channel::from_name(s.trim()).ok_or_else(|| ChannelError(s.trim().to_owned()))
     }
 }
 
@@ -215,25 +201,17 @@ pub enum ReminderStatus {
     Failed,
 }
 
-impl ReminderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReminderStatus::Pending => "pending",
-            ReminderStatus::Fired => "fired",
-            ReminderStatus::Canceled => "canceled",
-            ReminderStatus::Failed => "failed",
-        }
-    }
+named!(ReminderStatus {
+    Pending => "pending",
+    Fired => "fired",
+    Canceled => "canceled",
+    Failed => "failed",
+});
 
+impl ReminderStatus {
     /// Parses a stored status; `None` for anything else.
     pub fn from_db(s: &str) -> Option<ReminderStatus> {
-        match s {
-            "pending" => Some(ReminderStatus::Pending),
-            "fired" => Some(ReminderStatus::Fired),
-            "canceled" => Some(ReminderStatus::Canceled),
-            "failed" => Some(ReminderStatus::Failed),
-            _ => None,
-        }
+        ReminderStatus::from_name(s)
     }
 }
 

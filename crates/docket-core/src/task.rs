@@ -4,12 +4,11 @@
 //! parsed values. Applying a patch (`TaskPatch::apply`) is pure so every store applies it
 //! inside its own transaction the same way.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::category::{Category, CategoryName};
-use crate::error::Invalid;
+use crate::error::{Invalid, value_error};
 use crate::ids::{CategoryId, TaskId, UserId};
+use crate::line::line_type;
+use crate::names::named;
 use crate::series::SeriesLink;
 use crate::time::{Timestamp, Zone};
 
@@ -17,52 +16,12 @@ fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
 }
 
-/// A task title: trimmed, 1–255 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Title(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TitleError {
-    #[error("title must not be empty")]
-    Empty,
-    #[error("title is {0} characters long (at most 255)")]
-    TooLong(usize),
-    #[error("title must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for TitleError {
-    fn code(&self) -> &'static str {
-        match self {
-            TitleError::Empty => "required",
-            TitleError::TooLong(_) => "too_long",
-            TitleError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A task title: trimmed, 1–255 characters, no control characters.
+    Title, "title", 255
+);
 
 impl Title {
-    pub const MAX: usize = 255;
-
-    pub fn parse(raw: &str) -> Result<Title, TitleError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(TitleError::Empty);
-        }
-        let n = t.chars().count();
-        if n > Self::MAX {
-            return Err(TitleError::TooLong(n));
-        }
-        if t.chars().any(char::is_control) {
-            return Err(TitleError::ControlChars);
-        }
-        Ok(Title(t.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The key titles sort by: lower-case, so sorting ignores case the same on every store.
     pub fn sort_key(&self) -> String {
         self.0.to_lowercase()
@@ -120,28 +79,19 @@ pub enum Priority {
     Urgent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("priority '{0}' is unknown (expected low, medium, high or urgent)")]
-pub struct PriorityError(pub String);
+value_error!(
+    #[error("priority '{0}' is unknown (expected low, medium, high or urgent)")]
+    PriorityError(String) = "invalid_choice"
+);
 
-impl Invalid for PriorityError {
-    fn code(&self) -> &'static str {
-        "invalid_choice"
-    }
-}
+named!(
+    Priority { Low => "low", Medium => "medium", High => "high", Urgent => "urgent" },
+    else PriorityError
+);
 
 impl Priority {
     pub const ALL: [Priority; 4] =
         [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Medium => "medium",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
 
     /// The number stores sort by (0 = low … 3 = urgent).
     pub fn rank(self) -> i64 {
@@ -153,25 +103,6 @@ impl Priority {
     }
 }
 
-impl FromStr for Priority {
-    type Err = PriorityError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "low" => Ok(Priority::Low),
-            "medium" => Ok(Priority::Medium),
-            "high" => Ok(Priority::High),
-            "urgent" => Ok(Priority::Urgent),
-            _ => Err(PriorityError(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Whether a task is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Status {
@@ -180,41 +111,12 @@ pub enum Status {
     Completed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("status '{0}' is unknown (expected pending or completed)")]
-pub struct StatusError(pub String);
+value_error!(
+    #[error("status '{0}' is unknown (expected pending or completed)")]
+    StatusError(String) = "invalid_choice"
+);
 
-impl Invalid for StatusError {
-    fn code(&self) -> &'static str {
-        "invalid_choice"
-    }
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Completed => "completed",
-        }
-    }
-}
-
-impl FromStr for Status {
-    type Err = StatusError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pending" => Ok(Status::Pending),
-            "completed" => Ok(Status::Completed),
-            _ => Err(StatusError(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+named!(Status { Pending => "pending", Completed => "completed" }, else StatusError);
 
 /// A tag: trimmed, 1–50 characters, stored lower-case, no control characters or commas.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -461,27 +363,13 @@ impl TaskPatch {
     /// set to `now`. Status changes keep `completed_at` in step.
     pub fn apply(self, task: &mut Task, category: Option<Category>, now: Timestamp) -> bool {
         let before = task.clone();
-        if let Some(t) = self.title {
-            task.title = t;
-        }
-        if let Some(d) = self.description {
-            task.description = d;
-        }
-        if let Some(p) = self.priority {
-            task.priority = p;
-        }
-        if self.category.is_some() {
-            task.category = category;
-        }
-        if let Some(t) = self.tags {
-            task.tags = t;
-        }
-        if let Some(d) = self.due_date {
-            task.due_date = d;
-        }
-        if let Some(z) = self.timezone {
-            task.timezone = z;
-        }
+        patch(&mut task.title, self.title);
+        patch(&mut task.description, self.description);
+        patch(&mut task.priority, self.priority);
+        patch(&mut task.category, self.category.map(|_| category));
+        patch(&mut task.tags, self.tags);
+        patch(&mut task.due_date, self.due_date);
+        patch(&mut task.timezone, self.timezone);
         if let Some(s) = self.status {
             set_status(task, s, now);
         }
@@ -491,6 +379,13 @@ impl TaskPatch {
             task.updated_at = now;
         }
         changed
+    }
+}
+
+/// One field of a patch applied: `Some` replaces the value, `None` keeps it.
+pub(crate) fn patch<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
     }
 }
 
@@ -509,15 +404,19 @@ pub fn set_status(task: &mut Task, status: Status, now: Timestamp) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::line::LineError;
 
     #[test]
     fn titles() {
         assert_eq!(Title::parse("  Buy milk ").unwrap().as_str(), "Buy milk");
-        assert_eq!(Title::parse("   ").unwrap_err(), TitleError::Empty);
+        assert_eq!(Title::parse("   ").unwrap_err(), LineError::Empty("title"));
         assert_eq!(Title::parse(&"x".repeat(255)).unwrap().as_str().len(), 255);
-        assert_eq!(Title::parse(&"é".repeat(256)).unwrap_err(), TitleError::TooLong(256));
-        assert_eq!(Title::parse("a\u{7}b").unwrap_err(), TitleError::ControlChars);
-        assert_eq!(Title::parse("a\nb").unwrap_err(), TitleError::ControlChars);
+        assert_eq!(
+            Title::parse(&"é".repeat(256)).unwrap_err(),
+            LineError::TooLong("title", 256, 255)
+        );
+        assert_eq!(Title::parse("a\u{7}b").unwrap_err(), LineError::ControlChars("title"));
+        assert_eq!(Title::parse("a\nb").unwrap_err(), LineError::ControlChars("title"));
     }
 
     #[test]
@@ -555,8 +454,8 @@ mod tests {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let later = Timestamp::from_second(1_800_000_100).unwrap();
         let mut task = NewTask::new(Title::parse("a").unwrap()).into_task(
-            TaskId::new(),
-            UserId::new(),
+            crate::ids::test_id(),
+            crate::ids::test_id(),
             None,
             now,
         );

@@ -5,13 +5,13 @@
 //! none: a naive date-time is local time in the zone the caller resolves (the task's, else the
 //! user's, else UTC). Nothing here reads the clock.
 
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 
-use crate::error::Invalid;
+use crate::error::{Invalid, invalid_code};
+use crate::names::known_by_text;
 
 pub use jiff::Timestamp;
 
@@ -34,11 +34,7 @@ pub enum ZoneError {
     Unknown(String),
 }
 
-impl Invalid for ZoneError {
-    fn code(&self) -> &'static str {
-        "unknown_timezone"
-    }
-}
+invalid_code!(ZoneError, "unknown_timezone");
 
 impl Zone {
     pub fn parse(raw: &str) -> Result<Zone, ZoneError> {
@@ -65,25 +61,7 @@ impl Zone {
     }
 }
 
-impl fmt::Debug for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Zone({})", self.name)
-    }
-}
-
-impl fmt::Display for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-impl PartialEq for Zone {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for Zone {}
+known_by_text!(Zone, name);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstantError {

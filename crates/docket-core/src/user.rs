@@ -1,7 +1,8 @@
 //! Users (accounts) and their credentials' value types.
 
-use crate::error::Invalid;
+use crate::error::{Invalid, value_error};
 use crate::ids::UserId;
+use crate::line::line_type;
 use crate::time::{Timestamp, Zone};
 
 /// An email address, trimmed and lower-cased; checked for shape only (one `@`, a dot in the
@@ -9,15 +10,10 @@ use crate::time::{Timestamp, Zone};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an email address (expected name@example.com)")]
-pub struct EmailError(pub String);
-
-impl Invalid for EmailError {
-    fn code(&self) -> &'static str {
-        "invalid_email"
-    }
-}
+value_error!(
+    #[error("'{0}' is not an email address (expected name@example.com)")]
+    EmailError(String) = "invalid_email"
+);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, EmailError> {
@@ -87,53 +83,16 @@ impl Password {
     }
 }
 
-/// A display name: trimmed, 1–100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisplayName(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DisplayNameError {
-    #[error("name must not be empty")]
-    Empty,
-    #[error("name is longer than 100 characters")]
-    TooLong,
-    #[error("name must not contain control characters")]
-    ControlChars,
-}
-
-impl Invalid for DisplayNameError {
-    fn code(&self) -> &'static str {
-        match self {
-            DisplayNameError::Empty => "required",
-            DisplayNameError::TooLong => "too_long",
-            DisplayNameError::ControlChars => "invalid_characters",
-        }
-    }
-}
+line_type!(
+    /// A display name: trimmed, 1–100 characters, no control characters.
+    DisplayName, "name", 100
+);
 
 impl DisplayName {
-    pub fn parse(raw: &str) -> Result<DisplayName, DisplayNameError> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err(DisplayNameError::Empty);
-        }
-        if t.chars().count() > 100 {
-            return Err(DisplayNameError::TooLong);
-        }
-        if t.chars().any(char::is_control) {
-            return Err(DisplayNameError::ControlChars);
-        }
-        Ok(DisplayName(t.to_owned()))
-    }
-
     /// The name a new account gets when none is given: the email's local part.
     pub fn from_email(email: &Email) -> DisplayName {
         let local = email.as_str().split('@').next().unwrap_or("user");
         DisplayName::parse(local).unwrap_or_else(|_| DisplayName("user".to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -158,6 +117,20 @@ pub struct NewUser {
     pub timezone: Option<Zone>,
     pub password_hash: Option<String>,
     pub external_subject: Option<String>,
+}
+
+impl NewUser {
+    /// An account known by its email, with no password, time zone or external subject yet
+    /// (set the fields that apply).
+    pub fn with_email(email: Email, name: DisplayName) -> NewUser {
+        NewUser {
+            email: Some(email),
+            name,
+            timezone: None,
+            password_hash: None,
+            external_subject: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! delivery is one message (an email, a webhook POST) the notifier owes to an outside
 //! channel, retried with backoff until it is delivered or gives up, never dropped silently.
 
+use crate::names::named;
+use crate::task::patch;
 use crate::{DeliveryId, ReminderId, Timestamp, UserId, WebhookId};
 
 /// A user's webhook. Its secret is not part of it: it is shown once, at creation.
@@ -42,15 +44,9 @@ impl WebhookPatch {
     /// Applies the fields given to `hook`, which was changed at `now` (the one place a
     /// webhook update is applied, so every store applies it alike).
     pub fn apply(self, hook: &mut Webhook, now: Timestamp) {
-        if let Some(url) = self.url {
-            hook.url = url;
-        }
-        if let Some(events) = self.events {
-            hook.events = events;
-        }
-        if let Some(active) = self.active {
-            hook.active = active;
-        }
+        patch(&mut hook.url, self.url);
+        patch(&mut hook.events, self.events);
+        patch(&mut hook.active, self.active);
         hook.updated_at = now;
     }
 }
@@ -62,21 +58,12 @@ pub enum DeliveryChannel {
     Webhook,
 }
 
-impl DeliveryChannel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryChannel::Email => "email",
-            DeliveryChannel::Webhook => "webhook",
-        }
-    }
+named!(DeliveryChannel { Email => "email", Webhook => "webhook" });
 
+impl DeliveryChannel {
     /// Parses a stored channel; `None` for anything else.
     pub fn from_db(s: &str) -> Option<DeliveryChannel> {
-        match s {
-            "email" => Some(DeliveryChannel::Email),
-            "webhook" => Some(DeliveryChannel::Webhook),
-            _ => None,
-        }
+        DeliveryChannel::from_name(s)
     }
 }
 
@@ -89,23 +76,12 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
+named!(DeliveryStatus { Pending => "pending", Delivered => "delivered", Failed => "failed" });
 
+impl DeliveryStatus {
     /// Parses a stored status; `None` for anything else.
     pub fn from_db(s: &str) -> Option<DeliveryStatus> {
-        match s {
-            "pending" => Some(DeliveryStatus::Pending),
-            "delivered" => Some(DeliveryStatus::Delivered),
-            "failed" => Some(DeliveryStatus::Failed),
-            _ => None,
-        }
+        DeliveryStatus::from_name(s)
     }
 }
 

@@ -268,7 +268,7 @@ async fn run<'a>(
             .traceparent
             .as_deref()
             .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |t| t.child());
+            .map_or_else(docket_trace::root, docket_trace::child);
         match docket_trace::scope(ctx, processor.process(name, topic, &delivery, false)).await {
             Ok(_) => {}
             Err(HandlerError::Transient(error)) => {

@@ -312,6 +312,17 @@ impl DaprClient {
         Ok((status, headers, body.to_vec()))
     }
 
+    /// Sends the request of `operation`, which succeeds when Dapr answers a success status
+    /// (its body, if any, is not read for anything else).
+    async fn send_ok(
+        &self,
+        operation: &'static str,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<(), DaprError> {
+        let (status, _, body) = self.send(operation, builder).await?;
+        if status.is_success() { Ok(()) } else { Err(status_error(operation, status, &body)) }
+    }
+
     /// Reads a key: `None` when the store has no such key (Dapr answers 204).
     pub async fn get_state(&self, store: &str, key: &str) -> Result<Option<StateItem>, DaprError> {
         const OP: &str = "get state";
@@ -337,8 +348,7 @@ impl DaprClient {
         const OP: &str = "save state";
         let wire: Vec<SaveStateWire<'_>> = items.iter().map(SaveStateWire::from).collect();
         let url = self.url(&["v1.0", "state", store]);
-        let (status, _, body) = self.send(OP, self.request(Method::POST, url).json(&wire)).await?;
-        if status.is_success() { Ok(()) } else { Err(status_error(OP, status, &body)) }
+        self.send_ok(OP, self.request(Method::POST, url).json(&wire)).await
     }
 
     /// Deletes a key, conditionally on `etag` (`If-Match`); deleting a missing key without an
@@ -355,8 +365,7 @@ impl DaprClient {
         if let Some(etag) = etag {
             builder = builder.header(reqwest::header::IF_MATCH, etag);
         }
-        let (status, _, body) = self.send(OP, builder).await?;
-        if status.is_success() { Ok(()) } else { Err(status_error(OP, status, &body)) }
+        self.send_ok(OP, builder).await
     }
 
     /// Reads a secret: its key/value map (one entry named like the secret for stores with
@@ -401,8 +410,7 @@ impl DaprClient {
             .request(Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, CLOUDEVENTS_CONTENT_TYPE)
             .body(event.to_json());
-        let (status, _, body) = self.send(OP, builder).await?;
-        if status.is_success() { Ok(()) } else { Err(status_error(OP, status, &body)) }
+        self.send_ok(OP, builder).await
     }
 
     /// Publishes events in one call (`/v1.0-alpha1/publish/bulk`), returning the entries
@@ -470,8 +478,7 @@ impl DaprClient {
             overwrite: job.overwrite,
         };
         let url = self.url(&["v1.0-alpha1", "jobs", name]);
-        let (status, _, body) = self.send(OP, self.request(Method::POST, url).json(&wire)).await?;
-        if status.is_success() { Ok(()) } else { Err(status_error(OP, status, &body)) }
+        self.send_ok(OP, self.request(Method::POST, url).json(&wire)).await
     }
 
     /// Deletes a job, so it never fires; deleting a job that does not exist succeeds.
@@ -491,8 +498,7 @@ impl DaprClient {
     pub async fn healthz_outbound(&self) -> Result<(), DaprError> {
         const OP: &str = "outbound health";
         let url = self.url(&["v1.0", "healthz", "outbound"]);
-        let (status, _, body) = self.send(OP, self.request(Method::GET, url)).await?;
-        if status.is_success() { Ok(()) } else { Err(status_error(OP, status, &body)) }
+        self.send_ok(OP, self.request(Method::GET, url)).await
     }
 }
 

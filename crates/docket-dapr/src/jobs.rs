@@ -245,9 +245,7 @@ impl JobRegistrar {
                     round.scheduled += 1;
                 }
                 Err(e) => {
-                    round.failed += 1;
-                    tracing::warn!(error = %e, job = %name, "cannot schedule dapr job; retrying");
-                    if unreachable(&e) {
+                    if round.failed_on(&e, "schedule", &name) {
                         return round;
                     }
                 }
@@ -262,15 +260,24 @@ impl JobRegistrar {
                     round.deleted += 1;
                 }
                 Err(e) => {
-                    round.failed += 1;
-                    tracing::warn!(error = %e, job = %name, "cannot delete dapr job; retrying");
-                    if unreachable(&e) {
+                    if round.failed_on(&e, "delete", &name) {
                         return round;
                     }
                 }
             }
         }
         round
+    }
+}
+
+impl Round {
+    /// Counts and logs a call that failed to `action` job `name` (retried next round); true
+    /// when the sidecar did not answer at all, as every other call of the round would then
+    /// fail the same way.
+    fn failed_on(&mut self, e: &DaprError, action: &str, name: &str) -> bool {
+        self.failed += 1;
+        tracing::warn!(error = %e, job = %name, "cannot {action} dapr job; retrying");
+        unreachable(e)
     }
 }
 
@@ -334,8 +341,8 @@ mod tests {
 
     use crate::testing::{ManualClock, ScheduledJob, SidecarClock, TestSidecar};
     use docket_core::{
-        Channels, DisplayName, Email, Mode, NewReminder, NewTask, NewUser, Offset, Pattern, Preset,
-        Recurrence, ReminderStatus, Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
+        Channels, Mode, NewReminder, NewTask, Offset, Pattern, Preset, Recurrence, ReminderStatus,
+        Status, TaskPatch, Timestamp, Title, Trigger, User, Zone,
     };
     use docket_events::topics;
     use docket_ports::Store;
@@ -454,14 +461,7 @@ mod tests {
             let store =
                 Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
             let now = ts(T0);
-            let new = NewUser {
-                email: Some(Email::parse("jobs@example.com").expect("email")),
-                name: DisplayName::parse("Jobs").expect("name"),
-                timezone: None,
-                password_hash: None,
-                external_subject: None,
-            };
-            let user = store.create_user(new, now).await.expect("user");
+            let user = docket_app::testing::user(store.as_ref(), "Jobs", now).await;
             let sidecar_clock = ManualClock::new(now);
             let sidecar = TestSidecar::builder()
                 .clock(SidecarClock::Manual(sidecar_clock.clone()))
@@ -501,6 +501,14 @@ mod tests {
             r.expect("reminder").id
         }
 
+        /// A task due 30 minutes after `T0` with a reminder 10 minutes before it (so firing at
+        /// `T0` + 20 minutes): the task and the reminder's id.
+        async fn reminded_task(&self, title: &str) -> (docket_core::Task, ReminderId) {
+            let task = self.task_due(title, mins(ts(T0), 30)).await;
+            let id = self.remind(task.id, before_due("PT10M")).await;
+            (task, id)
+        }
+
         fn jobs(&self) -> Vec<ScheduledJob> {
             self.sidecar.jobs()
         }
@@ -519,8 +527,7 @@ mod tests {
     async fn a_reminder_job_follows_its_task() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Standup", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (task, id) = rig.reminded_task("Standup").await;
         let beyond = rig.task_due("Later", mins(t0, 180)).await;
         rig.remind(beyond.id, before_due("PT10M")).await;
         let mut registrar = rig.registrar(JobsConfig::default());
@@ -621,8 +628,7 @@ mod tests {
     async fn an_unreachable_sidecar_is_retried_next_round() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Offline", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (_, id) = rig.reminded_task("Offline").await;
         // Nothing listens on the port of a sidecar that has stopped.
         let gone = TestSidecar::builder().start().await.expect("start");
         let dead = gone.client();
@@ -658,8 +664,7 @@ mod tests {
             Arc::clone(&wake),
             stopped,
         ));
-        let task = rig.task_due("Woken", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (_, id) = rig.reminded_task("Woken").await;
         wake.notify_one();
         let mut jobs = Vec::new();
         for _ in 0..2000 {
@@ -703,8 +708,7 @@ mod tests {
     async fn a_reminder_job_fires_the_reminder_once_even_when_it_fires_twice() {
         let rig = Rig::new().await;
         let t0 = ts(T0);
-        let task = rig.task_due("Fire", mins(t0, 30)).await;
-        let id = rig.remind(task.id, before_due("PT10M")).await;
+        let (task, id) = rig.reminded_task("Fire").await;
         let app = tiny_app(Arc::clone(&rig.store), Arc::clone(&rig.clock)).await;
         rig.sidecar.attach_app(&app).await.expect("attach");
         let start = rig.store.outbox_head(topics::REMINDERS).await.expect("head");

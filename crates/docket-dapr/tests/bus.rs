@@ -11,7 +11,7 @@ use docket_bus::embedded::EmbeddedBus;
 use docket_bus::{EventBus, Message, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::callbacks::AppCallbacks;
-use docket_dapr::testing::{Answer, RetryPolicy, TestSidecar};
+use docket_dapr::testing::{Answer, TestSidecar};
 use docket_sqlite::SqliteStore;
 
 const PUBSUB: &str = "docket-pubsub";
@@ -31,12 +31,8 @@ async fn rig(topics: &[&str]) -> Rig {
     let path = dir.path().join("docket.db");
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open the store");
     let log = EmbeddedBus::new(Arc::new(store));
-    let sidecar = TestSidecar::builder()
-        .retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
-        .ordered_delivery()
-        .start()
-        .await
-        .expect("start the sidecar");
+    let sidecar =
+        TestSidecar::builder().ordered_until_taken().start().await.expect("start the sidecar");
     let bus = DaprBus::new(sidecar.client(), PUBSUB, log);
     for topic in topics {
         bus.declare_topic(topic).expect("a valid topic");

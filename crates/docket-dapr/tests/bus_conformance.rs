@@ -35,7 +35,7 @@ use docket_bus::{BusError, EventBus, SubscribeOptions, Subscription};
 use docket_dapr::bus::DaprBus;
 use docket_dapr::callbacks::AppCallbacks;
 use docket_dapr::relay::{RelayConfig, run_relay};
-use docket_dapr::testing::{RetryPolicy, TestSidecar};
+use docket_dapr::testing::TestSidecar;
 use docket_events::CloudEvent;
 use docket_ports::Store;
 use docket_postgres::PostgresStore;
@@ -257,12 +257,8 @@ async fn fixture(
     appended: watch::Receiver<u64>,
     listener: Option<EmbeddedBus>,
 ) -> DaprFixture {
-    let sidecar = TestSidecar::builder()
-        .retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
-        .ordered_delivery()
-        .start()
-        .await
-        .expect("start the test sidecar");
+    let sidecar =
+        TestSidecar::builder().ordered_until_taken().start().await.expect("start the test sidecar");
     let app = App::serve().await;
     let fixture = DaprFixture {
         sidecar: Arc::new(sidecar),

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use docket_core::{DisplayName, Email, NewTask, NewUser, TaskId, TaskPatch, Title, UserId};
+use docket_core::{NewTask, TaskId, TaskPatch, Title, UserId};
 use docket_dapr::relay::{GROUP, RelayError, relay_once};
 use docket_dapr::testing::{Published, TestSidecar};
 use docket_events::topics;
@@ -20,19 +20,7 @@ async fn store_with_events(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("docket.db");
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
     let now = jiff::Timestamp::now();
-    let user = store
-        .create_user(
-            NewUser {
-                email: Some(Email::parse("relay@example.com").expect("email")),
-                name: DisplayName::parse("Relay").expect("name"),
-                timezone: None,
-                password_hash: None,
-                external_subject: None,
-            },
-            now,
-        )
-        .await
-        .expect("user");
+    let user = docket_app::testing::user(&store, "Relay", now).await;
     let first = store
         .create_task(user.id, NewTask::new(Title::parse("One").expect("title")), now)
         .await
@@ -49,6 +37,12 @@ async fn store_with_events(dir: &tempfile::TempDir) -> SqliteStore {
     store
 }
 
+/// The ids of the events in `store`'s `task-events` log, in log order.
+async fn outbox_ids(store: &SqliteStore) -> Vec<String> {
+    let rows = store.read_outbox(0, topics::TASK_EVENTS, 10).await.expect("read");
+    rows.into_iter().map(|(_, e)| e.id).collect()
+}
+
 fn ids(published: &[docket_dapr::testing::Published]) -> Vec<String> {
     published.iter().map(|p| p.event["id"].as_str().unwrap_or_default().to_owned()).collect()
 }
@@ -59,19 +53,7 @@ async fn store_with_users(dir: &tempfile::TempDir, names: &[&str]) -> (SqliteSto
     let store = SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open");
     let mut users = Vec::new();
     for name in names {
-        let user = store
-            .create_user(
-                NewUser {
-                    email: Some(Email::parse(&format!("{name}@example.com")).expect("email")),
-                    name: DisplayName::parse(name).expect("name"),
-                    timezone: None,
-                    password_hash: None,
-                    external_subject: None,
-                },
-                jiff::Timestamp::now(),
-            )
-            .await
-            .expect("user");
+        let user = docket_app::testing::user(&store, name, jiff::Timestamp::now()).await;
         users.push(user.id);
     }
     (store, users)
@@ -158,13 +140,7 @@ async fn a_batch_is_published_in_order_once_and_its_position_committed() {
     let other = tempfile::tempdir().expect("temp dir");
     let store = store_with_events(&other).await;
     let single = TestSidecar::builder().start().await.expect("sidecar");
-    let expected: Vec<String> = store
-        .read_outbox(0, topics::TASK_EVENTS, 10)
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e.id)
-        .collect();
+    let expected = outbox_ids(&store).await;
     for _ in 0..3 {
         assert_eq!(
             relay_once(&store, &single.client(), PUBSUB, topics::TASK_EVENTS, 1)
@@ -216,13 +192,7 @@ async fn replicas_share_the_work_through_a_lease() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(store_with_events(&dir).await);
     let sidecar = TestSidecar::builder().start().await.expect("sidecar");
-    let expected: Vec<String> = store
-        .read_outbox(0, topics::TASK_EVENTS, 10)
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e.id)
-        .collect();
+    let expected = outbox_ids(&store).await;
     let mut config = RelayConfig::new(PUBSUB);
     config.topics = vec![topics::TASK_EVENTS.to_owned()];
     config.poll = Duration::from_millis(20);

@@ -17,6 +17,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::trace::TraceContext;
 
 /// The only `specversion` we read and write.
 pub const SPEC_VERSION: &str = "1.0";
@@ -142,7 +145,44 @@ pub fn sequence_string(seq: i64) -> String {
     format!("{seq:020}")
 }
 
+/// What an event we produce carries besides its payload: its id, when and by whom it was
+/// made, and the trace it belongs to. The caller makes it (the stores draw the id, a UUIDv7,
+/// at the edge), so the event constructors read no clock and draw nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub id: Uuid,
+    pub time: Timestamp,
+    /// `/docket/{role}` (`task::source`).
+    pub source: &'a str,
+    pub trace: Option<TraceContext>,
+}
+
 impl CloudEvent {
+    /// An event we produce: of type `ty` about `subject`, with JSON `data`, in the order of
+    /// `partitionkey` (the user id), stamped by `origin`.
+    pub(crate) fn produced(
+        origin: Origin<'_>,
+        ty: &str,
+        subject: String,
+        partitionkey: String,
+        data: Value,
+    ) -> CloudEvent {
+        CloudEvent {
+            specversion: SPEC_VERSION.to_owned(),
+            id: origin.id.to_string(),
+            source: origin.source.to_owned(),
+            ty: ty.to_owned(),
+            subject: Some(subject),
+            time: Some(origin.time),
+            datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
+            partitionkey: Some(partitionkey),
+            sequence: None,
+            traceparent: origin.trace.map(|t| t.to_string()),
+            extensions: BTreeMap::new(),
+            data: Some(data),
+        }
+    }
+
     /// Reads and checks a structured-mode JSON CloudEvent: `specversion` must be `1.0`; `id`,
     /// `source` and `type` non-empty strings; `time` RFC 3339; `subject`, `partitionkey`,
     /// `sequence` strings; `traceparent` W3C trace context; `datacontenttype` JSON; other

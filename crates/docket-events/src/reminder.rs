@@ -8,10 +8,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
+use crate::envelope::{CloudEvent, Origin};
 use crate::payload::TaskV1;
 use crate::task::OutboxEvent;
-use crate::trace::TraceContext;
 use crate::{topics, types};
 
 /// A reminder on the wire.
@@ -66,30 +65,17 @@ pub struct ReminderTriggeredV1 {
     pub task: TaskV1,
 }
 
-/// The event announcing that `reminder` (now fired) of `task` fired at `now`.
-pub fn reminder_triggered(
-    reminder: &Reminder,
-    task: &Task,
-    now: Timestamp,
-    source: &str,
-    trace: Option<TraceContext>,
-) -> OutboxEvent {
+/// The event announcing that `reminder` (now fired) of `task` fired (at `origin.time`).
+pub fn reminder_triggered(reminder: &Reminder, task: &Task, origin: Origin<'_>) -> OutboxEvent {
     debug_assert_eq!(reminder.status, ReminderStatus::Fired);
     let data = ReminderTriggeredV1 { reminder: reminder.into(), task: task.into() };
-    let event = CloudEvent {
-        specversion: SPEC_VERSION.to_owned(),
-        id: crate::task::event_id(now).to_string(),
-        source: source.to_owned(),
-        ty: types::REMINDER_TRIGGERED.to_owned(),
-        subject: Some(task.id.to_string()),
-        time: Some(now),
-        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
-        partitionkey: Some(task.user_id.to_string()),
-        sequence: None,
-        traceparent: trace.map(|t| t.to_string()),
-        extensions: Default::default(),
-        data: Some(serde_json::to_value(data).expect("payload types always serialize")),
-    };
+    let event = CloudEvent::produced(
+        origin,
+        types::REMINDER_TRIGGERED,
+        task.id.to_string(),
+        task.user_id.to_string(),
+        serde_json::to_value(data).expect("payload types always serialize"),
+    );
     OutboxEvent { topic: topics::REMINDERS, event }
 }
 
@@ -123,25 +109,13 @@ impl From<&Notification> for NotificationV1 {
 
 /// The `com.todo.notification.created` event of `n`, on `task-updates`: real-time clients
 /// (the web UI raises a browser notification) are its audience.
-pub fn notification_created(
-    n: &Notification,
-    now: Timestamp,
-    source: &str,
-    trace: Option<TraceContext>,
-) -> OutboxEvent {
-    let event = CloudEvent {
-        specversion: SPEC_VERSION.to_owned(),
-        id: crate::task::event_id(now).to_string(),
-        source: source.to_owned(),
-        ty: types::NOTIFICATION_CREATED.to_owned(),
-        subject: Some(n.id.to_string()),
-        time: Some(now),
-        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
-        partitionkey: Some(n.user_id.to_string()),
-        sequence: None,
-        traceparent: trace.map(|t| t.to_string()),
-        extensions: Default::default(),
-        data: Some(serde_json::json!({ "notification": NotificationV1::from(n) })),
-    };
+pub fn notification_created(n: &Notification, origin: Origin<'_>) -> OutboxEvent {
+    let event = CloudEvent::produced(
+        origin,
+        types::NOTIFICATION_CREATED,
+        n.id.to_string(),
+        n.user_id.to_string(),
+        serde_json::json!({ "notification": NotificationV1::from(n) }),
+    );
     OutboxEvent { topic: topics::TASK_UPDATES, event }
 }

@@ -1,15 +1,13 @@
 //! From a task change to the events the outbox stores: [`task_events`], pure.
 //!
 //! The store decides which change a write was (it has the before and after images inside its
-//! transaction) and appends what this returns in that same transaction. Ids are UUIDv7 at
-//! `now`, so the only input not passed in is the random part of the id.
+//! transaction) and appends what this returns in that same transaction. Everything not in
+//! the change, the event's id included, comes in its `Origin`.
 
 use docket_core::{Status, Task};
-use jiff::Timestamp;
 
-use crate::envelope::{CloudEvent, JSON_CONTENT_TYPE, SPEC_VERSION};
+use crate::envelope::{CloudEvent, Origin};
 use crate::payload::{TaskDeletedV1, TaskEventDataV1, TaskV1, changes};
-use crate::trace::TraceContext;
 use crate::{topics, types};
 
 /// What a task write did, with the images the events are made of.
@@ -70,14 +68,9 @@ pub fn source(role: &str) -> String {
     format!("/docket/{role}")
 }
 
-/// The events of one task change, made at `now` by `source`: one event on `task-events`
-/// (which is also the log of `task-updates`, see `topics`).
-pub fn task_events(
-    change: TaskChange<'_>,
-    now: Timestamp,
-    source: &str,
-    trace: Option<TraceContext>,
-) -> Vec<OutboxEvent> {
+/// The events of one task change, stamped by `origin`: one event on `task-events` (which is
+/// also the log of `task-updates`, see `topics`).
+pub fn task_events(change: TaskChange<'_>, origin: Origin<'_>) -> Vec<OutboxEvent> {
     let task = change.task();
     let data = match change {
         TaskChange::Created(t) => {
@@ -97,26 +90,12 @@ pub fn task_events(
         }),
     }
     .expect("payload types always serialize");
-    let event = CloudEvent {
-        specversion: SPEC_VERSION.to_owned(),
-        id: event_id(now).to_string(),
-        source: source.to_owned(),
-        ty: change.event_type().to_owned(),
-        subject: Some(task.id.to_string()),
-        time: Some(now),
-        datacontenttype: Some(JSON_CONTENT_TYPE.to_owned()),
-        partitionkey: Some(task.user_id.to_string()),
-        sequence: None,
-        traceparent: trace.map(|t| t.to_string()),
-        extensions: Default::default(),
-        data: Some(data),
-    };
+    let event = CloudEvent::produced(
+        origin,
+        change.event_type(),
+        task.id.to_string(),
+        task.user_id.to_string(),
+        data,
+    );
     vec![OutboxEvent { topic: topics::TASK_EVENTS, event }]
-}
-
-/// A UUIDv7 whose time part is `now`.
-pub(crate) fn event_id(now: Timestamp) -> uuid::Uuid {
-    let secs = u64::try_from(now.as_second()).unwrap_or(0);
-    let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
-    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
 }

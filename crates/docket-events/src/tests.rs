@@ -8,14 +8,26 @@ use docket_core::{
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::{CloudEvent, TaskChange, TaskEventDataV1, task_events, topics, types};
+use crate::trace::TraceContext;
+use crate::{CloudEvent, Origin, TaskChange, TaskEventDataV1, task_events, topics, types};
 
 const TASK: &str = "0192f000-0000-7000-8000-000000000001";
 const USER: &str = "0192f000-0000-7000-8000-0000000000aa";
 const CAT: &str = "0192f000-0000-7000-8000-0000000000cc";
+const EVENT: &str = "0192f000-0000-7000-8000-0000000000ef";
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("test instants are valid")
+}
+
+/// What the API role stamps on an event made at `at` outside any trace, with id `EVENT`.
+fn origin(at: &str) -> Origin<'static> {
+    Origin {
+        id: EVENT.parse().expect("valid id"),
+        time: ts(at),
+        source: "/docket/api",
+        trace: None,
+    }
 }
 
 fn task() -> docket_core::Task {
@@ -41,15 +53,14 @@ fn task() -> docket_core::Task {
 }
 
 /// Runs `task_events` at a fixed instant and compares the JSON of its events (ids masked,
-/// after checking they are UUIDv7) with `expect`.
+/// after checking they are the one given) with `expect`.
 fn check(change: TaskChange<'_>, expect: Value) {
-    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api", None);
+    let events = task_events(change, origin("2026-11-18T10:00:00Z"));
     let got: Vec<Value> = events
         .iter()
         .map(|e| {
             assert_eq!(e.topic, topics::TASK_EVENTS);
-            let id: uuid::Uuid = e.event.id.parse().expect("event ids are uuids");
-            assert_eq!(id.get_version_num(), 7, "event ids are UUIDv7");
+            assert_eq!(e.event.id, EVENT, "the event carries the id of its origin");
             let mut v: Value =
                 serde_json::from_str(&e.event.to_json()).expect("events serialize to json");
             v["id"] = json!("<id>");
@@ -147,11 +158,10 @@ fn completed_and_reopened() {
     );
     let reopened = TaskChange::update(&done, &before).expect("reopened");
     assert_eq!(reopened.event_type(), types::TASK_REOPENED);
-    let data: TaskEventDataV1 =
-        task_events(reopened, ts("2026-11-18T11:00:00Z"), "/docket/api", None)[0]
-            .event
-            .data_as()
-            .expect("task event data");
+    let data: TaskEventDataV1 = task_events(reopened, origin("2026-11-18T11:00:00Z"))[0]
+        .event
+        .data_as()
+        .expect("task event data");
     let changes = data.changes.expect("reopened carries changes");
     assert_eq!(changes["status"].new, json!("pending"));
 }
@@ -172,7 +182,7 @@ fn a_detached_series_link_is_a_change_to_null() {
     });
     let after = docket_core::Task { series: None, version: 2, ..before.clone() };
     let change = TaskChange::update(&before, &after).expect("the link changed");
-    let events = task_events(change, ts("2026-11-18T10:00:00Z"), "/docket/api", None);
+    let events = task_events(change, origin("2026-11-18T10:00:00Z"));
     let data: TaskEventDataV1 = events[0].event.data_as().expect("task event data");
     let changes = data.changes.expect("an update carries changes");
     assert_eq!(changes.keys().collect::<Vec<_>>(), ["instance_date", "series_id"]);
@@ -311,14 +321,15 @@ fn parse_rejects_bad_envelopes() {
 
 #[test]
 fn trace_context_parses_only_valid_w3c_values() {
-    use crate::trace::TraceContext;
     let v = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let t = TraceContext::parse(v).expect("valid");
     assert_eq!(t.to_string(), v);
     assert_eq!(t.trace_id(), "0af7651916cd43dd8448eb211c80319c");
-    let child = t.child();
+    let child = t.child(7).expect("a nonzero span id");
     assert_eq!(child.trace_id(), t.trace_id());
     assert_ne!(child, t);
+    assert_eq!(child.to_string(), "00-0af7651916cd43dd8448eb211c80319c-0000000000000007-01");
+    assert_eq!(t.child(0), None, "the all-zero span id is reserved");
     for bad in [
         "",
         "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -331,20 +342,20 @@ fn trace_context_parses_only_valid_w3c_values() {
     ] {
         assert!(TraceContext::parse(bad).is_none(), "{bad:?}");
     }
-    let a = TraceContext::root();
-    let b = TraceContext::root();
-    assert_ne!(a.trace_id(), b.trace_id());
-    assert!(TraceContext::parse(&a.to_string()).is_some());
+    let a = TraceContext::root(0x0af7, 0xb7ad).expect("nonzero ids");
+    assert_eq!(a.to_string(), "00-00000000000000000000000000000af7-000000000000b7ad-01");
+    assert_eq!(TraceContext::parse(&a.to_string()), Some(a));
+    assert_eq!(TraceContext::root(0, 1), None);
+    assert_eq!(TraceContext::root(1, 0), None);
 }
 
 #[test]
 fn events_carry_the_trace_they_are_given() {
-    use crate::trace::TraceContext;
     let t = task();
-    let at = ts("2026-11-18T10:00:00Z");
-    let outside = task_events(TaskChange::Created(&t), at, "/docket/api", None);
+    let at = "2026-11-18T10:00:00Z";
+    let outside = task_events(TaskChange::Created(&t), origin(at));
     assert_eq!(outside[0].event.traceparent, None);
-    let ctx = TraceContext::root();
-    let inside = task_events(TaskChange::Created(&t), at, "/docket/api", Some(ctx));
+    let ctx = TraceContext::root(1, 2).expect("nonzero ids");
+    let inside = task_events(TaskChange::Created(&t), Origin { trace: Some(ctx), ..origin(at) });
     assert_eq!(inside[0].event.traceparent, Some(ctx.to_string()));
 }

@@ -3,7 +3,8 @@
 //!
 //! This module is the value and its wire form only: every event constructor takes the context
 //! as an argument and stamps it as `traceparent`. Which context is current (a task-local the
-//! HTTP edge and the consumer runtime set, the stores read) is `docket-trace`'s.
+//! HTTP edge and the consumer runtime set, the stores read), and drawing the random ids of a
+//! new trace or span (`docket_trace::new_span`), are `docket-trace`'s.
 
 use std::fmt;
 
@@ -16,9 +17,10 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// A new trace (sampled), with a random trace and span id.
-    pub fn root() -> TraceContext {
-        TraceContext { trace_id: nonzero_u128(), span_id: nonzero_u64(), flags: 0x01 }
+    /// A new trace (sampled) with the given ids; `None` when either is zero (W3C reserves
+    /// the all-zero ids).
+    pub fn root(trace_id: u128, span_id: u64) -> Option<TraceContext> {
+        (trace_id != 0 && span_id != 0).then_some(TraceContext { trace_id, span_id, flags: 0x01 })
     }
 
     /// Parses a `traceparent` header value; `None` unless it is valid version-00 context
@@ -44,9 +46,10 @@ impl TraceContext {
         (trace_id != 0 && span_id != 0).then_some(TraceContext { trace_id, span_id, flags })
     }
 
-    /// A new span in the same trace, this one its parent.
-    pub fn child(&self) -> TraceContext {
-        TraceContext { span_id: nonzero_u64(), ..*self }
+    /// New span `span_id` in the same trace, this one its parent; `None` when `span_id` is
+    /// zero.
+    pub fn child(&self, span_id: u64) -> Option<TraceContext> {
+        (span_id != 0).then_some(TraceContext { span_id, ..*self })
     }
 
     /// The trace id as 32 lower-case hex digits.
@@ -58,23 +61,5 @@ impl TraceContext {
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
-    }
-}
-
-fn nonzero_u128() -> u128 {
-    loop {
-        let v: u128 = rand::random();
-        if v != 0 {
-            return v;
-        }
-    }
-}
-
-fn nonzero_u64() -> u64 {
-    loop {
-        let v: u64 = rand::random();
-        if v != 0 {
-            return v;
-        }
     }
 }

@@ -55,7 +55,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::root, |t| t.child());
+        .map_or_else(docket_trace::root, docket_trace::child);
     let span = tracing::info_span!(
         "request",
         http.method = %method,

@@ -22,17 +22,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use docket_core::{
-    Category, CategoryId, CategoryName, CategoryPatch, CategoryRef, Channel, Channels, Color,
-    Cursor, Description, DisplayName, Email, Limit, NewCategory, NewReminder, NewTask, NewUser,
-    Notification, NotificationId, Offset, Order, Page, Priority, Reminder, ReminderId,
-    ReminderStatus, SearchText, SortField, Status, StatusFilter, Tags, Task, TaskId, TaskPatch,
-    TaskQuery, Timestamp, Title, TokenId, Trigger, User, UserId, Zone,
+    Category, CategoryName, CategoryPatch, CategoryRef, Channel, Channels, Color, Cursor,
+    Description, DisplayName, Email, Limit, NewCategory, NewReminder, NewTask, NewUser,
+    Notification, Offset, Order, Page, Priority, Reminder, ReminderId, ReminderStatus, SearchText,
+    SortField, Status, StatusFilter, Tags, Task, TaskId, TaskPatch, TaskQuery, Timestamp, Title,
+    Trigger, User, UserId, Zone,
 };
 use docket_events::{
     CategoryV1, CloudEvent, TaskDeletedV1, TaskEventDataV1, TaskV1, topics, types,
 };
 use futures::future::join_all;
 
+use crate::ids::new_id;
 use crate::{
     AuditEntry, AuditPage, StateEntry, StateError, StateStore, Store, StoreError, TagCount,
     TokenInfo,
@@ -469,7 +470,7 @@ pub async fn check_create_user_and_lookup(store: &dyn Store) {
     assert_eq!(u.created_at, now);
 
     assert_eq!(store.user_by_id(u.id).await.expect("user_by_id"), Some(u.clone()));
-    assert_eq!(store.user_by_id(UserId::new()).await.expect("user_by_id"), None, "unknown id");
+    assert_eq!(store.user_by_id(new_id()).await.expect("user_by_id"), None, "unknown id");
 
     let shouted = format!("  {}@EXAMPLE.com ", local.to_uppercase());
     let rec = store
@@ -553,7 +554,7 @@ pub async fn check_user_for_subject_concurrent(store: &dyn Store) {
 
 fn token(user: UserId, name: &str, created: i64, expires: Option<i64>) -> TokenInfo {
     TokenInfo {
-        id: TokenId::new(),
+        id: new_id(),
         user_id: user,
         name: name.to_owned(),
         prefix: format!("dkt_{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
@@ -585,7 +586,7 @@ pub async fn check_tokens_create_list_delete(store: &dyn Store) {
     store.delete_token(a.id, a1.id).await.expect("delete own token");
     assert_eq!(store.list_tokens(a.id).await.expect("list"), vec![a2.clone()]);
     expect_not_found(store.delete_token(a.id, a1.id).await, "deleting a deleted token");
-    expect_not_found(store.delete_token(a.id, TokenId::new()).await, "deleting an unknown token");
+    expect_not_found(store.delete_token(a.id, new_id()).await, "deleting an unknown token");
 }
 
 /// A token hash finds its owner while the token is unexpired, and nothing once it is deleted.
@@ -731,13 +732,13 @@ pub async fn check_tasks_scoped_by_user(store: &dyn Store) {
         store.delete_task(b.id, t.id, Some(1), at(9 * MIN)).await,
         "conditional delete, other user",
     );
-    expect_not_found(store.get_task(a.id, TaskId::new()).await, "get an unknown task");
+    expect_not_found(store.get_task(a.id, new_id()).await, "get an unknown task");
     expect_not_found(
-        store.update_task(a.id, TaskId::new(), TaskPatch::default(), None, at(1)).await,
+        store.update_task(a.id, new_id(), TaskPatch::default(), None, at(1)).await,
         "update an unknown task",
     );
     expect_not_found(
-        store.delete_task(a.id, TaskId::new(), None, at(9 * MIN)).await,
+        store.delete_task(a.id, new_id(), None, at(9 * MIN)).await,
         "delete an unknown task",
     );
     assert_eq!(store.get_task(a.id, t.id).await.expect("owner still sees it"), t, "unchanged");
@@ -971,7 +972,7 @@ pub async fn check_invalid_category_reference(store: &dyn Store) {
     let b = user(store, "b").await;
     let new_cat = NewCategory { name: cat_name("Theirs"), color: Color::default() };
     let cb = store.create_category(b.id, new_cat, at(0)).await.expect("create_category");
-    for id in [CategoryId::new(), cb.id] {
+    for id in [new_id(), cb.id] {
         let mut new = task("bad ref");
         new.category = Some(CategoryRef::Id(id));
         expect_invalid_category(
@@ -1093,7 +1094,7 @@ pub async fn check_categories_crud(store: &dyn Store) {
         store.delete_category(b.id, work.id, at(9 * MIN)).await,
         "delete another user's category",
     );
-    expect_not_found(store.get_category(a.id, CategoryId::new()).await, "get an unknown category");
+    expect_not_found(store.get_category(a.id, new_id()).await, "get an unknown category");
     assert_eq!(store.get_category(a.id, work.id).await.expect("get"), office, "untouched by b");
 
     store.delete_category(a.id, home.id, at(9 * MIN)).await.expect("delete");
@@ -1694,13 +1695,13 @@ pub async fn check_outbox_noop_and_failed_writes_append_nothing(store: &dyn Stor
         "delete of another user's task",
     );
     let mut bad = task("Bad");
-    bad.category = Some(CategoryRef::Id(CategoryId::new()));
+    bad.category = Some(CategoryRef::Id(new_id()));
     expect_invalid_category(
         store.create_task(u.id, bad, at(MIN)).await,
         "create, unknown category",
     );
     expect_not_found(
-        store.delete_category(u.id, CategoryId::new(), at(9 * MIN)).await,
+        store.delete_category(u.id, new_id(), at(9 * MIN)).await,
         "delete of an unknown category",
     );
 
@@ -2548,7 +2549,7 @@ pub async fn check_reminders_scoped_to_the_owner(store: &dyn Store) {
     );
     expect_not_found(store.delete_reminder(b.id, t.id, abs.id).await, "delete another's reminder");
     expect_not_found(
-        store.create_reminder(a.id, TaskId::new(), at_trigger(HOUR), at(3)).await,
+        store.create_reminder(a.id, new_id(), at_trigger(HOUR), at(3)).await,
         "remind on an unknown task",
     );
 
@@ -2803,9 +2804,9 @@ pub async fn check_reminders_go_with_their_task(store: &dyn Store) {
 
 fn notification(user: UserId, title: &str, created: i64) -> Notification {
     Notification {
-        id: NotificationId::new(),
+        id: new_id(),
         user_id: user,
-        task_id: Some(TaskId::new()),
+        task_id: Some(new_id()),
         reminder_id: None,
         title: title.to_owned(),
         body: format!("{title} is due"),
@@ -3278,7 +3279,7 @@ const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn new_webhook(url: &str, events: &[&str]) -> docket_core::NewWebhook {
     docket_core::NewWebhook {
-        id: docket_core::WebhookId::new(),
+        id: new_id(),
         url: url.to_owned(),
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         secret: format!("secret of {url}"),
@@ -3300,7 +3301,7 @@ fn webhook_delivery(
     created: i64,
 ) -> docket_core::NewDelivery {
     docket_core::NewDelivery {
-        id: docket_core::DeliveryId::new(),
+        id: new_id(),
         user_id: hook.user_id,
         channel: docket_core::DeliveryChannel::Webhook,
         webhook_id: Some(hook.id),
@@ -3316,7 +3317,7 @@ fn webhook_delivery(
 /// An email of event `event_id` to `user`, due at `created`.
 fn email_delivery(user: &User, event_id: &str, created: i64) -> docket_core::NewDelivery {
     docket_core::NewDelivery {
-        id: docket_core::DeliveryId::new(),
+        id: new_id(),
         user_id: user.id,
         channel: docket_core::DeliveryChannel::Email,
         webhook_id: None,
@@ -3384,10 +3385,7 @@ pub async fn check_webhooks_crud_scoped_to_the_owner(store: &dyn Store) {
         store.list_deliveries(b.id, first.id, 50).await,
         "list another user's deliveries",
     );
-    expect_not_found(
-        store.get_webhook(a.id, docket_core::WebhookId::new()).await,
-        "get an unknown webhook",
-    );
+    expect_not_found(store.get_webhook(a.id, new_id()).await, "get an unknown webhook");
     assert_eq!(store.get_webhook(a.id, first.id).await.expect("get"), first, "untouched");
 
     let patched = store.update_webhook(a.id, first.id, off, at(5)).await.expect("update");
@@ -3461,7 +3459,7 @@ pub async fn check_webhook_secrets_listed_and_replaced_conditionally(store: &dyn
         .await
         .expect("replace");
     assert!(!replaced, "a stale `old` replaces nothing");
-    let unknown = docket_core::WebhookId::new();
+    let unknown = new_id();
     assert!(!store.replace_webhook_secret(unknown, old.clone(), "x".to_owned()).await.expect("r"));
     let (r1, r2) = futures::join!(
         store.replace_webhook_secret(one.id, old.clone(), "sealed-1".to_owned()),
@@ -3491,7 +3489,7 @@ pub async fn check_deliveries_enqueued_once(store: &dyn Store) {
     let d = webhook_delivery(&hook, "evt-once", 10);
     assert_eq!(store.enqueue_deliveries(vec![d.clone()]).await.expect("enqueue"), 1);
     let again = docket_core::NewDelivery {
-        id: docket_core::DeliveryId::new(),
+        id: new_id(),
         payload: "{}".to_owned(),
         created_at: at(20),
         ..d.clone()
@@ -3502,13 +3500,13 @@ pub async fn check_deliveries_enqueued_once(store: &dyn Store) {
         "the same event, channel and target is not enqueued twice"
     );
     let elsewhere = docket_core::NewDelivery {
-        id: docket_core::DeliveryId::new(),
+        id: new_id(),
         target: "https://example.com/elsewhere".to_owned(),
         created_at: at(30),
         ..d.clone()
     };
     let email = email_delivery(&u, "evt-once", 40);
-    let again2 = docket_core::NewDelivery { id: docket_core::DeliveryId::new(), ..again };
+    let again2 = docket_core::NewDelivery { id: new_id(), ..again };
     assert_eq!(
         store.enqueue_deliveries(vec![elsewhere.clone(), again2, email]).await.expect("enqueue"),
         2,
@@ -3668,7 +3666,7 @@ pub async fn check_deliveries_settled(store: &dyn Store) {
         (ok.id, docket_core::DeliveryOutcome::Delivered),
         (fail.id, docket_core::DeliveryOutcome::Delivered),
         (fail.id, retry_again),
-        (docket_core::DeliveryId::new(), docket_core::DeliveryOutcome::Delivered),
+        (new_id(), docket_core::DeliveryOutcome::Delivered),
     ] {
         let settled = store.settle_delivery(id, outcome.clone(), later).await.expect("settle");
         assert!(!settled, "settling {outcome:?} on a delivery that is not pending");
@@ -3691,7 +3689,7 @@ pub async fn check_failed_reminders_are_retried(store: &dyn Store) {
     assert!(fired.iter().any(|x| x.id == r.id));
     expect_conflict(store.retry_reminder(a.id, r.id, at(HOUR)).await, "retry a fired reminder");
     let new = docket_core::NewDelivery {
-        id: docket_core::DeliveryId::new(),
+        id: new_id(),
         user_id: a.id,
         channel: docket_core::DeliveryChannel::Email,
         webhook_id: None,
@@ -3785,7 +3783,7 @@ pub async fn check_deliveries_drive_their_reminder(store: &dyn Store) {
         "retry a delivery under another webhook",
     );
     expect_not_found(
-        store.retry_delivery(u.id, one.id, docket_core::DeliveryId::new(), at(2 * HOUR)).await,
+        store.retry_delivery(u.id, one.id, new_id(), at(2 * HOUR)).await,
         "retry an unknown delivery",
     );
     let failed = listed_delivery(store, u.id, one.id, d1.id).await;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docket_core::{
-    DeliveryChannel, DeliveryId, NewDelivery, Notification, ReminderId, SeriesId, TaskId,
-    Timestamp, UserId, WebhookId,
+    DeliveryChannel, NewDelivery, Notification, ReminderId, SeriesId, TaskId, Timestamp, UserId,
+    WebhookId,
 };
 use docket_events::CloudEvent;
 
@@ -130,7 +130,7 @@ impl DeliveryTemplate {
         targets
             .into_iter()
             .map(|t| NewDelivery {
-                id: DeliveryId::new(),
+                id: crate::ids::new_id(),
                 user_id: self.user_id,
                 channel,
                 webhook_id: t.webhook,
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn failures_count_one_attempt_per_reminder_with_the_last_error() {
-        let (a, b) = (ReminderId::new(), ReminderId::new());
+        let (a, b) = (crate::ids::new_id(), crate::ids::new_id());
         let mut f = Failures::default();
         f.note(failure(a, "no email", true));
         f.note(failure(b, "other", false));
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_delivery_with_nobody_to_go_to_notes_its_failure() {
-        let r = ReminderId::new();
+        let r = crate::ids::new_id();
         let template = DeliveryTemplate {
             user_id: UserId(uuid::Uuid::now_v7()),
             reminder_id: Some(r),
@@ -323,7 +323,7 @@ mod tests {
             created_at: Timestamp::UNIX_EPOCH,
         };
         let hooks = Recipients::Webhooks { event_type: "com.todo.task.created".to_owned() };
-        let (w1, w2) = (WebhookId::new(), WebhookId::new());
+        let (w1, w2) = (crate::ids::new_id(), crate::ids::new_id());
         let targets = vec![
             Target { webhook: Some(w1), address: "https://a.example".to_owned() },
             Target { webhook: Some(w2), address: "https://b.example".to_owned() },

@@ -14,13 +14,15 @@
 //!
 //! Shared by both store adapters and deciding nothing: the few conversions between domain
 //! values and their stored form (`series::spec_json`, `reminders::trigger_columns`, …) and
-//! `facts`, which turns a plan's task changes into outbox events once.
+//! `facts`, which turns a plan's task changes into outbox events once. `ids` makes the fresh
+//! ids (clock and randomness) the pure crates take as arguments.
 
 pub mod audit;
 pub mod bus;
 pub mod consume;
 pub mod error;
 pub mod facts;
+pub mod ids;
 pub mod notifications;
 pub mod outbound;
 pub mod reminders;

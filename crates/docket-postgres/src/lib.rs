@@ -52,6 +52,7 @@ use sqlx::{AssertSqlSafe, Connection, PgPool};
 
 use codec::PgInstant;
 use docket_ports::audit::ENTITY_TASK;
+use docket_ports::ids::new_id;
 use docket_ports::{AuditEntry, AuditPage, Store, StoreError, TagCount, TokenInfo, UserRecord};
 
 pub use outbox::{SETTLE_WAIT, append_outbox};
@@ -464,7 +465,7 @@ async fn category_by_name(
     name: &CategoryName,
     now: Timestamp,
 ) -> Result<Category, StoreError> {
-    let new = NewCategory::named(name.clone()).into_category(user, now);
+    let new = NewCategory::named(name.clone()).into_category(new_id(), user, now);
     let key = name.key();
     let row = sqlx::query(
         "WITH ins AS ( \
@@ -563,7 +564,7 @@ impl Store for PostgresStore {
 
     async fn create_user(&self, new: NewUser, now: Timestamp) -> Result<User, StoreError> {
         let user = User {
-            id: UserId::new(),
+            id: new_id(),
             email: new.email.clone(),
             name: new.name.clone(),
             timezone: new.timezone.clone(),
@@ -627,7 +628,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (external_subject) DO NOTHING \
                  RETURNING id, email, name, timezone, external_subject, created_at",
             )
-            .bind(UserId::new().0)
+            .bind(new_id::<UserId>().0)
             .bind(new.email.as_ref().map(|e| e.as_str()))
             .bind(new.name.as_str())
             .bind(new.timezone.as_ref().map(|z| z.name()))
@@ -944,7 +945,7 @@ impl Store for PostgresStore {
     ) -> Result<Task, StoreError> {
         let now = truncate_micros(now);
         let category_ref = new.category.clone();
-        let mut task = new.into_task(TaskId::new(), user, None, now);
+        let mut task = new.into_task(new_id(), user, None, now);
         truncate_task(&mut task);
         // One transaction: the row and its outbox event commit together.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -972,12 +973,8 @@ impl Store for PostgresStore {
                 task.category = Some(category);
             }
         }
-        append_outbox(
-            &mut tx,
-            &task_events(TaskChange::Created(&task), now, &self.source, docket_trace::current()),
-            now,
-        )
-        .await?;
+        append_outbox(&mut tx, &docket_ports::facts::created(&task, now, &self.source), now)
+            .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(task)
     }
@@ -1016,7 +1013,7 @@ impl Store for PostgresStore {
             Some(s) => series::linked(&mut tx, user, s).await?,
             None => None,
         };
-        let plan = plan_task_update(before, patch, category, series, now)?;
+        let plan = plan_task_update(before, patch, category, series, new_id(), now)?;
         series::write(&mut tx, user, id, &plan.series, now, &self.source).await?;
         if plan.changed {
             let task = &plan.task;
@@ -1075,7 +1072,10 @@ impl Store for PostgresStore {
         let now = truncate_micros(now);
         append_outbox(
             &mut tx,
-            &task_events(TaskChange::Deleted(&task), now, &self.source, docket_trace::current()),
+            &task_events(
+                TaskChange::Deleted(&task),
+                docket_ports::facts::origin(now, &self.source),
+            ),
             now,
         )
         .await?;
@@ -1114,7 +1114,7 @@ impl Store for PostgresStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = new.into_category(user, truncate_micros(now));
+        let category = new.into_category(new_id(), user, truncate_micros(now));
         sqlx::query(
             "INSERT INTO categories (id, user_id, name, name_key, color, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -56,7 +56,7 @@ pub async fn append(
     if added {
         append_outbox(
             &mut *conn,
-            &[notification_created(n, n.created_at, source, docket_trace::current())],
+            &[notification_created(n, docket_ports::facts::origin(n.created_at, source))],
             n.created_at,
         )
         .await?;

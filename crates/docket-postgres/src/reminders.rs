@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::codec::{self, PgInstant};
 use super::{append_outbox, task_select, unavailable};
 use docket_ports::StoreError;
+use docket_ports::ids::new_id;
 use docket_ports::reminders::{trigger_columns, trigger_from_columns};
 
 const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
@@ -72,7 +73,7 @@ pub async fn insert(
     new: NewReminder,
     now: Timestamp,
 ) -> Result<Reminder, StoreError> {
-    let reminder = planned(task, new, user_zone(conn, task.user_id).await?, now);
+    let reminder = planned(new_id(), task, new, user_zone(conn, task.user_id).await?, now);
     let (at, before_due) = trigger_columns(&reminder.trigger);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO reminders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL, $9)"
@@ -260,7 +261,7 @@ pub async fn claim_due(
             task.as_ref().map(codec::task).transpose()?.ok_or(StoreError::NotFound("task"))?;
         append_outbox(
             &mut *conn,
-            &[reminder_triggered(r, &task, now, source, docket_trace::current())],
+            &[reminder_triggered(r, &task, docket_ports::facts::origin(now, source))],
             now,
         )
         .await?;

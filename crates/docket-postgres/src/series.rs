@@ -30,6 +30,7 @@ use crate::reminders;
 use docket_ports::StoreError;
 use docket_ports::consume::NextInstance;
 use docket_ports::facts::{changed, created};
+use docket_ports::ids::new_id;
 use docket_ports::series::{recurrence_from_json, spec_json};
 
 macro_rules! series_select {
@@ -211,7 +212,7 @@ pub async fn create(
         Some(r) => Some(resolve_category(conn, user, r, now).await?),
         None => None,
     };
-    let (s, task) = first_instance(new, series, user, category, now);
+    let (s, task) = first_instance((new_id(), new_id()), new, series, user, category, now);
     insert_series(conn, &s).await?;
     insert_instance(conn, &task).await?;
     append_outbox(conn, &created(&task, now, source), now).await?;
@@ -253,7 +254,7 @@ async fn spawn(
         Some(from) if !exists => reminders::for_task(conn, from).await?,
         _ => Vec::new(),
     };
-    let next = plan_next_instance(series, occurrence, exists, &carry, now);
+    let next = plan_next_instance(series, occurrence, exists, &carry, new_id(), now);
     save_progress(conn, &next.series).await?;
     if let Some(task) = &next.instance {
         insert_instance(conn, task).await?;

@@ -12,6 +12,7 @@ use docket_core::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{PostgresStore, drop_test_schemas_before, isolated_pool, list, migrate};
+use docket_ports::facts::origin;
 use docket_ports::{Store, StoreError};
 
 fn url() -> Option<String> {
@@ -320,7 +321,7 @@ async fn outbox_read_stops_below_an_open_transaction() {
     // does), then appends.
     let mut open = store.pool().begin().await.expect("begin");
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *open).await.expect("xact id");
-    let events = task_events(TaskChange::Created(&early), at(1), "/docket/test", None);
+    let events = task_events(TaskChange::Created(&early), origin(at(1), "/docket/test"));
     super::append_outbox(&mut open, &events, at(1)).await.expect("append in the open tx");
 
     let late = store
@@ -351,7 +352,7 @@ async fn outbox_read_stops_below_an_open_transaction() {
     // A rolled-back append leaves a gap that later reads pass over.
     let mut aborted = store.pool().begin().await.expect("begin");
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *aborted).await.expect("xact id");
-    let events = task_events(TaskChange::Deleted(&early), at(3), "/docket/test", None);
+    let events = task_events(TaskChange::Deleted(&early), origin(at(3), "/docket/test"));
     super::append_outbox(&mut aborted, &events, at(3)).await.expect("append");
     aborted.rollback().await.expect("rollback");
     let after = all.last().expect("events").0;

@@ -56,6 +56,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use docket_ports::StoreError;
 use docket_ports::audit::ENTITY_TASK;
+use docket_ports::ids::new_id;
 use docket_ports::{AuditEntry, AuditPage};
 use docket_ports::{Store, TagCount, TokenInfo, UserRecord};
 
@@ -301,7 +302,7 @@ fn user_conflict(e: &rusqlite::Error, new: &NewUser) -> Option<StoreError> {
 
 fn insert_user(tx: &Transaction<'_>, new: &NewUser, now: Timestamp) -> Result<User, StoreError> {
     let user = User {
-        id: UserId::new(),
+        id: new_id(),
         email: new.email.clone(),
         name: new.name.clone(),
         timezone: new.timezone.clone(),
@@ -373,7 +374,7 @@ pub(crate) fn resolve_category(
             if let Some(row) = rows.next().db()? {
                 return category_from_row(row);
             }
-            let category = NewCategory::named(name.clone()).into_category(user, now);
+            let category = NewCategory::named(name.clone()).into_category(new_id(), user, now);
             insert_category(tx, &category)?;
             Ok(category)
         }
@@ -928,13 +929,9 @@ impl Store for SqliteStore {
                 Some(r) => Some(resolve_category(tx, user, r, now)?),
                 None => None,
             };
-            let task = new.into_task(TaskId::new(), user, category, now);
+            let task = new.into_task(new_id(), user, category, now);
             insert_task(tx, &task)?;
-            append_outbox(
-                tx,
-                &task_events(TaskChange::Created(&task), now, &source, docket_trace::current()),
-                now,
-            )?;
+            append_outbox(tx, &docket_ports::facts::created(&task, now, &source), now)?;
             Ok(task)
         })
         .await
@@ -980,7 +977,7 @@ impl Store for SqliteStore {
                 Some(s) => crate::series::linked(tx, user, s)?,
                 None => None,
             };
-            let plan = plan_task_update(before, patch, category, series, now)?;
+            let plan = plan_task_update(before, patch, category, series, new_id(), now)?;
             crate::series::write(tx, user, id, &plan.series, now, &source)?;
             if plan.changed {
                 update_task_row(tx, seq, &plan.before, &plan.task)?;
@@ -1014,7 +1011,7 @@ impl Store for SqliteStore {
             mark_fts(tx, seq, true)?;
             append_outbox(
                 tx,
-                &task_events(TaskChange::Deleted(&task), now, &source, docket_trace::current()),
+                &task_events(TaskChange::Deleted(&task), docket_ports::facts::origin(now, &source)),
                 now,
             )?;
             Ok(task)
@@ -1055,7 +1052,7 @@ impl Store for SqliteStore {
         new: NewCategory,
         now: Timestamp,
     ) -> Result<Category, StoreError> {
-        let category = new.into_category(user, truncate(now));
+        let category = new.into_category(new_id(), user, truncate(now));
         self.write(move |tx| {
             insert_category(tx, &category)?;
             Ok(category)

@@ -64,7 +64,7 @@ pub fn append(
     if added {
         append_outbox(
             tx,
-            &[notification_created(n, n.created_at, source, docket_trace::current())],
+            &[notification_created(n, docket_ports::facts::origin(n.created_at, source))],
             n.created_at,
         )?;
     }

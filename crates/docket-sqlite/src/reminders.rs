@@ -14,6 +14,7 @@ use rusqlite::{Connection, Row, Transaction, params};
 use crate::append_outbox;
 use crate::codec::{DbResult as _, TASK_COLUMNS, TASK_FROM, corrupt, micros, task_from_row};
 use docket_ports::StoreError;
+use docket_ports::ids::new_id;
 use docket_ports::reminders::{trigger_columns, trigger_from_columns};
 
 const COLUMNS: &str = "id, task_id, user_id, trigger_at, before_due, channels, status, fire_at, \
@@ -68,7 +69,7 @@ pub fn insert(
     new: NewReminder,
     now: Timestamp,
 ) -> Result<Reminder, StoreError> {
-    let reminder = planned(task, new, user_zone(tx, task.user_id)?, now);
+    let reminder = planned(new_id(), task, new, user_zone(tx, task.user_id)?, now);
     let (at, before_due) = trigger_columns(&reminder.trigger);
     tx.prepare_cached(&format!("INSERT INTO reminders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))
         .db()?
@@ -250,7 +251,7 @@ pub fn claim_due(
         let task = task_by_id(tx, r.task_id)?;
         append_outbox(
             tx,
-            &[reminder_triggered(&r, &task, now, source, docket_trace::current())],
+            &[reminder_triggered(&r, &task, docket_ports::facts::origin(now, source))],
             now,
         )?;
         fired.push(r);

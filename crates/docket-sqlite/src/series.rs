@@ -23,6 +23,7 @@ use crate::{insert_task, resolve_category};
 use docket_ports::StoreError;
 use docket_ports::consume::NextInstance;
 use docket_ports::facts::{changed, created};
+use docket_ports::ids::new_id;
 use docket_ports::series::{recurrence_from_json, spec_json};
 
 const COLUMNS: &str = "s.id, s.user_id, s.title, s.description, s.priority, s.tags, s.recurrence, \
@@ -171,7 +172,7 @@ pub fn create(
         Some(r) => Some(resolve_category(tx, user, r, now)?),
         None => None,
     };
-    let (s, task) = first_instance(new, series, user, category, now);
+    let (s, task) = first_instance((new_id(), new_id()), new, series, user, category, now);
     insert_series(tx, &s)?;
     insert_task(tx, &task)?;
     set_link(tx, &task)?;
@@ -215,7 +216,7 @@ fn spawn(
         Some(from) if !exists => reminders::for_task(tx, from)?,
         _ => Vec::new(),
     };
-    let next = plan_next_instance(series, occurrence, exists, &carry, now);
+    let next = plan_next_instance(series, occurrence, exists, &carry, new_id(), now);
     save_progress(tx, &next.series)?;
     if let Some(task) = &next.instance {
         insert_task(tx, task)?;

@@ -395,7 +395,7 @@ async fn search_ids(store: &SqliteStore, user: UserId, text: &str) -> Vec<docket
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_text_index_follows_every_write_of_a_batch() {
-    use docket_core::{TaskId, TaskPatch};
+    use docket_core::TaskPatch;
     let (_dir, store) = open_temp().await;
     let user = make_user(&store).await;
     let task = |title: &str| NewTask::new(Title::parse(title).expect("ok"));
@@ -424,13 +424,14 @@ async fn full_text_index_follows_every_write_of_a_batch() {
     assert!(futures::poll!(&mut create_w).is_pending());
     // Created, changed, and failed: rolled back with its queue entry.
     let failed = store.write(move |tx| {
-        let t = task("zebra crossing").into_task(TaskId::new(), user, None, now());
+        let t = task("zebra crossing").into_task(docket_ports::ids::new_id(), user, None, now());
         super::insert_task(tx, &t)?;
         Err::<(), _>(StoreError::Conflict("refused on purpose".to_owned()))
     });
     // Created and changed in the same request: indexed once, with the final text.
     let created_then_changed = store.write(move |tx| {
-        let before = task("quokka spotting").into_task(TaskId::new(), user, None, now());
+        let before =
+            task("quokka spotting").into_task(docket_ports::ids::new_id(), user, None, now());
         super::insert_task(tx, &before)?;
         let seq = tx.last_insert_rowid();
         let after = docket_core::Task {

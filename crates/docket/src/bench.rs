@@ -214,20 +214,16 @@ where
     Ok((hist, errors.load(Ordering::Relaxed), start.elapsed()))
 }
 
+/// A phase counted in requests: `hist` holds one sample (µs) per request.
 fn summarize(name: &str, hist: &Histogram<u64>, errors: u64, elapsed: Duration) -> PhaseResult {
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let seconds = elapsed.as_secs_f64();
-    PhaseResult {
-        name: name.to_owned(),
-        requests: hist.len(),
-        errors,
-        seconds,
-        per_second: hist.len() as f64 / seconds,
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        max_ms: hist.max() as f64 / 1000.0,
-    }
+    PhaseResult { errors, ..summarize_events(name, hist, hist.len(), elapsed) }
+}
+
+/// The median, 95th and 99th percentile and the maximum of `hist` (µs samples), in ms.
+pub(crate) fn quantiles_ms(hist: &Histogram<u64>) -> [f64; 4] {
+    let ms = |v: u64| v as f64 / 1000.0;
+    let q = |q: f64| ms(hist.value_at_quantile(q));
+    [q(0.50), q(0.95), q(0.99), ms(hist.max())]
 }
 
 /// A phase counted in events: `latency` holds one sample (µs) per call, which for publish is
@@ -238,7 +234,7 @@ fn summarize_events(
     events: u64,
     elapsed: Duration,
 ) -> PhaseResult {
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let [p50_ms, p95_ms, p99_ms, max_ms] = quantiles_ms(latency);
     let seconds = elapsed.as_secs_f64();
     PhaseResult {
         name: name.to_owned(),
@@ -246,10 +242,10 @@ fn summarize_events(
         errors: 0,
         seconds,
         per_second: events as f64 / seconds,
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        max_ms: latency.max() as f64 / 1000.0,
+        p50_ms,
+        p95_ms,
+        p99_ms,
+        max_ms,
     }
 }
 
@@ -441,13 +437,10 @@ async fn bus_phase(events: usize) -> anyhow::Result<(PhaseResult, PhaseResult)> 
     // the size and shape of the outbox's real rows.
     let now = jiff::Timestamp::now();
     let parsed = |what: &str, e: &dyn std::fmt::Display| anyhow!("bench {what}: {e}");
-    let user = NewUser {
-        email: Some(Email::parse("bench-bus@example.com").map_err(|e| parsed("email", &e))?),
-        name: DisplayName::parse("bench").map_err(|e| parsed("name", &e))?,
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
+    let user = NewUser::with_email(
+        Email::parse("bench-bus@example.com").map_err(|e| parsed("email", &e))?,
+        DisplayName::parse("bench").map_err(|e| parsed("name", &e))?,
+    );
     let user = store.create_user(user, now).await.context("cannot create the bench user")?;
     let task = NewTask {
         description: Description::parse("some words to index for full-text search")

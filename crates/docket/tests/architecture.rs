@@ -9,6 +9,10 @@
 //!   (`docket-app`) no database driver, HTTP framework or client, mail or broker library; the
 //!   HTTP crate no database driver; and no crate that ships reaches the test fixtures
 //!   (`docket-testkit`). There are no exceptions.
+//! * `pure_crates_read_no_clock_and_draw_nothing`: the pure crates take time and new ids as
+//!   arguments, so their graph has no `rand` and their code (comments aside) calls no clock
+//!   or random source (`Timestamp::now`, `Uuid::now_v7`, `rand::`, …); ids are made at the
+//!   edges (`docket_ports::ids`), trace ids in `docket-trace`.
 //! * `architecture_md_names_exist` reads every backticked span of `ARCHITECTURE.md` that is a
 //!   path (`crates/docket-ports/src/store.rs`, `docket-postgres/src/lib.rs`, `deploy/`) or a Rust path
 //!   (`topics::log_topics`, `Store::prune_outbox`) and fails when the tree has no such file or
@@ -31,6 +35,9 @@ const RUNTIME_IO: &[&str] = &["tokio", "sqlx", "rusqlite", "axum", "reqwest", "h
 const DRIVERS: &[&str] = &["sqlx", "rusqlite", "sqlx-postgres", "sqlx-core", "libsqlite3-sys"];
 const EDGE_LIBS: &[&str] =
     &["axum", "hyper", "reqwest", "lettre", "rdkafka", "redis", "async-nats", "lapin", "rumqttc"];
+
+/// Random number sources: the pure crates take random draws (ids, jitter) as arguments.
+const RANDOMNESS: &[&str] = &["rand", "fastrand"];
 
 /// The host's target triple: the graph is resolved for the platform the binary is built on.
 fn host() -> String {
@@ -102,8 +109,8 @@ fn crate_graph_keeps_its_layers() {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     let rules: &[(&str, &[&[&str]])] = &[
-        ("docket-core", &[RUNTIME_IO, DRIVERS]),
-        ("docket-events", &[RUNTIME_IO, DRIVERS]),
+        ("docket-core", &[RUNTIME_IO, DRIVERS, RANDOMNESS]),
+        ("docket-events", &[RUNTIME_IO, DRIVERS, RANDOMNESS]),
         ("docket-ports", &[DRIVERS, EDGE_LIBS]),
         ("docket-bus", &[DRIVERS, EDGE_LIBS]),
         ("docket-app", &[DRIVERS, EDGE_LIBS]),
@@ -131,6 +138,48 @@ fn crate_graph_keeps_its_layers() {
         }
     }
     assert!(found.is_empty(), "crates reach libraries their layer must not see: {found:?}");
+}
+
+/// The `.rs` files below `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read source dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn pure_crates_read_no_clock_and_draw_nothing() {
+    let forbidden = [
+        "::now(",
+        "now_v7",
+        "new_v7",
+        "NoContext",
+        "rand::",
+        "getrandom",
+        "thread_rng",
+        "SystemTime",
+        "Instant::",
+    ];
+    let mut found = Vec::new();
+    for krate in ["docket-core", "docket-events"] {
+        for file in rust_files(&root().join("crates").join(krate).join("src")) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for f in forbidden.iter().filter(|f| code.contains(*f)) {
+                    found.push(format!("{}:{}: {f}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "the pure crates read a clock or draw random numbers: {found:#?}");
 }
 
 /// Every file and folder git would see (tracked or not, ignored ones excluded), relative to the root.

@@ -101,7 +101,7 @@ async fn wrong_signature_and_wrong_issuer_are_rejected() {
 
     // A tampered payload under the original signature.
     let parts: Vec<&str> = s.token.split('.').collect();
-    let evil = URL_SAFE_NO_PAD.encode(json!({"sub": UserId::new().to_string(), "iss": "docket", "iat": 0, "exp": t0().as_second() + 600}).to_string());
+    let evil = URL_SAFE_NO_PAD.encode(json!({"sub": docket_ports::ids::new_id::<UserId>().to_string(), "iss": "docket", "iat": 0, "exp": t0().as_second() + 600}).to_string());
     unauthorized(app.authenticate(&format!("{}.{}.{}", parts[0], evil, parts[2])).await);
 }
 
@@ -318,7 +318,7 @@ async fn personal_access_tokens_round_trip_and_revoke() {
     let past = app.create_token_for(s.user.id, "ci", Some(t0())).await;
     assert!(matches!(past, Err(AppError::Validation(e)) if e.0[0].field == "expires_at"));
     assert!(matches!(
-        app.create_token_for(UserId::new(), "ci", None).await,
+        app.create_token_for(docket_ports::ids::new_id(), "ci", None).await,
         Err(AppError::NotFound("user"))
     ));
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_core::{DisplayName, Email, NewTask, NewUser, Timestamp, Title, User};
+use docket_core::{NewTask, Timestamp, Title, User};
 use docket_ports::Store;
 use docket_sqlite::SqliteStore;
 use tokio::sync::watch;
@@ -19,6 +19,14 @@ struct Fixture {
     runner: tokio::task::JoinHandle<()>,
 }
 
+impl Fixture {
+    /// Stops the hub and waits until it ended.
+    async fn shut_down(&mut self) {
+        let _ = self.stop.send(true);
+        (&mut self.runner).await.expect("hub stops");
+    }
+}
+
 async fn fixture(config: HubConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("docket.db");
@@ -31,14 +39,7 @@ async fn fixture(config: HubConfig) -> Fixture {
 }
 
 async fn user(store: &SqliteStore, name: &str) -> User {
-    let new = NewUser {
-        email: Some(Email::parse(&format!("{name}@example.com")).expect("email")),
-        name: DisplayName::parse(name).expect("name"),
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
-    store.create_user(new, Timestamp::now()).await.expect("create_user")
+    crate::testing::user(store, name, Timestamp::now()).await
 }
 
 async fn create(store: &SqliteStore, user: &User, title: &str) {
@@ -75,6 +76,15 @@ async fn next(sub: &mut Subscription) -> Item {
         .expect("the subscription is open")
 }
 
+/// The positions of the next `n` items of `sub`, each an event.
+async fn next_seqs(sub: &mut Subscription, n: usize) -> Vec<i64> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(event_seq(&next(sub).await));
+    }
+    got
+}
+
 fn event_seq(item: &Item) -> i64 {
     match item {
         Item::Event(m) => m.seq,
@@ -85,7 +95,7 @@ fn event_seq(item: &Item) -> i64 {
 #[tokio::test]
 async fn a_slow_subscriber_catches_up_from_the_log_without_gaps() {
     let config = HubConfig { buffer: 2, page: 3, ..HubConfig::default() };
-    let f = fixture(config).await;
+    let mut f = fixture(config).await;
     let a = user(&f.store, "slow").await;
     let b = user(&f.store, "other").await;
     let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
@@ -99,23 +109,19 @@ async fn a_slow_subscriber_catches_up_from_the_log_without_gaps() {
     settle(&f).await;
     let want = positions_of(&f.store, &a).await;
     assert_eq!(want.len(), 20);
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        got.push(event_seq(&next(&mut sub).await));
-    }
+    let got = next_seqs(&mut sub, 20).await;
     assert_eq!(got, want, "every event of the key, in order, once");
     // And live again afterwards.
     create(&f.store, &a, "live").await;
     let live = event_seq(&next(&mut sub).await);
     assert_eq!(Some(&live), positions_of(&f.store, &a).await.last());
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
 }
 
 #[tokio::test]
 async fn a_subscriber_too_far_behind_is_told_to_resync() {
     let config = HubConfig { buffer: 2, page: 2, replay_limit: 5, ..HubConfig::default() };
-    let f = fixture(config).await;
+    let mut f = fixture(config).await;
     let a = user(&f.store, "laggard").await;
     let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
     for i in 0..20 {
@@ -138,13 +144,12 @@ async fn a_subscriber_too_far_behind_is_told_to_resync() {
     create(&f.store, &a, "after the resync").await;
     let live = event_seq(&next(&mut sub).await);
     assert!(live > resync.0);
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
 }
 
 #[tokio::test]
 async fn resuming_replays_only_the_key_then_goes_live() {
-    let f = fixture(HubConfig::default()).await;
+    let mut f = fixture(HubConfig::default()).await;
     let a = user(&f.store, "resumer").await;
     let b = user(&f.store, "bystander").await;
     for i in 0..6 {
@@ -154,10 +159,7 @@ async fn resuming_replays_only_the_key_then_goes_live() {
     settle(&f).await;
     let want = positions_of(&f.store, &a).await;
     let mut sub = f.hub.subscribe(&a.id.to_string(), Some(want[1])).expect("subscribe");
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.push(event_seq(&next(&mut sub).await));
-    }
+    let got = next_seqs(&mut sub, 4).await;
     assert_eq!(got, want[2..]);
     create(&f.store, &b, "not a's").await;
     create(&f.store, &a, "a live").await;
@@ -174,17 +176,15 @@ async fn resuming_replays_only_the_key_then_goes_live() {
         }
         other => panic!("expected a resync, got {other:?}"),
     }
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
 }
 
 #[tokio::test]
 async fn shutdown_ends_subscriptions_and_refuses_new_ones() {
-    let f = fixture(HubConfig::default()).await;
+    let mut f = fixture(HubConfig::default()).await;
     let a = user(&f.store, "leaver").await;
     let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
     let end = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("ends");
     assert!(end.is_none(), "the subscription ended");
     assert!(f.hub.subscribe(&a.id.to_string(), None).is_err());
@@ -213,7 +213,7 @@ fn expect_pruned_resync(item: &Item, at: i64) {
 
 #[tokio::test]
 async fn resuming_from_before_pruned_events_resyncs_instead_of_skipping_them() {
-    let f = fixture(HubConfig::default()).await;
+    let mut f = fixture(HubConfig::default()).await;
     let a = user(&f.store, "returner").await;
     for i in 0..3 {
         create_at(&f.store, &a, &format!("old {i}"), days_ago(10)).await;
@@ -233,24 +233,20 @@ async fn resuming_from_before_pruned_events_resyncs_instead_of_skipping_them() {
 
     // From the last pruned one on, everything it missed is still there.
     let mut resumed = f.hub.subscribe(&a.id.to_string(), Some(want[2])).expect("subscribe");
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(event_seq(&next(&mut resumed).await));
-    }
+    let got = next_seqs(&mut resumed, 3).await;
     assert_eq!(got, want[3..]);
 
     create(&f.store, &a, "live").await;
     let live = *positions_of(&f.store, &a).await.last().expect("events");
     assert_eq!(event_seq(&next(&mut behind).await), live);
     assert_eq!(event_seq(&next(&mut resumed).await), live);
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
 }
 
 #[tokio::test]
 async fn a_dropped_subscriber_whose_missed_events_were_pruned_resyncs() {
     let config = HubConfig { buffer: 2, page: 3, ..HubConfig::default() };
-    let f = fixture(config).await;
+    let mut f = fixture(config).await;
     let a = user(&f.store, "sleeper").await;
     let mut sub = f.hub.subscribe(&a.id.to_string(), None).expect("subscribe");
     for i in 0..10 {
@@ -268,6 +264,5 @@ async fn a_dropped_subscriber_whose_missed_events_were_pruned_resyncs() {
     create(&f.store, &a, "live").await;
     let live = *positions_of(&f.store, &a).await.last().expect("events");
     assert_eq!(event_seq(&next(&mut sub).await), live);
-    let _ = f.stop.send(true);
-    f.runner.await.expect("hub stops");
+    f.shut_down().await;
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::{
-    Channels, DisplayName, Email, NewReminder, NewTask, NewUser, ReminderStatus, Timestamp, Title,
-    Trigger, User,
+    Channels, NewReminder, NewTask, ReminderStatus, Timestamp, Title, Trigger, User,
 };
 use docket_events::topics;
 use docket_ports::Store;
@@ -37,14 +36,7 @@ async fn rig(start: &str, reminders: &[&str]) -> Rig {
     let path = dir.path().join("docket.db");
     let store = Arc::new(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("open"));
     let now = ts(start);
-    let new = NewUser {
-        email: Some(Email::parse("sched@example.com").expect("email")),
-        name: DisplayName::parse("Sched").expect("name"),
-        timezone: None,
-        password_hash: None,
-        external_subject: None,
-    };
-    let user = store.create_user(new, now).await.expect("user");
+    let user = crate::testing::user(store.as_ref(), "Sched", now).await;
     let task = NewTask::new(Title::parse("Remind me").expect("title"));
     let task = store.create_task(user.id, task, now).await.expect("task");
     for at in reminders {

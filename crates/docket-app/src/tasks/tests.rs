@@ -44,39 +44,22 @@ async fn local_due_dates_use_task_then_user_zone_then_utc() {
     let berlin = user(&app, "b@example.com", Some("Europe/Berlin")).await;
     let plain = user(&app, "u@example.com", None).await;
 
-    let t = app
-        .create_task(&berlin, TaskInput { due_date: due("2026-12-01T10:00:00"), ..input("a") })
-        .await
-        .unwrap();
-    assert_eq!(t.due_date.unwrap().to_string(), "2026-12-01T09:00:00Z");
-    assert_eq!(t.timezone.as_ref().map(Zone::name), Some("Europe/Berlin"));
-
-    let tokyo = Zone::parse("Asia/Tokyo").unwrap();
-    let t = app
-        .create_task(
-            &berlin,
-            TaskInput { due_date: due("2026-12-01T10:00:00"), timezone: Some(tokyo), ..input("b") },
-        )
-        .await
-        .unwrap();
-    assert_eq!(t.due_date.unwrap().to_string(), "2026-12-01T01:00:00Z");
-
-    let t = app
-        .create_task(&plain, TaskInput { due_date: due("2026-12-01T10:00:00"), ..input("c") })
-        .await
-        .unwrap();
-    assert_eq!(t.due_date.unwrap().to_string(), "2026-12-01T10:00:00Z");
-    assert_eq!(t.timezone.as_ref().map(Zone::name), Some("UTC"));
-
+    // A due date for `user` given as `raw` in the task's zone `zone`: the instant it is and the
+    // zone the task keeps.
+    let check = async |user: &User, raw: &str, zone: Option<&str>, expect: (&str, &str)| {
+        let timezone = zone.map(|z| Zone::parse(z).unwrap());
+        let task = TaskInput { due_date: due(raw), timezone, ..input("t") };
+        let t = app.create_task(user, task).await.unwrap();
+        let got = (t.due_date.unwrap().to_string(), t.timezone.as_ref().map(Zone::name));
+        assert_eq!(got, (expect.0.to_owned(), Some(expect.1)), "{raw} in {zone:?}");
+    };
+    let local = "2026-12-01T10:00:00";
+    check(&berlin, local, None, ("2026-12-01T09:00:00Z", "Europe/Berlin")).await;
+    check(&berlin, local, Some("Asia/Tokyo"), ("2026-12-01T01:00:00Z", "Asia/Tokyo")).await;
+    check(&plain, local, None, ("2026-12-01T10:00:00Z", "UTC")).await;
     // Aware inputs are exact whatever the zone.
-    let t = app
-        .create_task(
-            &berlin,
-            TaskInput { due_date: due("2026-12-01T10:00:00+05:00"), ..input("d") },
-        )
-        .await
-        .unwrap();
-    assert_eq!(t.due_date.unwrap().to_string(), "2026-12-01T05:00:00Z");
+    let aware = "2026-12-01T10:00:00+05:00";
+    check(&berlin, aware, None, ("2026-12-01T05:00:00Z", "Europe/Berlin")).await;
 }
 
 #[tokio::test]

@@ -18,9 +18,7 @@ pub const CONSUMER: &str = "webhooks";
 /// The dispatcher's configuration: group `webhooks` on `task-events`, position committed in
 /// the handler's transaction.
 pub fn config() -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(CONSUMER, topics::TASK_EVENTS);
-    config.position_in_transaction = true;
-    config
+    crate::consumer_config(CONSUMER, topics::TASK_EVENTS)
 }
 
 /// The owner of a task event (its partition key), `None` for other events.

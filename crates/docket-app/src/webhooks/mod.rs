@@ -110,7 +110,7 @@ impl crate::App {
             )));
         }
         let secret = new_secret();
-        let id = WebhookId::new();
+        let id = docket_ports::ids::new_id();
         let new = NewWebhook {
             id,
             url,

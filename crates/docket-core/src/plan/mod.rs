@@ -8,8 +8,9 @@
 //! it, writes the change set with its own SQL and turns each task change into the wire
 //! events (`docket_events::task_events`; this crate does not know the wire format).
 //!
-//! Nothing here does IO or reads the clock (`now` is an argument); new ids are the only
-//! values made here, as `TaskId::new` makes them.
+//! Nothing here does IO, reads the clock or draws random numbers: `now` is an argument, and
+//! so is the id of each row a decision may create (the caller makes it, whether or not the
+//! decision then uses it).
 
 pub mod reminders;
 pub mod series;

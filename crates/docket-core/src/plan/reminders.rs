@@ -34,12 +34,18 @@ pub fn effective_zone(task: &Task, user_zone: Option<Zone>) -> Option<Zone> {
     task.timezone.clone().or(user_zone)
 }
 
-/// A new reminder of `task` (the owner's zone given): pending, or canceled while the task is
-/// completed (reopening re-arms it); `fire_at` from the trigger and the due date.
-pub fn planned(task: &Task, new: NewReminder, user_zone: Option<Zone>, now: Timestamp) -> Reminder {
+/// New reminder `id` of `task` (the owner's zone given): pending, or canceled while the task
+/// is completed (reopening re-arms it); `fire_at` from the trigger and the due date.
+pub fn planned(
+    id: ReminderId,
+    task: &Task,
+    new: NewReminder,
+    user_zone: Option<Zone>,
+    now: Timestamp,
+) -> Reminder {
     let zone = effective_zone(task, user_zone);
     Reminder {
-        id: ReminderId::new(),
+        id,
         task_id: task.id,
         user_id: task.user_id,
         fire_at: new.trigger.fire_at(task.due_date, zone.as_ref()),

@@ -58,8 +58,10 @@ pub fn link(series: &Series, occurrence: &Occurrence) -> SeriesLink {
 }
 
 /// A new recurring task as its series and first instance (due at the first occurrence),
-/// for the stores to insert in one transaction; `category` is already resolved.
+/// for the stores to insert in one transaction; `category` is already resolved, `ids` are
+/// the new series' and the new task's.
 pub fn first_instance(
+    ids: (SeriesId, TaskId),
     mut new: NewTask,
     series: NewSeries,
     user: UserId,
@@ -69,7 +71,7 @@ pub fn first_instance(
     new.due_date = Some(truncate_micros(series.first.at));
     let first = series.first;
     let s = series.into_series(
-        SeriesId::new(),
+        ids.0,
         user,
         new.title.clone(),
         new.description.clone(),
@@ -78,15 +80,15 @@ pub fn first_instance(
         new.tags.clone(),
         now,
     );
-    let mut task = new.into_task(TaskId::new(), user, category, now);
+    let mut task = new.into_task(ids.1, user, category, now);
     task.series = Some(link(&s, &first));
     (s, task)
 }
 
-/// The instance of `series` due at `occurrence`, made at `now`.
-pub fn instance(series: &Series, occurrence: &Occurrence, now: Timestamp) -> Task {
+/// The instance `id` of `series` due at `occurrence`, made at `now`.
+pub fn instance(id: TaskId, series: &Series, occurrence: &Occurrence, now: Timestamp) -> Task {
     Task {
-        id: TaskId::new(),
+        id,
         user_id: series.user_id,
         title: series.title.clone(),
         description: series.description.clone(),
@@ -126,10 +128,11 @@ pub fn plan_series_detach(
 
 /// Makes `task` (after the rest of its update) the first instance of a new series with rule
 /// `recurrence`, due at the rule's first occurrence from its due date (else `now`), and
-/// returns the series to insert; as `first_instance` does for a created task.
+/// returns the series to insert, with id `id`; as `first_instance` does for a created task.
 pub fn attach(
     task: &mut Task,
     recurrence: Recurrence,
+    id: SeriesId,
     now: Timestamp,
 ) -> Result<Series, PlanError> {
     let start = task.due_date.unwrap_or(now).to_zoned(recurrence.zone().tz().clone()).datetime();
@@ -140,7 +143,7 @@ pub fn attach(
         })?;
     let first = new.first;
     let series = new.into_series(
-        SeriesId::new(),
+        id,
         task.user_id,
         task.title.clone(),
         task.description.clone(),
@@ -181,11 +184,13 @@ pub fn replace_rule(
 /// `current` (the series it links to, `None` when it links to none or to one deleted): a
 /// one-off task becomes the first instance of a new series; an instance's rule is replaced
 /// for the later instances (the same rule changes nothing); `None` ends the series as
-/// deleting it does, the task's own detachment folded into its update.
+/// deleting it does, the task's own detachment folded into its update. A new series gets id
+/// `new_series`.
 pub fn relink(
     task: &mut Task,
     recurrence: Option<Recurrence>,
     current: Option<Series>,
+    new_series: SeriesId,
     now: Timestamp,
 ) -> Result<SeriesWrite, PlanError> {
     Ok(match (recurrence, current) {
@@ -197,7 +202,7 @@ pub fn relink(
             task.series = None;
             SeriesWrite::End(series.id)
         }
-        (Some(recurrence), None) => SeriesWrite::Insert(attach(task, recurrence, now)?),
+        (Some(recurrence), None) => SeriesWrite::Insert(attach(task, recurrence, new_series, now)?),
         (Some(recurrence), Some(mut series)) => {
             if replace_rule(&mut series, task, recurrence, now) {
                 SeriesWrite::ReplaceRule(series)
@@ -312,14 +317,15 @@ pub struct NextInstance {
 }
 
 /// Makes the instance of `series` at `occurrence`, made at `now`: `exists` says whether the
-/// series has one at that occurrence (then only `next_occurrence` moves on); `carry_from`
-/// are the reminders of the instance it follows (loaded only when none exists), whose
-/// relative ones the new instance gets.
+/// series has one at that occurrence (then only `next_occurrence` moves on, and `id` is not
+/// used); `carry_from` are the reminders of the instance it follows (loaded only when none
+/// exists), whose relative ones the new instance gets; the new instance's id is `id`.
 pub fn plan_next_instance(
     mut series: Series,
     occurrence: &Occurrence,
     exists: bool,
     carry_from: &[Reminder],
+    id: TaskId,
     now: Timestamp,
 ) -> NextInstance {
     if exists {
@@ -327,6 +333,6 @@ pub fn plan_next_instance(
         return NextInstance { series, instance: None, reminders: Vec::new() };
     }
     advance(&mut series, occurrence.at, now);
-    let task = instance(&series, occurrence, now);
+    let task = instance(id, &series, occurrence, now);
     NextInstance { series, instance: Some(task), reminders: carried_over(carry_from) }
 }

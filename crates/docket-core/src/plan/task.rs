@@ -40,19 +40,21 @@ pub fn series_to_load(task: &Task, patch: &TaskPatch) -> Option<SeriesId> {
 
 /// Applies `patch` to `before` (version already checked, `category` resolved when the patch
 /// names one) with its series consequences: `series` is the task's linked series as loaded
-/// when [`series_to_load`] named one (`None` when it no longer exists).
+/// when [`series_to_load`] named one (`None` when it no longer exists); a series the update
+/// starts (a one-off task made recurring) gets id `new_series`.
 pub fn plan_task_update(
     before: Task,
     mut patch: TaskPatch,
     category: Option<Category>,
     series: Option<Series>,
+    new_series: SeriesId,
     now: Timestamp,
 ) -> Result<TaskUpdate, PlanError> {
     let mut task = before.clone();
     let recurrence = patch.recurrence.take();
     patch.apply(&mut task, category, now);
     let series = match recurrence {
-        Some(r) => relink(&mut task, r, series, now)?,
+        Some(r) => relink(&mut task, r, series, new_series, now)?,
         None => SeriesWrite::Keep,
     };
     let changed = touch(&mut task, &before, now);

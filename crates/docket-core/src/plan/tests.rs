@@ -3,6 +3,7 @@
 //! Each table runs through one `check` helper per decision.
 
 use super::*;
+use crate::ids::test_id;
 use crate::plan::series::{due_occurrence, relink};
 use crate::plan::task::series_to_load;
 use crate::recurrence::{Mode, Pattern, Preset, Recurrence};
@@ -10,7 +11,7 @@ use crate::reminder::{Channel, Channels, NewReminder, Offset, Reminder, Reminder
 use crate::series::Series;
 use crate::task::{Priority, Status, Task, TaskPatch, Title};
 use crate::time::{Timestamp, Zone};
-use crate::{CategoryName, Color, NewTask, TaskId, UserId};
+use crate::{CategoryName, Color, NewTask, TaskId};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("instant")
@@ -23,7 +24,7 @@ fn now() -> Timestamp {
 fn task() -> Task {
     let mut new = NewTask::new(Title::parse("water the plants").unwrap());
     new.due_date = Some(ts("2026-03-12T09:00:00Z"));
-    new.into_task(TaskId::new(), UserId::new(), None, ts("2026-03-01T00:00:00Z"))
+    new.into_task(test_id(), test_id(), None, ts("2026-03-01T00:00:00Z"))
 }
 
 fn daily() -> Recurrence {
@@ -31,12 +32,13 @@ fn daily() -> Recurrence {
 }
 
 fn series_of(task: &mut Task, recurrence: Recurrence) -> Series {
-    series::attach(task, recurrence, ts("2026-03-01T00:00:00Z")).expect("the rule matches")
+    series::attach(task, recurrence, test_id(), ts("2026-03-01T00:00:00Z"))
+        .expect("the rule matches")
 }
 
 fn reminder(task: &Task, trigger: Trigger, status: ReminderStatus) -> Reminder {
     let new = NewReminder { trigger, channels: Channels::parse(&["email"]).unwrap() };
-    Reminder { status, ..planned(task, new, None, now()) }
+    Reminder { status, ..planned(test_id(), task, new, None, now()) }
 }
 
 fn before_due(iso: &str) -> Trigger {
@@ -58,7 +60,8 @@ fn version_is_checked_only_when_named() {
 /// An update of `before` by `patch` (no series): whether it changed, the version after, and
 /// the event it asks for.
 fn check_update(before: &Task, patch: TaskPatch, changed: bool) -> TaskUpdate {
-    let plan = plan_task_update(before.clone(), patch, None, None, now()).expect("plans");
+    let plan =
+        plan_task_update(before.clone(), patch, None, None, test_id(), now()).expect("plans");
     assert_eq!(plan.changed, changed);
     assert_eq!(plan.series, SeriesWrite::Keep);
     if changed {
@@ -82,23 +85,29 @@ fn updates_change_set() {
     assert_eq!(done.task.completed_at, Some(now()));
     // A category the store resolved is set only when the patch names one.
     let category = crate::Category {
-        id: crate::CategoryId::new(),
+        id: test_id(),
         user_id: t.user_id,
         name: CategoryName::parse("home").unwrap(),
         color: Color::default(),
         created_at: now(),
     };
-    let plan =
-        plan_task_update(t.clone(), TaskPatch::default(), Some(category.clone()), None, now())
-            .unwrap();
+    let plan = plan_task_update(
+        t.clone(),
+        TaskPatch::default(),
+        Some(category.clone()),
+        None,
+        test_id(),
+        now(),
+    )
+    .unwrap();
     assert!(!plan.changed);
     let patch = TaskPatch { category: Some(None), ..TaskPatch::default() };
-    assert!(!plan_task_update(t.clone(), patch, None, None, now()).unwrap().changed);
+    assert!(!plan_task_update(t.clone(), patch, None, None, test_id(), now()).unwrap().changed);
     let patch = TaskPatch {
         category: Some(Some(crate::CategoryRef::Id(category.id))),
         ..TaskPatch::default()
     };
-    let plan = plan_task_update(t, patch, Some(category.clone()), None, now()).unwrap();
+    let plan = plan_task_update(t, patch, Some(category.clone()), None, test_id(), now()).unwrap();
     assert_eq!(plan.task.category, Some(category));
 }
 
@@ -110,32 +119,44 @@ fn an_update_with_a_recurrence_relinks_the_series() {
     assert_eq!(series_to_load(&one_off, &TaskPatch::default()), None);
 
     // A one-off task becomes the first instance of a new series, due at its first occurrence.
-    let plan = plan_task_update(one_off.clone(), with(Some(daily())), None, None, now()).unwrap();
+    let new_series = test_id();
+    let plan =
+        plan_task_update(one_off.clone(), with(Some(daily())), None, None, new_series, now())
+            .unwrap();
     let SeriesWrite::Insert(s) = &plan.series else {
         panic!("inserts a series: {:?}", plan.series)
     };
+    assert_eq!(s.id, new_series, "the series gets the id it is given");
     assert_eq!(plan.task.series.as_ref().map(|l| l.series_id), Some(s.id));
     assert_eq!(plan.catch_up(), Some(s.id), "an after-completion series may owe an instance");
     assert!(plan.changed);
     let fixed = with(Some(daily().with_mode(Mode::Fixed)));
-    let plan = plan_task_update(one_off.clone(), fixed, None, None, now()).unwrap();
+    let plan = plan_task_update(one_off.clone(), fixed, None, None, test_id(), now()).unwrap();
     assert_eq!(plan.catch_up(), None, "the scheduler makes fixed-mode instances");
 
     // An instance: the same rule changes nothing; `None` ends the series.
     let mut instance = one_off.clone();
     let s = series_of(&mut instance, daily());
     assert_eq!(series_to_load(&instance, &with(None)), Some(s.id));
-    let plan =
-        plan_task_update(instance.clone(), with(Some(daily())), None, Some(s.clone()), now())
-            .unwrap();
+    let plan = plan_task_update(
+        instance.clone(),
+        with(Some(daily())),
+        None,
+        Some(s.clone()),
+        test_id(),
+        now(),
+    )
+    .unwrap();
     assert_eq!((plan.changed, plan.series), (false, SeriesWrite::Keep));
     let plan =
-        plan_task_update(instance.clone(), with(None), None, Some(s.clone()), now()).unwrap();
+        plan_task_update(instance.clone(), with(None), None, Some(s.clone()), test_id(), now())
+            .unwrap();
     assert_eq!(plan.series, SeriesWrite::End(s.id));
     assert_eq!(plan.task.series, None);
     assert_eq!(plan.task.version, instance.version + 1);
     // A link to a series deleted meanwhile is cleared.
-    let plan = plan_task_update(instance.clone(), with(None), None, None, now()).unwrap();
+    let plan =
+        plan_task_update(instance.clone(), with(None), None, None, test_id(), now()).unwrap();
     assert_eq!((plan.changed, plan.series, plan.task.series), (true, SeriesWrite::Keep, None));
 }
 
@@ -144,7 +165,7 @@ fn a_rule_without_occurrence_is_refused() {
     let mut t = task();
     let before = t.clone();
     let over = daily().with_until(Some(ts("2026-03-01T00:00:00Z")));
-    let got = relink(&mut t, Some(over), None, now());
+    let got = relink(&mut t, Some(over), None, test_id(), now());
     assert!(matches!(got, Err(PlanError::InvalidReference { field: "recurrence", .. })), "{got:?}");
     assert_eq!(t, before, "the task is left as it was");
 }
@@ -216,15 +237,18 @@ fn new_reminders_are_planned_from_the_task() {
     let t = task();
     let new =
         NewReminder { trigger: before_due("P1D"), channels: Channels::parse(&["email"]).unwrap() };
-    let r = planned(&t, new.clone(), None, now());
+    let r = planned(test_id(), &t, new.clone(), None, now());
     assert_eq!((r.status, r.fire_at), (ReminderStatus::Pending, Some(ts("2026-03-11T09:00:00Z"))));
     let done = Task { status: Status::Completed, ..t.clone() };
-    assert_eq!(planned(&done, new.clone(), None, now()).status, ReminderStatus::Canceled);
+    assert_eq!(
+        planned(test_id(), &done, new.clone(), None, now()).status,
+        ReminderStatus::Canceled
+    );
     // Days count in the task's zone, else the owner's: across a DST change they differ.
     let zone = Zone::parse("Europe/Berlin").unwrap();
     let dst = Task { due_date: Some(ts("2026-03-29T09:00:00Z")), ..t.clone() };
-    let utc = planned(&dst, new.clone(), None, now()).fire_at;
-    let berlin = planned(&dst, new, Some(zone.clone()), now()).fire_at;
+    let utc = planned(test_id(), &dst, new.clone(), None, now()).fire_at;
+    let berlin = planned(test_id(), &dst, new, Some(zone.clone()), now()).fire_at;
     assert_eq!(utc, Some(ts("2026-03-28T09:00:00Z")));
     assert_eq!(berlin, Some(ts("2026-03-28T10:00:00Z")));
     assert_eq!(effective_zone(&dst, Some(zone.clone())), Some(zone));
@@ -235,7 +259,8 @@ fn new_reminders_are_planned_from_the_task() {
 fn deleting_a_series_detaches_every_instance_but_one() {
     let mut first = task();
     let s = series_of(&mut first, daily());
-    let second = series::instance(&s, &s.following(first.due_date.unwrap()).unwrap(), now());
+    let second =
+        series::instance(test_id(), &s, &s.following(first.due_date.unwrap()).unwrap(), now());
     let check = |except: Option<TaskId>, expect: &[&Task]| {
         let facts = plan_series_detach(vec![first.clone(), second.clone()], except, now());
         assert_eq!(facts.len(), expect.len());
@@ -276,8 +301,9 @@ fn the_next_instance_is_made_once() {
         reminder(&first, before_due("PT1H"), ReminderStatus::Fired),
         reminder(&first, Trigger::At(ts("2026-03-02T00:00:00Z")), ReminderStatus::Fired),
     ];
+    let next_id: TaskId = test_id();
     let check = |exists: bool| {
-        let next = plan_next_instance(s.clone(), &occurrence, exists, &carried, now());
+        let next = plan_next_instance(s.clone(), &occurrence, exists, &carried, next_id, now());
         assert_eq!(
             next.series.next_occurrence,
             s.following(occurrence.at.max(now())).map(|o| o.at)
@@ -295,6 +321,7 @@ fn the_next_instance_is_made_once() {
                 assert_eq!(t.due_date, Some(occurrence.at));
                 assert_eq!(next.reminders.len(), 1, "only relative reminders carry over");
                 assert_eq!((t.status, t.version), (Status::Pending, 1));
+                assert_eq!(t.id, next_id, "the instance gets the id it is given");
             }
         }
     };

@@ -6,12 +6,11 @@
 //! as for RRULEs (see `expand.rs`), and croner's own DST policy does not apply. Day-of-month
 //! and day-of-week combine with OR when both are restricted, as in Vixie cron.
 
-use std::fmt;
-
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::civil::DateTime;
 
 use crate::error::Invalid;
+use crate::names::known_by_text;
 
 /// A parsed cron expression, kept with its normalised text (fields separated by one space).
 #[derive(Clone)]
@@ -77,22 +76,4 @@ impl CronExpr {
     }
 }
 
-impl fmt::Debug for CronExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CronExpr({})", self.text)
-    }
-}
-
-impl fmt::Display for CronExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl PartialEq for CronExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for CronExpr {}
+known_by_text!(CronExpr, text);

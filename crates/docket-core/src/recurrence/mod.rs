@@ -27,7 +27,8 @@ use std::str::FromStr;
 use jiff::civil::{Date, DateTime};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FieldError, Invalid, ValidationErrors};
+use crate::error::{FieldError, Invalid, ValidationErrors, value_error};
+use crate::names::named;
 use crate::time::{Timestamp, Zone, parse_instant};
 
 pub use cron::{CronError, CronExpr};
@@ -44,35 +45,18 @@ pub enum Preset {
     Yearly,
 }
 
-impl Preset {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preset::Daily => "daily",
-            Preset::Weekly => "weekly",
-            Preset::Monthly => "monthly",
-            Preset::Yearly => "yearly",
-        }
-    }
+named!(
+    Preset { Daily => "daily", Weekly => "weekly", Monthly => "monthly", Yearly => "yearly" },
+    else RecurrenceError::UnknownPreset: RecurrenceError
+);
 
+impl Preset {
     pub fn frequency(self) -> Frequency {
         match self {
             Preset::Daily => Frequency::Daily,
             Preset::Weekly => Frequency::Weekly,
             Preset::Monthly => Frequency::Monthly,
             Preset::Yearly => Frequency::Yearly,
-        }
-    }
-}
-
-impl FromStr for Preset {
-    type Err = RecurrenceError;
-    fn from_str(s: &str) -> Result<Preset, RecurrenceError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "daily" => Ok(Preset::Daily),
-            "weekly" => Ok(Preset::Weekly),
-            "monthly" => Ok(Preset::Monthly),
-            "yearly" => Ok(Preset::Yearly),
-            _ => Err(RecurrenceError::UnknownPreset(s.to_owned())),
         }
     }
 }
@@ -87,25 +71,10 @@ pub enum Mode {
     Fixed,
 }
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::AfterCompletion => "after_completion",
-            Mode::Fixed => "fixed",
-        }
-    }
-}
-
-impl FromStr for Mode {
-    type Err = RecurrenceError;
-    fn from_str(s: &str) -> Result<Mode, RecurrenceError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "after_completion" => Ok(Mode::AfterCompletion),
-            "fixed" => Ok(Mode::Fixed),
-            _ => Err(RecurrenceError::UnknownMode(s.to_owned())),
-        }
-    }
-}
+named!(
+    Mode { AfterCompletion => "after_completion", Fixed => "fixed" },
+    else RecurrenceError::UnknownMode: RecurrenceError
+);
 
 /// What the next occurrence of an `after_completion` series is counted from (§2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -117,25 +86,10 @@ pub enum Anchor {
     Completion,
 }
 
-impl Anchor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Anchor::Schedule => "schedule",
-            Anchor::Completion => "completion",
-        }
-    }
-}
-
-impl FromStr for Anchor {
-    type Err = RecurrenceError;
-    fn from_str(s: &str) -> Result<Anchor, RecurrenceError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "schedule" => Ok(Anchor::Schedule),
-            "completion" => Ok(Anchor::Completion),
-            _ => Err(RecurrenceError::UnknownAnchor(s.to_owned())),
-        }
-    }
-}
+named!(
+    Anchor { Schedule => "schedule", Completion => "completion" },
+    else RecurrenceError::UnknownAnchor: RecurrenceError
+);
 
 /// What repeats: exactly one of a preset, a rule or a cron expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,15 +429,10 @@ impl Recurrence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreviewCount(u16);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("count must be 1 to 500 (got {0})")]
-pub struct PreviewCountError(pub i64);
-
-impl Invalid for PreviewCountError {
-    fn code(&self) -> &'static str {
-        "out_of_range"
-    }
-}
+value_error!(
+    #[error("count must be 1 to 500 (got {0})")]
+    PreviewCountError(i64) = "out_of_range"
+);
 
 impl PreviewCount {
     pub const MAX: u16 = 500;

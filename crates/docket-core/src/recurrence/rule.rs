@@ -16,6 +16,7 @@ use chrono::TimeZone as _;
 use jiff::civil::{Date, DateTime, Weekday};
 
 use crate::error::Invalid;
+use crate::names::named;
 use crate::time::Timestamp;
 
 /// How often a rule repeats (RFC 5545 `FREQ`).
@@ -30,32 +31,17 @@ pub enum Frequency {
     Yearly,
 }
 
+named!(Frequency {
+    Secondly => "SECONDLY",
+    Minutely => "MINUTELY",
+    Hourly => "HOURLY",
+    Daily => "DAILY",
+    Weekly => "WEEKLY",
+    Monthly => "MONTHLY",
+    Yearly => "YEARLY",
+});
+
 impl Frequency {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frequency::Secondly => "SECONDLY",
-            Frequency::Minutely => "MINUTELY",
-            Frequency::Hourly => "HOURLY",
-            Frequency::Daily => "DAILY",
-            Frequency::Weekly => "WEEKLY",
-            Frequency::Monthly => "MONTHLY",
-            Frequency::Yearly => "YEARLY",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Frequency> {
-        Some(match s {
-            "SECONDLY" => Frequency::Secondly,
-            "MINUTELY" => Frequency::Minutely,
-            "HOURLY" => Frequency::Hourly,
-            "DAILY" => Frequency::Daily,
-            "WEEKLY" => Frequency::Weekly,
-            "MONTHLY" => Frequency::Monthly,
-            "YEARLY" => Frequency::Yearly,
-            _ => return None,
-        })
-    }
-
     fn to_crate(self) -> rrule::Frequency {
         match self {
             Frequency::Secondly => rrule::Frequency::Secondly,
@@ -66,12 +52,6 @@ impl Frequency {
             Frequency::Monthly => rrule::Frequency::Monthly,
             Frequency::Yearly => rrule::Frequency::Yearly,
         }
-    }
-}
-
-impl fmt::Display for Frequency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -313,22 +293,7 @@ impl Rule {
     fn parse_parts(body: &str) -> Result<Rule, RuleProblem> {
         let mut seen: Vec<&'static str> = Vec::new();
         let mut freq = None;
-        let mut rule = Rule {
-            freq: Frequency::Daily,
-            interval: 1,
-            count: None,
-            until: None,
-            by_second: Vec::new(),
-            by_minute: Vec::new(),
-            by_hour: Vec::new(),
-            by_day: Vec::new(),
-            by_month_day: Vec::new(),
-            by_year_day: Vec::new(),
-            by_week_no: Vec::new(),
-            by_month: Vec::new(),
-            by_set_pos: Vec::new(),
-            week_start: Weekday::Monday,
-        };
+        let mut rule = Rule::every(Frequency::Daily, 1);
         for part in body.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, value)) = part.split_once('=') else {
                 return Err(RuleProblem::Malformed(part.to_owned()));
@@ -358,7 +323,7 @@ impl Rule {
             match name {
                 "FREQ" => {
                     freq = Some(
-                        Frequency::parse(value)
+                        Frequency::from_name(value)
                             .ok_or_else(|| RuleProblem::UnknownFreq(value.to_owned()))?,
                     );
                 }

@@ -20,8 +20,8 @@ fn at(s: &str, z: &str) -> Timestamp {
 fn series(recurrence: Recurrence, start: &str) -> Series {
     let new = NewSeries::starting(recurrence, local(start)).expect("the rule matches");
     new.into_series(
-        SeriesId::new(),
-        UserId::new(),
+        crate::ids::test_id(),
+        crate::ids::test_id(),
         Title::parse("t").unwrap(),
         None,
         Priority::Medium,

@@ -331,6 +331,13 @@ impl SidecarBuilder {
         self
     }
 
+    /// Delivers like a broker that never gives up: `ordered_delivery`, and every event retried
+    /// (10 ms apart) until it is taken, so nothing is dead-lettered.
+    pub fn ordered_until_taken(self) -> Self {
+        self.retry(RetryPolicy { max_attempts: u32::MAX, delay: Duration::from_millis(10) })
+            .ordered_delivery()
+    }
+
     /// Takes the entries of each bulk publish request in reverse order, as Dapr, which keeps
     /// no order within a bulk request, may (see the module doc).
     pub fn unordered_bulk(mut self) -> Self {

@@ -173,8 +173,8 @@ fn json_errors_split_into_malformed_and_wrong_shape() {
 fn tasks_serialise_with_utc_instants_and_the_status_mirror() {
     let now = docket_core::Timestamp::from_second(1_800_000_000).unwrap();
     let mut t = docket_core::NewTask::new(docket_core::Title::parse("x").unwrap()).into_task(
-        docket_core::TaskId::new(),
-        docket_core::UserId::new(),
+        docket_ports::ids::new_id(),
+        docket_ports::ids::new_id(),
         None,
         now,
     );

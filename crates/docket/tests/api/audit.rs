@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Db, TestServer, postgres_url};
+use crate::support::{Db, TestServer, on_each_database};
 
 /// How long the audit consumer may take to catch up.
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -116,13 +116,8 @@ async fn history_lists_every_change(db: Db) {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
 }
 
-#[tokio::test]
-async fn history_lists_every_change_sqlite() {
-    history_lists_every_change(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn history_lists_every_change_postgres() {
-    let Some(url) = postgres_url("history_lists_every_change_postgres") else { return };
-    history_lists_every_change(Db::Postgres(url)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    history_lists_every_change_sqlite,
+    history_lists_every_change_postgres => history_lists_every_change
+);

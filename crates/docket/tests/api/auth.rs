@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Db, TestServer};
+use crate::support::{Db, Reply, TestServer};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
 
@@ -34,17 +34,15 @@ fn assert_problem(r: &crate::support::Reply, status: StatusCode) {
     assert!(r.body["title"].is_string());
 }
 
+/// POSTs `body` to `/api/auth/{action}` without a token.
+async fn post_auth(s: &TestServer, action: &str, body: Value) -> Reply {
+    s.request(Method::POST, &format!("/api/auth/{action}"), None, Some(body)).await
+}
+
 #[tokio::test]
 async fn signup_login_me() {
     let s = TestServer::start().await;
-    let r = s
-        .request(
-            Method::POST,
-            "/api/auth/signup",
-            None,
-            Some(json!({"email": " Ada@Example.com ", "password": "correct horse", "name": "Ada", "timezone": "Europe/Berlin"})),
-        )
-        .await;
+    let r = post_auth(&s, "signup", json!({"email": " Ada@Example.com ", "password": "correct horse", "name": "Ada", "timezone": "Europe/Berlin"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["user"]["email"], "ada@example.com");
     assert_eq!(r.body["user"]["name"], "Ada");
@@ -56,26 +54,16 @@ async fn signup_login_me() {
     assert_eq!(me.body["email"], "ada@example.com");
     assert!(me.body.get("password_hash").is_none() && !me.text.contains("argon2"));
 
-    let login = s
-        .request(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"email": "ADA@example.com", "password": "correct horse"})),
-        )
-        .await;
+    let login =
+        post_auth(&s, "login", json!({"email": "ADA@example.com", "password": "correct horse"}))
+            .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
     let t2 = login.body["token"].as_str().unwrap();
     assert_eq!(s.get("/api/auth/me", t2).await.status, StatusCode::OK);
 
-    let dup = s
-        .request(
-            Method::POST,
-            "/api/auth/signup",
-            None,
-            Some(json!({"email": "ada@example.com", "password": "another one"})),
-        )
-        .await;
+    let dup =
+        post_auth(&s, "signup", json!({"email": "ada@example.com", "password": "another one"}))
+            .await;
     assert_problem(&dup, StatusCode::CONFLICT);
 }
 
@@ -91,7 +79,7 @@ async fn signup_validation_names_fields() {
         ),
         (json!({"email": "a@example.com", "password": "long enough", "name": ""}), "name"),
     ] {
-        let r = s.request(Method::POST, "/api/auth/signup", None, Some(body.clone())).await;
+        let r = post_auth(&s, "signup", body.clone()).await;
         assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY);
         let fields: Vec<&str> = r.body["errors"]
             .as_array()
@@ -111,7 +99,7 @@ async fn wrong_credentials_are_401() {
         json!({"email": "bob@example.com", "password": "wrong password"}),
         json!({"email": "nobody@example.com", "password": "correct horse battery"}),
     ] {
-        let r = s.request(Method::POST, "/api/auth/login", None, Some(body)).await;
+        let r = post_auth(&s, "login", body).await;
         assert_problem(&r, StatusCode::UNAUTHORIZED);
     }
 }
@@ -214,14 +202,12 @@ async fn login_is_rate_limited() {
     s.signup("erin@example.com").await;
     let mut limited = None;
     for _ in 0..30 {
-        let r = s
-            .request(
-                Method::POST,
-                "/api/auth/login",
-                None,
-                Some(json!({"email": "erin@example.com", "password": "wrong password"})),
-            )
-            .await;
+        let r = post_auth(
+            &s,
+            "login",
+            json!({"email": "erin@example.com", "password": "wrong password"}),
+        )
+        .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             limited = Some(r);
             break;

@@ -17,7 +17,7 @@ use docket_dapr::testing::{Answer, TestSidecar};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Db, TestServer, all_activity, postgres_url};
+use crate::support::{Db, TestServer, all_activity, on_each_database};
 
 const PUBSUB: &str = "docket-pubsub";
 
@@ -94,9 +94,7 @@ async fn events_through_the_sidecar(db: Db, delivery: Delivery) {
     let (token, _) = s.signup("dapr-bus@example.com").await;
 
     // create → published to Dapr → delivered → audited.
-    let r = s.post("/api/tasks", &token, json!({"title": "Through the sidecar"})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let task = r.body["id"].as_str().expect("id").to_owned();
+    let task = s.create("/api/tasks", &token, json!({"title": "Through the sidecar"})).await;
     let entries = until("the audit entry", async || {
         let all = all_activity(&s, &token).await;
         (!all.is_empty()).then_some(all)
@@ -143,7 +141,7 @@ async fn events_through_the_sidecar(db: Db, delivery: Delivery) {
     // Completing a recurring instance: the recurrence consumer, fed by Dapr, makes the next.
     let r = s.post("/api/tasks", &token, json!({"title": "Stretch", "recurrence": "daily"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let first = r.body["id"].as_str().expect("id").to_owned();
+    let first = r.id();
     let series = r.body["series_id"].as_str().expect("a series").to_owned();
     let r = s.post(&format!("/api/tasks/{first}/complete"), &token, json!({})).await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -206,31 +204,17 @@ async fn events_through_the_sidecar(db: Db, delivery: Delivery) {
     assert!(sidecar.published(PUBSUB, "reminders.dlq").is_empty(), "Dapr dead-lettered nothing");
 }
 
-#[tokio::test]
-async fn events_go_through_the_sidecar_sqlite() {
-    events_through_the_sidecar(Db::Sqlite, Delivery::Direct).await;
-}
+on_each_database!(
+    #[tokio::test]
+    events_go_through_the_sidecar_sqlite,
+    events_go_through_the_sidecar_postgres => events_through_the_sidecar, Delivery::Direct
+);
 
-#[tokio::test]
-async fn events_go_through_the_sidecar_into_the_inbox_sqlite() {
-    events_through_the_sidecar(Db::Sqlite, Delivery::Inbox).await;
-}
-
-#[tokio::test]
-async fn events_go_through_the_sidecar_into_the_inbox_postgres() {
-    let Some(base) = postgres_url("events_go_through_the_sidecar_into_the_inbox_postgres") else {
-        return;
-    };
-    events_through_the_sidecar(Db::Postgres(base), Delivery::Inbox).await;
-}
-
-#[tokio::test]
-async fn events_go_through_the_sidecar_postgres() {
-    let Some(base) = postgres_url("events_go_through_the_sidecar_postgres") else {
-        return;
-    };
-    events_through_the_sidecar(Db::Postgres(base), Delivery::Direct).await;
-}
+on_each_database!(
+    #[tokio::test]
+    events_go_through_the_sidecar_into_the_inbox_sqlite,
+    events_go_through_the_sidecar_into_the_inbox_postgres => events_through_the_sidecar, Delivery::Inbox
+);
 
 #[tokio::test]
 async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
@@ -238,17 +222,9 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     let s = start(&sidecar, Db::Sqlite, "dapr").await;
     let (token, _) = s.signup("dapr-jobs@example.com").await;
     let r = s.post("/api/tasks", &token, json!({"title": "Take the pills"})).await;
-    let task = r.body["id"].as_str().expect("id").to_owned();
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at.to_string()}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let task = r.id();
+    let r = s.remind_in(&token, &task, 1500, &[]).await;
+    let reminder = r.id();
     let fire_at: jiff::Timestamp = r.body["fire_at"].as_str().expect("fire_at").parse().expect("t");
 
     // The scheduler registers a job due at the fire time.
@@ -281,17 +257,8 @@ async fn a_reminder_becomes_a_dapr_job_whose_trigger_notifies_once() {
     // any event the repeated trigger had made would have been published before it; once the
     // sidecar is idle after the marker's notification, every published event was delivered.
     let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
-    let marker_task = r.body["id"].as_str().expect("id").to_owned();
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
-    let r = s
-        .post(
-            &format!("/api/tasks/{marker_task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at.to_string()}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let marker = r.body["id"].as_str().expect("id").to_owned();
+    let marker_task = r.id();
+    let marker = s.remind_in(&token, &marker_task, 300, &[]).await.id();
     until("the marker's notification", async || {
         let r = s.get("/api/notifications", &token).await;
         let list = r.body.as_array().cloned().unwrap_or_default();

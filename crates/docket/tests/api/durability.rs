@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Db, TestServer, all_activity, postgres_url};
+use crate::support::{Db, TestServer, all_activity, on_each_database};
 
 async fn kill_mid_load_loses_nothing(db: Db) {
     let mut server = TestServer::start_on(db, Vec::new()).await;
@@ -72,17 +72,11 @@ async fn kill_mid_load_loses_nothing(db: Db) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_kill_mid_load_loses_no_acknowledged_write() {
-    kill_mid_load_loses_nothing(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_kill_mid_load_loses_no_acknowledged_write() {
-    if let Some(url) = postgres_url("postgres_kill_mid_load_loses_no_acknowledged_write") {
-        kill_mid_load_loses_nothing(Db::Postgres(url)).await;
-    }
-}
+on_each_database!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    sqlite_kill_mid_load_loses_no_acknowledged_write,
+    postgres_kill_mid_load_loses_no_acknowledged_write => kill_mid_load_loses_nothing
+);
 
 /// How long the audit consumer may take, after the restart, to deliver everything.
 const AUDIT_CATCH_UP: Duration = Duration::from_secs(60);
@@ -471,14 +465,8 @@ async fn audit_exactly_once_across_kill(db: Db) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_exactly_once_across_kill_sqlite() {
-    audit_exactly_once_across_kill(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_exactly_once_across_kill_postgres() {
-    if let Some(url) = postgres_url("audit_exactly_once_across_kill_postgres") {
-        audit_exactly_once_across_kill(Db::Postgres(url)).await;
-    }
-}
+on_each_database!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    audit_exactly_once_across_kill_sqlite,
+    audit_exactly_once_across_kill_postgres => audit_exactly_once_across_kill
+);

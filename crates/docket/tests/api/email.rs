@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{Db, TestServer};
@@ -83,16 +82,7 @@ fn read_new(dir: &Path) -> Vec<String> {
 
 /// Adds an email reminder to `task` due `in_ms` from now; its id.
 async fn email_reminder(s: &TestServer, token: &str, task: &str, in_ms: i64) -> String {
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(in_ms)).to_string();
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            token,
-            json!({"trigger": {"at": at}, "channels": ["email"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().expect("id").to_owned()
+    s.remind_in(token, task, in_ms, &["email"]).await.id()
 }
 
 /// The value of header `name` in a raw message (unfolded), if present.
@@ -119,20 +109,7 @@ async fn a_reminder_email_arrives_at_the_owners_address() {
     ];
     let s = TestServer::start_on(Db::Sqlite, env).await;
     let (token, _) = s.signup("ada@example.com").await;
-    let r = s
-        .post(
-            "/api/tasks",
-            &token,
-            json!({
-                "title": "Renew the passport",
-                "description": "Bring two photos.",
-                "due_date": "2030-03-01T09:00:00Z",
-                "timezone": "Europe/Berlin",
-            }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let task = r.body["id"].as_str().expect("id").to_owned();
+    let task = s.create("/api/tasks", &token, json!({ "title": "Renew the passport", "description": "Bring two photos.", "due_date": "2030-03-01T09:00:00Z", "timezone": "Europe/Berlin", })).await;
     let reminder = email_reminder(&s, &token, &task, 300).await;
 
     let messages = smtp.messages(1).await;

@@ -7,7 +7,7 @@ use docket_dapr::testing::TestSidecar;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, docket, stderr, stdout};
+use crate::support::{Reply, TestServer, docket, stderr, stdout};
 
 /// The real server and a sidecar that invokes it as `docket-api`.
 async fn through_dapr() -> (TestServer, TestSidecar) {
@@ -15,6 +15,11 @@ async fn through_dapr() -> (TestServer, TestSidecar) {
     let sidecar = TestSidecar::builder().app_id("docket-api").start().await.expect("sidecar");
     sidecar.attach_app(&server.url).await.expect("the sidecar attaches to the server");
     (server, sidecar)
+}
+
+/// Sends `request` (through the sidecar) and reads the answer; `what` names it on failure.
+async fn call(request: reqwest::RequestBuilder, what: &str) -> Reply {
+    TestServer::read(request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"))).await
 }
 
 fn invoke_url(sidecar: &TestSidecar) -> String {
@@ -27,34 +32,30 @@ async fn the_api_answers_through_service_invocation() {
     let base = invoke_url(&sidecar);
     let http = reqwest::Client::new();
 
-    let r = http
-        .post(format!("{base}/api/auth/signup"))
-        .json(&json!({"email": "invoke@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("signup through the sidecar");
-    let r = TestServer::read(r).await;
+    let r = call(
+        http.post(format!("{base}/api/auth/signup"))
+            .json(&json!({"email": "invoke@example.com", "password": "correct horse battery"})),
+        "signup through the sidecar",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "signup: {}", r.text);
     let token = r.body["token"].as_str().expect("token").to_owned();
 
-    let r = http
-        .post(format!("{base}/api/tasks"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "Invoked", "tags": ["dapr"]}))
-        .send()
-        .await
-        .expect("create through the sidecar");
-    let r = TestServer::read(r).await;
+    let r = call(
+        http.post(format!("{base}/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": "Invoked", "tags": ["dapr"]})),
+        "create through the sidecar",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "create: {}", r.text);
-    let id = r.body["id"].as_str().expect("id").to_owned();
+    let id = r.id();
 
-    let r = http
-        .get(format!("{base}/api/tasks?status=all&tag=dapr"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("list through the sidecar");
-    let r = TestServer::read(r).await;
+    let r = call(
+        http.get(format!("{base}/api/tasks?status=all&tag=dapr")).bearer_auth(&token),
+        "list through the sidecar",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "list: {}", r.text);
     let ids: Vec<&str> = r.body["items"]
         .as_array()
@@ -65,13 +66,12 @@ async fn the_api_answers_through_service_invocation() {
     assert_eq!(ids, [id.as_str()], "the query string reached the server");
 
     // The server's own answers pass through: a problem for a missing task, 401 without a token.
-    let r = http
-        .get(format!("{base}/api/tasks/01890000-0000-7000-8000-000000000000"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get through the sidecar");
-    let r = TestServer::read(r).await;
+    let r = call(
+        http.get(format!("{base}/api/tasks/01890000-0000-7000-8000-000000000000"))
+            .bearer_auth(&token),
+        "get through the sidecar",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let r =

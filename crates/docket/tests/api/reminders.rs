@@ -24,7 +24,7 @@ fn instant_in(d: Duration) -> String {
 async fn task(s: &TestServer, token: &str, body: Value) -> String {
     let r = s.post("/api/tasks", token, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().expect("id").to_owned()
+    r.id()
 }
 
 /// Polls the task's reminders until `n` have fired (at most 60 s); returns the list.
@@ -55,13 +55,13 @@ async fn reminder_routes_and_validation() {
     assert_eq!(r.body["fire_at"], "2030-05-01T08:45:00Z");
     assert_eq!(r.body["status"], "pending");
     assert_eq!(r.body["channels"], json!(["in_app"]));
-    let relative = r.body["id"].as_str().expect("id").to_owned();
+    let relative = r.id();
     let r = s
         .post(&path, &a, json!({"trigger": {"at": "2030-04-30T18:00:00Z"}, "channels": ["in_app"]}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["channels"], json!(["in_app"]));
-    let absolute = r.body["id"].as_str().expect("id").to_owned();
+    let absolute = r.id();
     let list = s.get(&path, &a).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body.as_array().map(Vec::len), Some(2));
@@ -208,9 +208,8 @@ async fn a_fired_reminder_becomes_a_notification_on_the_stream() {
     let t = task(&s, &a, json!({"title": "Water the plants"})).await;
     let mut stream = crate::stream::Sse::open(&s, &a, None).await;
     let at = instant_in(Duration::from_millis(300));
-    let r = s.post(&format!("/api/tasks/{t}/reminders"), &a, json!({"trigger": {"at": at}})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let reminder =
+        s.create(&format!("/api/tasks/{t}/reminders"), &a, json!({"trigger": {"at": at}})).await;
 
     // The stream carries the notification (it is a user's own task-updates event).
     let pushed = loop {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Db, TestServer, postgres_url};
+use crate::support::{Db, TestServer, on_each_database};
 
 /// The series' instances (tasks with its `series_id`), oldest occurrence first.
 async fn instances(s: &TestServer, token: &str, series: &str) -> Vec<Value> {
@@ -49,7 +49,7 @@ async fn recurring(s: &TestServer, token: &str, title: &str, due: &str) -> (Stri
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let series = r.body["recurrence"]["series_id"].as_str().expect("series id").to_owned();
     assert_eq!(r.body["series_id"], series.as_str());
-    (r.body["id"].as_str().expect("id").to_owned(), series)
+    (r.id(), series)
 }
 
 /// Completes the task; returns `{task, next}`.
@@ -171,16 +171,11 @@ async fn series_lifecycle(db: Db) {
     }
 }
 
-#[tokio::test]
-async fn series_lifecycle_sqlite() {
-    series_lifecycle(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn series_lifecycle_postgres() {
-    let Some(url) = postgres_url("series_lifecycle_postgres") else { return };
-    series_lifecycle(Db::Postgres(url)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    series_lifecycle_sqlite,
+    series_lifecycle_postgres => series_lifecycle
+);
 
 #[tokio::test]
 async fn bad_recurrences_name_the_field() {
@@ -268,9 +263,7 @@ async fn updating_the_recurrence(db: Db) {
     let (b, _) = s.signup("series-update-b@example.com").await;
     let body =
         json!({"title": "Stretch", "due_date": "2030-12-01T09:00:00", "timezone": "Europe/Berlin"});
-    let r = s.post("/api/tasks", &a, body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.body["id"].as_str().expect("id").to_owned();
+    let id = s.create("/api/tasks", &a, body).await;
     let path = format!("/api/tasks/{id}");
 
     // Never silently ignored: a bad rule is a 422 naming the field, and changes nothing.
@@ -360,16 +353,11 @@ async fn updating_the_recurrence(db: Db) {
     assert_ne!(r.body["series_id"], series.as_str(), "a new series");
 }
 
-#[tokio::test]
-async fn updating_the_recurrence_sqlite() {
-    updating_the_recurrence(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn updating_the_recurrence_postgres() {
-    let Some(url) = postgres_url("updating_the_recurrence_postgres") else { return };
-    updating_the_recurrence(Db::Postgres(url)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    updating_the_recurrence_sqlite,
+    updating_the_recurrence_postgres => updating_the_recurrence
+);
 
 /// Completes a fresh daily task's first instance on `s`; returns the reply and how long it
 /// took.

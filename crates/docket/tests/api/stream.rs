@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 
-use crate::support::{Db, TestServer, postgres_url};
+use crate::support::{Db, TestServer, on_each_database};
 
 /// How long a test waits for a message it expects.
 const WAIT: Duration = Duration::from_secs(30);
@@ -117,7 +117,7 @@ fn seq(m: &SseMessage) -> i64 {
 async fn create(s: &TestServer, token: &str, title: &str) -> String {
     let r = s.post("/api/tasks", token, json!({"title": title})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().expect("id").to_owned()
+    r.id()
 }
 
 async fn streams_carry_own_events_and_resume(db: Db) {
@@ -182,16 +182,11 @@ async fn streams_carry_own_events_and_resume(db: Db) {
     assert!(history.iter().all(|m| m.json()["partitionkey"] == a_id.as_str()));
 }
 
-#[tokio::test]
-async fn sse_streams_own_events_and_resumes_sqlite() {
-    streams_carry_own_events_and_resume(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sse_streams_own_events_and_resumes_postgres() {
-    let Some(url) = postgres_url("sse_streams_own_events_and_resumes_postgres") else { return };
-    streams_carry_own_events_and_resume(Db::Postgres(url)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    sse_streams_own_events_and_resumes_sqlite,
+    sse_streams_own_events_and_resumes_postgres => streams_carry_own_events_and_resume
+);
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

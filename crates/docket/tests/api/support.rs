@@ -23,6 +23,26 @@ pub enum Db {
     Shared(String),
 }
 
+/// Stamps one test per database for `body(db, args…)`: `$sqlite` on SQLite, and `$postgres`
+/// on PostgreSQL when [`postgres_url`] gives one (it says why it skips, and fails under `CI`).
+macro_rules! on_each_database {
+    ($(#[$attr:meta])* $sqlite:ident, $postgres:ident => $body:ident $(, $arg:expr)*) => {
+        $(#[$attr])*
+        async fn $sqlite() {
+            $body($crate::support::Db::Sqlite $(, $arg)*).await;
+        }
+
+        $(#[$attr])*
+        async fn $postgres() {
+            if let Some(url) = $crate::support::postgres_url(stringify!($postgres)) {
+                $body($crate::support::Db::Postgres(url) $(, $arg)*).await;
+            }
+        }
+    };
+}
+
+pub(crate) use on_each_database;
+
 /// The PostgreSQL URL tests should use, `None` (with a printed reason) when not configured.
 /// Panics when `CI` is set and the variable is missing: CI must not silently skip.
 pub fn postgres_url(test: &str) -> Option<String> {
@@ -80,6 +100,11 @@ pub struct Reply {
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `id` of the resource in the body.
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", self.text)).to_owned()
     }
 }
 
@@ -187,6 +212,26 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
         self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// POSTs `body` to `path`, asserts `201 Created` and returns the new resource's `id`.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> String {
+        let r = self.post(path, token, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.text);
+        r.id()
+    }
+
+    /// Adds a reminder to `task` at `in_ms` from now, on `channels` (the default when none),
+    /// asserting `201 Created`.
+    pub async fn remind_in(&self, token: &str, task: &str, in_ms: i64, channels: &[&str]) -> Reply {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(in_ms);
+        let mut body = json!({"trigger": {"at": at.to_string()}});
+        if !channels.is_empty() {
+            body["channels"] = json!(channels);
+        }
+        let r = self.post(&format!("/api/tasks/{task}/reminders"), token, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {

@@ -292,32 +292,17 @@ async fn malformed_requests_are_4xx_problems() {
     let s = TestServer::start().await;
     let (t, _) = s.signup("malformed@example.com").await;
     let url = format!("{}/api/tasks", s.url);
-    let send = |req: reqwest::RequestBuilder| async move {
-        TestServer::read(req.send().await.unwrap()).await
+    // A create with this raw body and content type.
+    let send = |content_type: &'static str, body: String| {
+        let req = s.http.post(&url).bearer_auth(&t).header("content-type", content_type).body(body);
+        async move { TestServer::read(req.send().await.unwrap()).await }
     };
 
-    let r = send(
-        s.http
-            .post(&url)
-            .bearer_auth(&t)
-            .header("content-type", "application/json")
-            .body("{\"title\": "),
-    )
-    .await;
+    let r = send("application/json", "{\"title\": ".into()).await;
     assert_problem(&r, StatusCode::BAD_REQUEST);
-    let r = send(
-        s.http.post(&url).bearer_auth(&t).header("content-type", "application/json").body("[1,2]"),
-    )
-    .await;
+    let r = send("application/json", "[1,2]".into()).await;
     assert!(r.status.is_client_error(), "{}", r.text);
-    let r = send(
-        s.http
-            .post(&url)
-            .bearer_auth(&t)
-            .header("content-type", "text/plain")
-            .body("{\"title\":\"x\"}"),
-    )
-    .await;
+    let r = send("text/plain", "{\"title\":\"x\"}".into()).await;
     assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     for body in [
         json!({"title": 5}),
@@ -334,7 +319,7 @@ async fn malformed_requests_are_4xx_problems() {
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
     }
     let huge = json!({"title": "big", "description": "x".repeat(2 * 1024 * 1024)});
-    let r = send(s.http.post(&url).bearer_auth(&t).json(&huge)).await;
+    let r = send("application/json", huge.to_string()).await;
     assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE);
     // The unread body makes the connection unusable; the client is told not to reuse it.
     assert_eq!(r.header("connection"), Some("close"));
@@ -375,21 +360,16 @@ async fn stale_if_match_is_412_and_changes_nothing() {
     let task = create(&s, &t, json!({"title": "v1"})).await;
     let id = task["id"].as_str().unwrap();
     let path = format!("/api/tasks/{id}");
+    // The answer to `method` on `p` with `If-Match: m`.
     let with_match = |m: &str, method: Method, p: &str, body: Option<Value>| {
         let mut req =
             s.http.request(method, format!("{}{p}", s.url)).bearer_auth(&t).header("if-match", m);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        req
+        async move { TestServer::read(req.send().await.unwrap()).await }
     };
-    let ok = TestServer::read(
-        with_match("\"1\"", Method::PATCH, &path, Some(json!({"title": "v2"})))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ok = with_match("\"1\"", Method::PATCH, &path, Some(json!({"title": "v2"}))).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.header("etag"), Some("\"2\""));
     for (method, p, body) in [
@@ -399,18 +379,10 @@ async fn stale_if_match_is_412_and_changes_nothing() {
         (Method::POST, format!("{path}/complete"), None),
         (Method::PATCH, format!("{path}/complete"), None),
     ] {
-        let r =
-            TestServer::read(with_match("\"1\"", method.clone(), &p, body).send().await.unwrap())
-                .await;
+        let r = with_match("\"1\"", method.clone(), &p, body).await;
         assert_problem(&r, StatusCode::PRECONDITION_FAILED);
     }
-    let r = TestServer::read(
-        with_match("garbage", Method::PATCH, &path, Some(json!({"title": "x"})))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = with_match("garbage", Method::PATCH, &path, Some(json!({"title": "x"}))).await;
     assert!(
         r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::PRECONDITION_FAILED,
         "{}",
@@ -418,9 +390,7 @@ async fn stale_if_match_is_412_and_changes_nothing() {
     );
     let now = s.get(&path, &t).await;
     assert_eq!((now.body["title"].as_str(), now.body["version"].as_i64()), (Some("v2"), Some(2)));
-    let del =
-        TestServer::read(with_match("\"2\"", Method::DELETE, &path, None).send().await.unwrap())
-            .await;
+    let del = with_match("\"2\"", Method::DELETE, &path, None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
 }
 

@@ -14,7 +14,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::{Db, Reply, TestServer, docket, postgres_url, stderr};
+use crate::support::{Db, Reply, TestServer, docket, on_each_database, stderr};
+
+/// Registers a webhook to `url` for `events`, asserting `201 Created`; the reply carries its
+/// `id` and, this once, its `secret`.
+async fn add_webhook(s: &TestServer, token: &str, url: &str, events: &[&str]) -> Reply {
+    let r = s.post("/api/webhooks", token, json!({"url": url, "events": events})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r
+}
 
 /// One request the receiver saw.
 #[derive(Debug, Clone)]
@@ -134,15 +142,14 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     let (token, user) = s.signup("hooks@example.com").await;
     let (other, _) = s.signup("hooks-other@example.com").await;
 
-    let r = s
-        .post(
-            "/api/webhooks",
-            &token,
-            json!({"url": receiver.url, "events": ["com.todo.task.created", "com.todo.task.completed"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("id").to_owned();
+    let r = add_webhook(
+        &s,
+        &token,
+        &receiver.url,
+        &["com.todo.task.created", "com.todo.task.completed"],
+    )
+    .await;
+    let hook = r.id();
     let secret = r.body["secret"].as_str().expect("the secret, shown once").to_owned();
     assert!(secret.len() >= 32, "a long secret: {secret}");
     assert_eq!(r.body["active"], true);
@@ -155,9 +162,7 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     // Another user's task reaches nobody's webhook but theirs.
     let r = s.post("/api/tasks", &other, json!({"title": "Not yours"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = s.post("/api/tasks", &token, json!({"title": "Water the plants"})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let task = r.body["id"].as_str().expect("id").to_owned();
+    let task = s.create("/api/tasks", &token, json!({"title": "Water the plants"})).await;
 
     // First attempt answered 500, the second 200: the same delivery, sent twice.
     let seen = receiver.until(2).await;
@@ -208,15 +213,8 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     // handles the user's events in log order, so once the marker's delivery is listed, the
     // reopen and the completion above have been dispatched too.
     let marker = Receiver::start(Vec::new()).await;
-    let r = s
-        .post(
-            "/api/webhooks",
-            &token,
-            json!({"url": marker.url, "events": ["com.todo.task.created"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let marker_hook = r.body["id"].as_str().expect("id").to_owned();
+    let r = add_webhook(&s, &token, &marker.url, &["com.todo.task.created"]).await;
+    let marker_hook = r.id();
     let r = s.post("/api/tasks", &token, json!({"title": "Marker"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     deliveries_until(&s, &token, &marker_hook, |l| l.len() == 1).await;
@@ -236,18 +234,11 @@ async fn signed_deliveries_with_a_retry_after_500(db: Db) {
     assert_eq!(s.get(&format!("/api/webhooks/{hook}"), &token).await.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn signed_deliveries_with_a_retry_after_500_sqlite() {
-    signed_deliveries_with_a_retry_after_500(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn signed_deliveries_with_a_retry_after_500_postgres() {
-    let Some(base) = postgres_url("signed_deliveries_with_a_retry_after_500_postgres") else {
-        return;
-    };
-    signed_deliveries_with_a_retry_after_500(Db::Postgres(base)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    signed_deliveries_with_a_retry_after_500_sqlite,
+    signed_deliveries_with_a_retry_after_500_postgres => signed_deliveries_with_a_retry_after_500
+);
 
 #[tokio::test]
 async fn a_reminder_reaches_webhooks_and_a_failure_is_recorded_not_lost() {
@@ -255,29 +246,13 @@ async fn a_reminder_reaches_webhooks_and_a_failure_is_recorded_not_lost() {
     let receiver = Receiver::start(vec![500, 500, 500]).await;
     let s = TestServer::start_on(Db::Sqlite, env(true)).await;
     let (token, _) = s.signup("hook-reminder@example.com").await;
-    let r = s
-        .post(
-            "/api/webhooks",
-            &token,
-            json!({"url": receiver.url, "events": ["com.todo.reminder.triggered"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("id").to_owned();
+    let r = add_webhook(&s, &token, &receiver.url, &["com.todo.reminder.triggered"]).await;
+    let hook = r.id();
     let secret = r.body["secret"].as_str().expect("secret").to_owned();
 
     let r = s.post("/api/tasks", &token, json!({"title": "Call the bank"})).await;
-    let task = r.body["id"].as_str().expect("id").to_owned();
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300)).to_string();
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at}, "channels": ["webhook", "in_app"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let reminder = r.body["id"].as_str().expect("id").to_owned();
+    let task = r.id();
+    let reminder = s.remind_in(&token, &task, 300, &["webhook", "in_app"]).await.id();
 
     let seen = receiver.until(3).await;
     for s in &seen {
@@ -317,16 +292,8 @@ async fn a_reminder_asking_for_webhooks_with_none_subscribed_is_marked_failed() 
     let s = TestServer::start_on(Db::Sqlite, env(true)).await;
     let (token, _) = s.signup("hook-none@example.com").await;
     let r = s.post("/api/tasks", &token, json!({"title": "Lonely"})).await;
-    let task = r.body["id"].as_str().expect("id").to_owned();
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(200)).to_string();
-    let r = s
-        .post(
-            &format!("/api/tasks/{task}/reminders"),
-            &token,
-            json!({"trigger": {"at": at}, "channels": ["webhook"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let task = r.id();
+    s.remind_in(&token, &task, 200, &["webhook"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = s.get(&format!("/api/tasks/{task}/reminders"), &token).await;
@@ -344,14 +311,7 @@ async fn a_reminder_asking_for_webhooks_with_none_subscribed_is_marked_failed() 
         .to_owned();
 
     // Fixed by adding a webhook, then retried: failed → pending, and it fires again.
-    let r = s
-        .post(
-            "/api/webhooks",
-            &token,
-            json!({"url": receiver.url, "events": ["com.todo.reminder.triggered"]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    add_webhook(&s, &token, &receiver.url, &["com.todo.reminder.triggered"]).await;
     let (other, _) = s.signup("hook-none-other@example.com").await;
     let retry = format!("/api/reminders/{reminder}/retry");
     assert_eq!(s.post(&retry, &other, json!({})).await.status, StatusCode::NOT_FOUND);
@@ -418,11 +378,9 @@ async fn private_targets_are_refused_unless_allowed_and_input_is_checked() {
     assert_eq!(s.get("/api/webhooks", &token).await.body, json!([]), "nothing was created");
 
     // A public address is accepted; moving it onto a private one is refused.
-    let r = s
-        .post("/api/webhooks", &token, json!({"url": "http://8.8.8.8/hook", "events": events}))
+    let hook = s
+        .create("/api/webhooks", &token, json!({"url": "http://8.8.8.8/hook", "events": events}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("id").to_owned();
     let r = s.patch(&format!("/api/webhooks/{hook}"), &token, json!({"url": receiver.url})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(
@@ -491,7 +449,7 @@ async fn task_webhook(s: &TestServer, token: &str, url: &str) -> (String, String
     let body = json!({"url": url, "events": ["com.todo.task.created"]});
     let r = s.post("/api/webhooks", token, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("id").to_owned();
+    let hook = r.id();
     (hook, r.body["secret"].as_str().expect("the secret, shown once").to_owned())
 }
 
@@ -541,19 +499,11 @@ async fn a_plain_secret_is_sealed_at_start_and_still_signs(db: Db) {
     assert!(signed_by(&seen[0], legacy), "still signed with the old secret: {:?}", seen[0]);
 }
 
-#[tokio::test]
-async fn a_plain_secret_is_sealed_at_start_and_still_signs_sqlite() {
-    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_plain_secret_is_sealed_at_start_and_still_signs_postgres() {
-    let Some(base) = postgres_url("a_plain_secret_is_sealed_at_start_and_still_signs_postgres")
-    else {
-        return;
-    };
-    a_plain_secret_is_sealed_at_start_and_still_signs(Db::Postgres(base)).await;
-}
+on_each_database!(
+    #[tokio::test]
+    a_plain_secret_is_sealed_at_start_and_still_signs_sqlite,
+    a_plain_secret_is_sealed_at_start_and_still_signs_postgres => a_plain_secret_is_sealed_at_start_and_still_signs
+);
 
 #[test]
 fn a_malformed_secret_key_is_a_clear_startup_error() {
